@@ -1,0 +1,1 @@
+"""The `seqsuite` command line: argument parsing only; every command calls the Python API."""

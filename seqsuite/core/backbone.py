@@ -1,0 +1,158 @@
+"""Backbones: an isotropic stack of residual layers, and a causal U-Net with pooling (SaShiMi layout).
+
+Both map (batch, L, d_model) → (batch, L, d_model) in parallel, and step one position at a time
+with `allocate_state` / `step`, giving the same outputs.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .block import make_layer
+from .config import ModelConfig
+
+
+class Isotropic(nn.Module):
+    """n residual layers of one type at one width."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.layers = nn.ModuleList(make_layer(cfg.layer, cfg.d_model, cfg) for _ in range(cfg.n_layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def allocate_state(self, batch: int, device=None, dtype=None) -> dict:
+        return {"layers": [layer.allocate_state(batch, device, dtype) for layer in self.layers]}
+
+    def step(self, x: torch.Tensor, state: dict) -> torch.Tensor:
+        for layer, st in zip(self.layers, state["layers"]):
+            x = layer.step(x, st)
+        return x
+
+
+class DownPool(nn.Module):
+    """Pool by p: reshape p consecutive steps into one vector, then a linear map to d_out."""
+
+    def __init__(self, d_in: int, d_out: int, p: int):
+        super().__init__()
+        self.p = p
+        self.linear = nn.Linear(d_in * p, d_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, L, d = x.shape
+        return self.linear(x.reshape(b, L // self.p, self.p * d))
+
+
+class UpPool(nn.Module):
+    """Unpool by p: a linear map to p vectors of d_out, shifted one pooled step later (causal)."""
+
+    def __init__(self, d_in: int, d_out: int, p: int):
+        super().__init__()
+        self.p, self.d_out = p, d_out
+        self.linear = nn.Linear(d_in, d_out * p)
+
+    def expand(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., d_in) → (..., p, d_out): the p outputs produced by one pooled step."""
+        return self.linear(x).unflatten(-1, (self.p, self.d_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, Lp, _ = x.shape
+        y = self.expand(x)  # (b, Lp, p, d_out)
+        y = F.pad(y[:, :-1], (0, 0, 0, 0, 1, 0))  # output of pooled step j feeds steps of block j+1
+        return y.reshape(b, Lp * self.p, self.d_out)
+
+
+class UNetLevel(nn.Module):
+    """One resolution of the U-Net: n layers down, pool, the inner level, unpool, skip, n layers up.
+
+    The innermost level (no pooling left) is the centre: n layers only.
+    """
+
+    def __init__(self, cfg: ModelConfig, depth: int, d: int):
+        super().__init__()
+        kind = cfg.outer if depth == 0 else cfg.inner
+        self.depth, self.d = depth, d
+        self.is_centre = depth == len(cfg.pool)
+        self.down = nn.ModuleList(make_layer(kind, d, cfg) for _ in range(cfg.n_layers))
+        if not self.is_centre:
+            p, d_in = cfg.pool[depth], d * cfg.pool_expand
+            self.p = p
+            self.pool = DownPool(d, d_in, p)
+            self.inner = UNetLevel(cfg, depth + 1, d_in)
+            self.unpool = UpPool(d_in, d, p)
+            self.up = nn.ModuleList(make_layer(kind, d, cfg) for _ in range(cfg.n_layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.down:
+            x = layer(x)
+        if self.is_centre:
+            return x
+        skip = x
+        x = self.unpool(self.inner(self.pool(x))) + skip
+        for layer in self.up:
+            x = layer(x)
+        return x
+
+    def allocate_state(self, batch: int, device=None, dtype=None) -> dict:
+        st = {"down": [layer.allocate_state(batch, device, dtype) for layer in self.down]}
+        if not self.is_centre:
+            ref = self.pool.linear.weight
+            device, wdt = device or ref.device, dtype or ref.dtype
+            st["pool_buf"] = torch.zeros(batch, self.p, self.d, device=device, dtype=wdt)
+            st["up_buf"] = torch.zeros(batch, self.p, self.d, device=device, dtype=wdt)
+            st["inner"] = self.inner.allocate_state(batch, device, dtype)
+            st["up"] = [layer.allocate_state(batch, device, dtype) for layer in self.up]
+        return st
+
+    def step(self, x: torch.Tensor, state: dict, t: int) -> torch.Tensor:
+        """One step of this level at its own time index t (the caller runs it only when due)."""
+        for layer, st in zip(self.down, state["down"]):
+            x = layer.step(x, st)
+        if self.is_centre:
+            return x
+        slot = t % self.p
+        up = state["up_buf"][:, slot].clone()  # produced by the previous pooled step
+        state["pool_buf"][:, slot] = x
+        if slot == self.p - 1:  # a pooled step is complete: run the inner level once
+            pooled = self.pool.linear(state["pool_buf"].flatten(1))
+            inner_out = self.inner.step(pooled, state["inner"], t // self.p)
+            state["up_buf"].copy_(self.unpool.expand(inner_out))
+        x = up + x
+        for layer, st in zip(self.up, state["up"]):
+            x = layer.step(x, st)
+        return x
+
+
+class UNet(nn.Module):
+    """Causal U-Net backbone. Lengths that are not a multiple of the total pooling are padded at
+    the end (causality makes the padding invisible to earlier outputs) and cropped back."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.total_pool = 1
+        for p in cfg.pool:
+            self.total_pool *= p
+        self.root = UNetLevel(cfg, 0, cfg.d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        L = x.shape[1]
+        pad = (-L) % self.total_pool
+        if pad:
+            x = F.pad(x, (0, 0, 0, pad))
+        return self.root(x)[:, :L]
+
+    def allocate_state(self, batch: int, device=None, dtype=None) -> dict:
+        return {"t": 0, "root": self.root.allocate_state(batch, device, dtype)}
+
+    def step(self, x: torch.Tensor, state: dict) -> torch.Tensor:
+        y = self.root.step(x, state["root"], state["t"])
+        state["t"] += 1
+        return y
+
+
+def build_backbone(cfg: ModelConfig) -> nn.Module:
+    return Isotropic(cfg) if cfg.arch == "isotropic" else UNet(cfg)
