@@ -1,0 +1,91 @@
+"""Triton decode step: one fused kernel updates the state in place and returns y.
+
+    dt = softplus(dt + dt_bias);  state <- exp(dt A) state + dt B x;  y = sum_n C state + D x;
+    y <- y silu(z)
+
+One program per (batch, BD channels) holds a (BD, N) block of the state. The launch does no
+allocation beyond the output, so it can be captured in a CUDA graph.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .triton_fwd import _softplus
+
+
+@triton.jit
+def _decode_kernel(
+    state_ptr, x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, y_ptr,
+    dim, N, group_b, group_c,
+    s_sb, s_sd, s_sn, s_xb, s_xd, s_tb, s_td, s_zb, s_zd, s_ad, s_an,
+    sB_b, sB_g, sB_n, sC_b, sC_g, sC_n,
+    BD: tl.constexpr, NP: tl.constexpr,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+):
+    pid_b = tl.program_id(0).to(tl.int64)
+    pid_d = tl.program_id(1)
+    offs_d = pid_d * BD + tl.arange(0, BD)
+    offs_n = tl.arange(0, NP)
+    dmask = offs_d < dim
+    mask2 = dmask[:, None] & (offs_n[None, :] < N)
+    x = tl.load(x_ptr + pid_b * s_xb + offs_d * s_xd, mask=dmask, other=0.0).to(tl.float32)
+    dt = tl.load(dt_ptr + pid_b * s_tb + offs_d * s_td, mask=dmask, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        dt += tl.load(bias_ptr + offs_d, mask=dmask, other=0.0).to(tl.float32)
+    if SOFTPLUS:
+        dt = _softplus(dt)
+    A = tl.load(A_ptr + offs_d[:, None] * s_ad + offs_n[None, :] * s_an, mask=mask2, other=0.0)
+    gb = offs_d // group_b
+    gc = offs_d // group_c
+    Bt = tl.load(B_ptr + pid_b * sB_b + gb[:, None] * sB_g + offs_n[None, :] * sB_n,
+                 mask=mask2, other=0.0).to(tl.float32)
+    Ct = tl.load(C_ptr + pid_b * sC_b + gc[:, None] * sC_g + offs_n[None, :] * sC_n,
+                 mask=mask2, other=0.0).to(tl.float32)
+    sp = state_ptr + pid_b * s_sb + offs_d[:, None] * s_sd + offs_n[None, :] * s_sn
+    s = tl.load(sp, mask=mask2, other=0.0).to(tl.float32)
+    s = s * tl.exp(dt[:, None] * A.to(tl.float32)) + (dt * x)[:, None] * Bt
+    tl.store(sp, s.to(state_ptr.dtype.element_ty), mask=mask2)
+    y = tl.sum(s * Ct, axis=1)
+    if HAS_D:
+        y += tl.load(D_ptr + offs_d, mask=dmask, other=0.0).to(tl.float32) * x
+    if HAS_Z:
+        z = tl.load(z_ptr + pid_b * s_zb + offs_d * s_zd, mask=dmask, other=0.0).to(tl.float32)
+        y = y * z * tl.sigmoid(z)
+    tl.store(y_ptr + pid_b * dim + offs_d, y.to(y_ptr.dtype.element_ty), mask=dmask)
+
+
+def _step_bc(X: torch.Tensor, dim: int):
+    """(tensor, group size, strides (batch, group, n)) for B/C of one step."""
+    if X.dim() == 2:  # (batch, N): one group
+        return dim, (X.stride(0), 0, X.stride(1))
+    G = X.shape[1]
+    return dim // G, (X.stride(0), X.stride(1), X.stride(2))
+
+
+def selective_state_update_triton(state, x, dt, A, B, C, D=None, z=None, dt_bias=None,
+                                  dt_softplus=False, block_d: int = 16) -> torch.Tensor:
+    """Launch the decode kernel; `state` (batch, dim, N) float32 is updated in place."""
+    batch, dim, N = state.shape
+    D = D.contiguous() if D is not None else None
+    dt_bias = dt_bias.contiguous() if dt_bias is not None else None
+    y = torch.empty((batch, dim), dtype=x.dtype, device=x.device)
+    gb, sb = _step_bc(B, dim)
+    gc, sc = _step_bc(C, dim)
+    NP = max(triton.next_power_of_2(N), 2)
+    BD = min(block_d, triton.next_power_of_2(dim))
+    dummy = x
+    zz = z if z is not None else x
+    grid = (batch, triton.cdiv(dim, BD))
+    _decode_kernel[grid](
+        state, x, dt, A, B, C, D if D is not None else dummy, zz,
+        dt_bias if dt_bias is not None else dummy, y,
+        dim, N, gb, gc,
+        state.stride(0), state.stride(1), state.stride(2), x.stride(0), x.stride(1),
+        dt.stride(0), dt.stride(1), zz.stride(0), zz.stride(1), A.stride(0), A.stride(1),
+        *sb, *sc,
+        BD=BD, NP=NP, HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=dt_bias is not None,
+        SOFTPLUS=bool(dt_softplus), num_warps=4,
+    )
+    return y

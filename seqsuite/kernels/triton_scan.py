@@ -1,0 +1,288 @@
+"""Launchers for the Triton selective scan, registered as torch custom ops with autograd.
+
+`scan_fwd` / `scan_bwd` (torch.ops.seqsuite.scan_fwd / scan_bwd) take the public arguments
+of `selective_scan` for real A. Tunables live in `CONFIG` (a plain dataclass); the env var
+SEQSUITE_SCAN_CFG="bd_fwd,bd_bwd,tile,warps_fwd,warps_bwd[,warps_per_sm[,unroll]]" overrides it
+(benchmark sweeps).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import triton
+from torch import Tensor
+
+from .triton_bwd import _bwd_chunk_summary_kernel, _bwd_kernel
+from .triton_fwd import _chunk_combine_kernel, _fwd_chunk_summary_kernel, _fwd_kernel
+
+
+@dataclass
+class ScanConfig:
+    bd_fwd: int = 16       # channels per forward program (upper bound)
+    bd_bwd: int = 16       # channels per backward program (upper bound)
+    tile: int = 16         # time steps per tile; also the spacing of the saved states
+    warps_fwd: int = 1
+    warps_bwd: int = 1
+    warps_per_sm: int = 24  # split sequences into chunks until the grid has this many warps/SM
+    chunk_tiles: int = 0   # tiles per chunk; 0 = pick from warps_per_sm
+    unroll: int = 1        # unroll factor of the loop over states in the main kernels
+
+
+CONFIG = ScanConfig()
+
+
+def _config() -> ScanConfig:
+    env = os.environ.get("SEQSUITE_SCAN_CFG")
+    if not env:
+        return CONFIG
+    v = [int(x) for x in env.split(",")]
+    wps = v[5] if len(v) > 5 else CONFIG.warps_per_sm
+    unroll = v[6] if len(v) > 6 else CONFIG.unroll
+    return ScanConfig(v[0], v[1], v[2], v[3], v[4], wps, CONFIG.chunk_tiles, unroll)
+
+
+def tile_for(N: int) -> int:
+    """Tile length (time steps) of the kernels and of the saved states' spacing."""
+    return max(_config().tile, 16)
+
+
+def _bc_layout(X: Tensor, dim: int):
+    """(tensor, varying, group size, strides (batch, group|channel, n, l)) for B or C."""
+    if X.dim() == 2:  # (dim, N) time-invariant
+        return X, False, 1, (0, X.stride(0), X.stride(1), 0)
+    if X.stride(-1) != 1:
+        X = X.contiguous()
+    if X.dim() == 3:  # (batch, N, L): one group
+        return X, True, dim, (X.stride(0), 0, X.stride(1), 1)
+    G = X.shape[1]
+    if dim % G:
+        raise ValueError(f"dim {dim} is not divisible by the number of groups {G}")
+    return X, True, dim // G, (X.stride(0), X.stride(1), X.stride(2), 1)
+
+
+def _block_d(target: int, dim: int, groups: list[int]) -> int:
+    """Largest power of two <= target that divides every varying group size (and <= dim)."""
+    bd = min(target, triton.next_power_of_2(dim))
+    for g in groups:
+        bd = min(bd, g & -g)  # lowest set bit: largest power of two dividing g
+    return max(bd, 1)
+
+
+def _n_chunks(cfg: ScanConfig, programs: int, warps: int, n_tiles: int,
+              device: torch.device) -> tuple[int, int]:
+    """(chunk length in tiles, number of chunks) so that the grid has enough warps."""
+    if cfg.chunk_tiles > 0:
+        ct = cfg.chunk_tiles
+    else:
+        sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 1
+        want = cfg.warps_per_sm * sms
+        have = max(programs * warps, 1)
+        nc = max(1, min(n_tiles, math.ceil(want / have))) if have < want else 1
+        ct = math.ceil(n_tiles / nc)
+    return ct, math.ceil(n_tiles / ct)
+
+
+def _opt(t: Optional[Tensor], like: Tensor) -> Tensor:
+    return t if t is not None else like
+
+
+def _contig(t: Optional[Tensor]) -> Optional[Tensor]:
+    return None if t is None else (t if t.stride(-1) == 1 and t.is_contiguous() else t.contiguous())
+
+
+@torch.library.custom_op("seqsuite::scan_fwd", mutates_args=())
+def scan_fwd(
+    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
+    z: Optional[Tensor], delta_bias: Optional[Tensor], delta_softplus: bool, tile: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Forward scan. Returns y (like u), last state (batch, dim, N) fp32, tile-start states
+    (batch, ceil(L / tile), N, dim) fp32 for the backward."""
+    cfg = _config()
+    u, delta, z, D, delta_bias = (_contig(t) for t in (u, delta, z, D, delta_bias))
+    batch, dim, L = u.shape
+    N = A.shape[1]
+    TL = tile
+    B, b_vary, gb, sB = _bc_layout(B, dim)
+    C, c_vary, gc, sC = _bc_layout(C, dim)
+    BD = _block_d(cfg.bd_fwd, dim, [g for g, v in ((gb, b_vary), (gc, c_vary)) if v])
+    n_dblk = triton.cdiv(dim, BD)
+    n_tiles = triton.cdiv(L, TL)
+    ct, n_chunks = _n_chunks(cfg, batch * n_dblk, cfg.warps_fwd, n_tiles, u.device)
+    chunk_len = ct * TL
+    y = torch.empty_like(u)
+    last = torch.empty((batch, dim, N), dtype=torch.float32, device=u.device)
+    states = torch.empty((batch, n_tiles, N, dim), dtype=torch.float32, device=u.device)
+    grid = (n_dblk, n_chunks, batch)
+    h0 = None
+    if n_chunks > 1:
+        hsum = torch.zeros((batch, n_chunks, N, dim), dtype=torch.float32, device=u.device)
+        dtsum = torch.empty((batch, n_chunks, dim), dtype=torch.float32, device=u.device)
+        _fwd_chunk_summary_kernel[grid](
+            u, delta, A, B, _opt(delta_bias, u), hsum, dtsum,
+            dim, L, N, chunk_len, n_chunks, gb,
+            u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sB,
+            BD=BD, TL=TL, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
+            B_VARY=b_vary, num_warps=cfg.warps_fwd,
+        )
+        h0 = torch.empty_like(hsum)
+        BLK = 256
+        _chunk_combine_kernel[(triton.cdiv(dim * N, BLK), batch)](
+            hsum, dtsum, A, hsum, h0, dim, N, n_chunks, A.stride(0), A.stride(1),
+            BLOCK=BLK, REVERSE=False, HAS_INIT=False, num_warps=4,
+        )
+    _fwd_kernel[grid](
+        u, delta, _opt(z, u), A, B, C, _opt(D, u), _opt(delta_bias, u), y,
+        _opt(h0, last), states, last,
+        dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc,
+        u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sB, *sC,
+        BD=BD, TL=TL, HAS_D=D is not None, HAS_Z=z is not None,
+        HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus, B_VARY=b_vary,
+        C_VARY=c_vary, HAS_H0=h0 is not None, UNROLL=cfg.unroll, num_warps=cfg.warps_fwd,
+    )
+    return y, last, states
+
+
+@scan_fwd.register_fake
+def _(u, delta, A, B, C, D, z, delta_bias, delta_softplus, tile):
+    batch, dim, L = u.shape
+    N = A.shape[1]
+    return (
+        torch.empty_like(u, memory_format=torch.contiguous_format),
+        u.new_empty((batch, dim, N), dtype=torch.float32),
+        u.new_empty((batch, (L + tile - 1) // tile, N, dim), dtype=torch.float32),
+    )
+
+
+@torch.library.custom_op("seqsuite::scan_bwd", mutates_args=())
+def scan_bwd(
+    dout: Tensor, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+    D: Optional[Tensor], z: Optional[Tensor], delta_bias: Optional[Tensor],
+    delta_softplus: bool, states: Tensor, dlast: Optional[Tensor], tile: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Backward scan. Returns du, ddelta, dA, dB, dC, dD, dz, ddelta_bias (empty tensors
+    for absent optional inputs)."""
+    cfg = _config()
+    dout, u, delta, z, D, delta_bias = (_contig(t) for t in (dout, u, delta, z, D, delta_bias))
+    batch, dim, L = u.shape
+    N = A.shape[1]
+    TL = tile
+    B_in, C_in = B, C
+    B, b_vary, gb, sB = _bc_layout(B, dim)
+    C, c_vary, gc, sC = _bc_layout(C, dim)
+    BD = _block_d(cfg.bd_bwd, dim, [g for g, v in ((gb, b_vary), (gc, c_vary)) if v])
+    n_dblk = triton.cdiv(dim, BD)
+    n_tiles = triton.cdiv(L, TL)
+    ct, n_chunks = _n_chunks(cfg, batch * n_dblk, cfg.warps_bwd, n_tiles, u.device)
+    chunk_len = ct * TL
+    grid = (n_dblk, n_chunks, batch)
+    f32 = dict(dtype=torch.float32, device=u.device)
+    du = torch.empty_like(u)
+    ddelta = torch.empty_like(delta)
+    dz = torch.empty_like(z) if z is not None else u.new_empty(0)
+    part = (batch, n_chunks, N, dim)  # per-program partial sums, reduced below
+    dA_part = torch.zeros(part, **f32)
+    dB = torch.zeros(B.shape if b_vary else part, **f32)
+    dC = torch.zeros(C.shape if c_vary else part, **f32)
+    dD = torch.zeros((dim,), **f32)
+    dbias = torch.zeros((dim,), **f32)
+
+    def dstrides(X, vary):
+        if not vary:
+            return (0, 0, 0)
+        if X.dim() == 3:
+            return (X.stride(0), 0, X.stride(1))
+        return (X.stride(0), X.stride(1), X.stride(2))
+
+    if n_chunks > 1 or dlast is not None:
+        rsum = torch.zeros(part, **f32)
+        dtsum = torch.zeros((batch, n_chunks, dim), **f32)
+        if n_chunks > 1:
+            _bwd_chunk_summary_kernel[grid](
+                dout, _opt(z, u), delta, A, C, _opt(delta_bias, u), rsum, dtsum,
+                dim, L, N, chunk_len, n_chunks, gc,
+                u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sC,
+                BD=BD, TL=TL, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+                SOFTPLUS=delta_softplus, C_VARY=c_vary, num_warps=cfg.warps_bwd,
+            )
+        r = torch.empty_like(rsum)
+        BLK = 256
+        dl = dlast.float().contiguous() if dlast is not None else None
+        _chunk_combine_kernel[(triton.cdiv(dim * N, BLK), batch)](
+            rsum, dtsum, A, _opt(dl, rsum), r, dim, N, n_chunks, A.stride(0), A.stride(1),
+            BLOCK=BLK, REVERSE=True, HAS_INIT=dl is not None, num_warps=4,
+        )
+    else:
+        r = torch.zeros(part, **f32)
+    _bwd_kernel[grid](
+        dout, u, delta, _opt(z, u), A, B, C, _opt(D, u), _opt(delta_bias, u),
+        states, r,
+        du, ddelta, dz if z is not None else du, dA_part, dB, dC, dD, dbias,
+        dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc,
+        u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sB, *sC,
+        *dstrides(dB, b_vary), *dstrides(dC, c_vary),
+        BD=BD, TL=TL, HAS_D=D is not None, HAS_Z=z is not None,
+        HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus, B_VARY=b_vary,
+        C_VARY=c_vary, UNROLL=cfg.unroll, num_warps=cfg.warps_bwd,
+    )
+    dA = dA_part.sum((0, 1)).t().contiguous()
+    if not b_vary:
+        dB = dB.sum((0, 1)).t().contiguous()
+    if not c_vary:
+        dC = dC.sum((0, 1)).t().contiguous()
+    return (
+        du, ddelta, dA.to(A.dtype), dB.to(B_in.dtype), dC.to(C_in.dtype),
+        dD.to(D.dtype) if D is not None else u.new_empty(0),
+        dz,
+        dbias.to(delta_bias.dtype) if delta_bias is not None else u.new_empty(0),
+    )
+
+
+@scan_bwd.register_fake
+def _(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, dlast, tile):
+    return (
+        torch.empty_like(u, memory_format=torch.contiguous_format),
+        torch.empty_like(delta, memory_format=torch.contiguous_format),
+        torch.empty_like(A, memory_format=torch.contiguous_format),
+        B.new_empty(B.shape), C.new_empty(C.shape),
+        torch.empty_like(D) if D is not None else u.new_empty(0),
+        torch.empty_like(z, memory_format=torch.contiguous_format) if z is not None else u.new_empty(0),
+        torch.empty_like(delta_bias) if delta_bias is not None else u.new_empty(0),
+    )
+
+
+def _setup_context(ctx, inputs, output):
+    u, delta, A, B, C, D, z, delta_bias, delta_softplus, tile = inputs
+    _, _, states = output
+    ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states)
+    ctx.delta_softplus = delta_softplus
+    ctx.tile = tile
+
+
+def _backward(ctx, dy, dlast, dstates):
+    u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
+    du, ddelta, dA, dB, dC, dD, dz, dbias = torch.ops.seqsuite.scan_bwd(
+        dy, u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus, states, dlast, ctx.tile
+    )
+    return (
+        du, ddelta, dA, dB, dC,
+        dD if D is not None else None,
+        dz if z is not None else None,
+        dbias if delta_bias is not None else None,
+        None, None,
+    )
+
+
+torch.library.register_autograd("seqsuite::scan_fwd", _backward, setup_context=_setup_context)
+
+
+def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None,
+                          delta_softplus=False, return_last_state=False):
+    """Real-A selective scan through the Triton kernels (differentiable)."""
+    y, last, _ = torch.ops.seqsuite.scan_fwd(
+        u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), tile_for(A.shape[1])
+    )
+    return (y, last) if return_last_state else y

@@ -1,0 +1,230 @@
+"""Triton selective-scan kernels vs the PyTorch reference, on CPU under TRITON_INTERPRET=1.
+
+Tiny shapes (the interpreter is slow): values and every gradient against the float64
+reference, for each B/C layout, odd L, N = 1 and N > 16, several chunks per sequence, the
+gradient through the returned last state, the decode step, the dispatcher and torch.compile.
+On a machine with CUDA these are skipped (tests/test_kernels_gpu.py runs them at real shapes).
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"  # must precede the first import of the kernels
+
+pytestmark = pytest.mark.skipif(torch.cuda.is_available(),
+                                reason="interpreter tests; the GPU runs test_kernels_gpu.py")
+
+
+def _patch_interpreter():
+    """triton 3.6's interpreter calls int() on 1-element arrays, which numpy >= 2.4 rejects."""
+    from triton.runtime import interpreter as itp
+
+    if getattr(itp, "_seqsuite_patched", False):
+        return
+    orig = itp._patch_lang_tensor
+
+    def patched(tensor, scope):
+        orig(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
+
+    itp._patch_lang_tensor = patched
+    itp._seqsuite_patched = True
+
+
+@pytest.fixture(autouse=True)
+def triton_backend(monkeypatch):
+    _patch_interpreter()
+    from triton.runtime.interpreter import InterpretedFunction
+
+    from seqsuite.kernels import triton_fwd, triton_scan
+
+    if not isinstance(triton_fwd._fwd_kernel, InterpretedFunction):
+        pytest.skip("the kernels were imported before TRITON_INTERPRET=1 was set; "
+                    "run this module in its own pytest process")
+
+    monkeypatch.setenv("SEQSUITE_SCAN_BACKEND", "triton")
+    monkeypatch.setattr(triton_scan, "CONFIG", triton_scan.ScanConfig(tile=16))
+    yield triton_scan
+
+
+def make(batch, dim, L, N, layout="vary", G=1, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    x = dict(u=r(batch, dim, L), delta=r(batch, dim, L) * 0.5, A=-torch.rand(dim, N, generator=g) * 2 - 0.1,
+             D=r(dim), z=r(batch, dim, L), delta_bias=r(dim) * 0.3)
+    if layout == "vary":
+        x["B"], x["C"] = r(batch, N, L), r(batch, N, L)
+    elif layout == "group":
+        x["B"], x["C"] = r(batch, G, N, L), r(batch, G, N, L)
+    elif layout == "mixed":  # time-invariant B, grouped C
+        x["B"], x["C"] = r(dim, N), r(batch, G, N, L)
+    else:
+        x["B"], x["C"] = r(dim, N), r(dim, N)
+    for k in ("u", "delta", "z"):
+        x[k] = x[k].to(dtype)
+    return x
+
+
+ORDER = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+
+
+def run_both(x, softplus=True, with_last=True, drop=()):
+    """Forward + backward through `selective_scan` (triton) and the float64 reference."""
+    from seqsuite.kernels import selective_scan
+    from seqsuite.kernels.reference import selective_scan_ref
+
+    out = {}
+    for name, fn, cast in (("tri", selective_scan, lambda t: t),
+                           ("ref", selective_scan_ref, lambda t: t.double())):
+        args = {k: (None if k in drop else cast(x[k]).detach().clone().requires_grad_()) for k in ORDER}
+        y, last = fn(**args, delta_softplus=softplus, return_last_state=True)
+        gen = torch.Generator().manual_seed(1)
+        gy = torch.randn(y.shape, generator=gen)
+        gl = torch.randn(last.shape, generator=gen) if with_last else torch.zeros(last.shape)
+        ((y.double() * gy.double()).sum() + (last.double() * gl.double()).sum()).backward()
+        out[name] = (y, last, {k: a.grad for k, a in args.items() if a is not None})
+    return out
+
+
+def rel(a, b):
+    a, b = a.double(), b.double()
+    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
+
+
+def check(out, tol=2e-5, gtol=2e-5):
+    (y, last, g), (yr, lr, gr) = out["tri"], out["ref"]
+    assert y.dtype == out["tri"][0].dtype
+    assert rel(y, yr) < tol, rel(y, yr)
+    assert rel(last, lr) < tol
+    for k in gr:
+        assert g[k] is not None, k
+        assert g[k].shape == gr[k].shape and g[k].dtype != torch.float64, k
+        assert rel(g[k], gr[k]) < gtol, (k, rel(g[k], gr[k]))
+
+
+@pytest.mark.parametrize(
+    "shape,layout,G,chunk_tiles",
+    [
+        ((2, 4, 37, 3), "vary", 1, 0),      # odd L, one chunk
+        ((2, 4, 37, 3), "vary", 1, 1),      # three chunks of one tile
+        ((1, 6, 45, 5), "group", 2, 2),     # grouped B/C (group size 3: one channel a program)
+        ((2, 3, 20, 1), "inv", 1, 1),       # time-invariant B/C, N = 1
+        ((1, 4, 40, 4), "mixed", 2, 1),     # time-invariant B with grouped C
+        ((1, 2, 33, 20), "vary", 1, 1),     # N > 16
+    ],
+)
+def test_scan_matches_reference(triton_backend, shape, layout, G, chunk_tiles):
+    triton_backend.CONFIG.chunk_tiles = chunk_tiles
+    check(run_both(make(*shape, layout=layout, G=G)))
+
+
+def test_scan_without_optional_inputs(triton_backend):
+    triton_backend.CONFIG.chunk_tiles = 1
+    x = make(1, 3, 30, 4)
+    check(run_both(x, softplus=False, with_last=False, drop=("D", "z", "delta_bias")))
+
+
+def test_scan_half_inputs_and_noncontiguous(triton_backend):
+    from seqsuite.kernels import selective_scan
+    from seqsuite.kernels.reference import selective_scan_ref
+
+    x = make(2, 4, 24, 4, dtype=torch.float16)
+    # non-contiguous views of the same values
+    x["u"] = x["u"].transpose(1, 2).contiguous().transpose(1, 2)
+    x["B"] = x["B"].transpose(1, 2).contiguous().transpose(1, 2)
+    assert not x["u"].is_contiguous()
+    y = selective_scan(**x, delta_softplus=True)
+    yr = selective_scan_ref(**{k: v.double() if v.dtype == torch.float16 else v for k, v in x.items()},
+                            delta_softplus=True)
+    assert y.dtype == torch.float16
+    assert rel(y, yr) < 2e-3
+
+
+def test_complex_routes_to_reference(triton_backend):
+    from seqsuite.kernels import backend_for, selective_scan
+    from seqsuite.kernels.reference import selective_scan_ref
+
+    x = make(1, 2, 10, 3, layout="inv")
+    x["A"] = torch.complex(x["A"], torch.randn(2, 3))
+    x["C"] = torch.complex(x["C"], torch.randn(2, 3))
+    assert backend_for(x["u"], x["A"], x["B"], x["C"]) == "reference"
+    torch.testing.assert_close(selective_scan(**x, delta_softplus=True),
+                               selective_scan_ref(**x, delta_softplus=True))
+
+
+def test_backend_env(monkeypatch):
+    from seqsuite.kernels import backend_for
+
+    u, A = torch.zeros(1, 1, 1), torch.zeros(1, 1)
+    monkeypatch.setenv("SEQSUITE_SCAN_BACKEND", "auto")
+    assert backend_for(u, A, A, A) == "cpu"  # real CPU tensors
+    assert backend_for(u, A.to(torch.complex64), A, A) == "reference"
+    monkeypatch.setenv("SEQSUITE_SCAN_BACKEND", "triton")
+    assert backend_for(u, A, A, A) == "triton"
+    assert backend_for(u.double(), A, A, A) == "reference"
+    monkeypatch.setenv("SEQSUITE_SCAN_BACKEND", "bogus")
+    with pytest.raises(ValueError, match="SEQSUITE_SCAN_BACKEND"):
+        backend_for(u, A, A, A)
+
+
+@pytest.mark.parametrize("layout", ["shared", "group", "invariant"])
+def test_decode_matches_reference(triton_backend, layout):
+    from seqsuite.kernels import selective_state_update
+    from seqsuite.kernels.reference import selective_state_update_ref
+
+    batch, dim, N = 3, 6, 5
+    g = torch.Generator().manual_seed(2)
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    state = r(batch, dim, N)
+    x, dt, z = r(batch, dim), r(batch, dim), r(batch, dim)
+    A, D, bias = -torch.rand(dim, N, generator=g), r(dim), r(dim)
+    if layout == "shared":
+        B, C = r(batch, N), r(batch, N)
+    elif layout == "group":
+        B, C = r(batch, 2, N), r(batch, 2, N)
+    else:
+        B, C = r(dim, N).expand(batch, dim, N), r(dim, N).expand(batch, dim, N)
+    s1, s2 = state.clone(), state.clone()
+    for _ in range(3):  # a few steps: the state must evolve in place
+        y1 = selective_state_update(s1, x, dt, A, B, C, D, z, bias, True)
+        y2 = selective_state_update_ref(s2, x, dt, A, B, C, D, z, bias, True)
+        torch.testing.assert_close(y1, y2, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(s1, s2, rtol=1e-5, atol=1e-5)
+
+
+def test_scan_step_equals_parallel(triton_backend):
+    """Decoding step by step gives the parallel scan's outputs and last state."""
+    from seqsuite.kernels import selective_scan, selective_state_update
+
+    x = make(2, 4, 9, 3)
+    y, last = selective_scan(**x, delta_softplus=True, return_last_state=True)
+    state = torch.zeros(2, 4, 3)
+    for t in range(9):
+        yt = selective_state_update(state, x["u"][..., t], x["delta"][..., t], x["A"],
+                                    x["B"][..., t], x["C"][..., t], x["D"], x["z"][..., t],
+                                    x["delta_bias"], True)
+        torch.testing.assert_close(yt, y[..., t], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(state, last, rtol=1e-4, atol=1e-5)
+
+
+def test_torch_compile_fullgraph(triton_backend):
+    """The custom ops trace without graph breaks (fake kernels for forward and backward)."""
+    from seqsuite.kernels import selective_scan
+
+    x = make(1, 2, 16, 2)
+    args = {k: v.clone().requires_grad_() for k, v in x.items()}
+
+    def f(**kw):
+        return selective_scan(**kw, delta_softplus=True).square().sum()
+
+    loss = torch.compile(f, fullgraph=True, backend="aot_eager")(**args)
+    loss.backward()
+    eager = {k: v.clone().requires_grad_() for k, v in x.items()}
+    torch.testing.assert_close(loss, f(**eager))
+    f(**eager).backward()
+    for k in args:
+        torch.testing.assert_close(args[k].grad, eager[k].grad)
