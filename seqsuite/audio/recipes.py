@@ -331,12 +331,17 @@ def is_samples_dir(path: str | os.PathLike) -> bool:
     return p.is_dir() and bool(list_audio_files(p))
 
 
-def shipped_model() -> Path:
-    """The small SC09 model shipped in the package (seqsuite/assets/audio/sc09-small)."""
-    root = Path(__file__).resolve().parent.parent / "assets" / "audio" / "sc09-small"
+SHIPPED = {"sc09": "sc09-small", "music": "music-small"}
+
+
+def shipped_model(kind: str = "sc09") -> Path:
+    """A small model shipped in the package: `sc09` (seqsuite/assets/audio/sc09-small, spoken
+    digits) or `music` (seqsuite/assets/audio/music-small, piano), both trained on the demo data."""
+    root = Path(__file__).resolve().parent.parent / "assets" / "audio" / SHIPPED[kind]
     if not (root / "model.safetensors").exists():
-        raise UserError("no model shipped in this installation (seqsuite/assets/audio/sc09-small): "
-                        "pass --model RUN (train one with `seqsuite audio pretrain --dataset sc09`)")
+        dataset = "sc09" if kind == "sc09" else "youtubemix"
+        raise UserError(f"no model shipped in this installation (seqsuite/assets/audio/{SHIPPED[kind]}): "
+                        f"pass --model RUN (train one with `seqsuite audio pretrain --dataset {dataset}`)")
     return root
 
 

@@ -11,6 +11,7 @@ import gc
 import json
 import math
 import statistics
+import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -42,7 +43,10 @@ class Report:
 
 
 def git_commit() -> str:
-    """Short hash of the checkout this package lives in, or 'unknown' outside one."""
+    """Short hash of the checkout this package lives in ($SEQSUITE_COMMIT when set, e.g. on a
+    machine that received a copy of the tree without .git), or 'unknown' outside one."""
+    if os.environ.get("SEQSUITE_COMMIT"):
+        return os.environ["SEQSUITE_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
                              capture_output=True, text=True, timeout=5)

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .block import make_layer
+from .block import alloc_state, make_layer
 from .config import ModelConfig
 
 
@@ -25,8 +25,8 @@ class Isotropic(nn.Module):
             x = layer(x)
         return x
 
-    def allocate_state(self, batch: int, device=None, dtype=None) -> dict:
-        return {"layers": [layer.allocate_state(batch, device, dtype) for layer in self.layers]}
+    def allocate_state(self, batch: int, device=None, dtype=None, max_len: int | None = None) -> dict:
+        return {"layers": [alloc_state(layer, batch, device, dtype, max_len) for layer in self.layers]}
 
     def step(self, x: torch.Tensor, state: dict) -> torch.Tensor:
         for layer, st in zip(self.layers, state["layers"]):
@@ -97,15 +97,16 @@ class UNetLevel(nn.Module):
             x = layer(x)
         return x
 
-    def allocate_state(self, batch: int, device=None, dtype=None) -> dict:
-        st = {"down": [layer.allocate_state(batch, device, dtype) for layer in self.down]}
+    def allocate_state(self, batch: int, device=None, dtype=None, max_len: int | None = None) -> dict:
+        st = {"down": [alloc_state(layer, batch, device, dtype, max_len) for layer in self.down]}
         if not self.is_centre:
             ref = self.pool.linear.weight
             device, wdt = device or ref.device, dtype or ref.dtype
             st["pool_buf"] = torch.zeros(batch, self.p, self.d, device=device, dtype=wdt)
             st["up_buf"] = torch.zeros(batch, self.p, self.d, device=device, dtype=wdt)
-            st["inner"] = self.inner.allocate_state(batch, device, dtype)
-            st["up"] = [layer.allocate_state(batch, device, dtype) for layer in self.up]
+            inner_len = None if max_len is None else -(-max_len // self.p)
+            st["inner"] = self.inner.allocate_state(batch, device, dtype, inner_len)
+            st["up"] = [alloc_state(layer, batch, device, dtype, max_len) for layer in self.up]
         return st
 
     def step(self, x: torch.Tensor, state: dict, t: int) -> torch.Tensor:
@@ -145,8 +146,8 @@ class UNet(nn.Module):
             x = F.pad(x, (0, 0, 0, pad))
         return self.root(x)[:, :L]
 
-    def allocate_state(self, batch: int, device=None, dtype=None) -> dict:
-        return {"t": 0, "root": self.root.allocate_state(batch, device, dtype)}
+    def allocate_state(self, batch: int, device=None, dtype=None, max_len: int | None = None) -> dict:
+        return {"t": 0, "root": self.root.allocate_state(batch, device, dtype, max_len)}
 
     def step(self, x: torch.Tensor, state: dict) -> torch.Tensor:
         y = self.root.step(x, state["root"], state["t"])

@@ -2,6 +2,8 @@
 pre-norm residual layer that wraps any mixer type. `make_layer` is the registry of layer types."""
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -47,7 +49,9 @@ class MambaBlock(nn.Module):
         u = F.silu(self.conv(u)[..., :L])
         return self.out_proj(self.mixer(u, z).transpose(1, 2))
 
-    def allocate_state(self, batch: int, device=None, dtype=None) -> dict:
+    def allocate_state(self, batch: int, device=None, dtype=None, max_len: int | None = None) -> dict:
+        """Conv window and SSM state; `max_len` is accepted for a uniform layer API (unused:
+        the state of a Mamba block does not grow with the sequence)."""
         device = device or self.in_proj.weight.device
         conv = torch.zeros(batch, self.d_inner, self.d_conv, device=device, dtype=dtype or self.in_proj.weight.dtype)
         return {"conv": conv, **self.mixer.allocate_state(batch, device, dtype)}
@@ -62,6 +66,14 @@ class MambaBlock(nn.Module):
         return self.out_proj(self.mixer.step(u, z, state))
 
 
+def alloc_state(layer: nn.Module, batch: int, device=None, dtype=None, max_len: int | None = None):
+    """layer.allocate_state, passing `max_len` (positions the state must hold: KV caches,
+    long-convolution histories) only to layers that take it."""
+    if max_len is not None and "max_len" in inspect.signature(layer.allocate_state).parameters:
+        return layer.allocate_state(batch, device, dtype, max_len=max_len)
+    return layer.allocate_state(batch, device, dtype)
+
+
 class Residual(nn.Module):
     """Pre-norm residual layer: x + mixer(RMSNorm(x))."""
 
@@ -73,8 +85,8 @@ class Residual(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.mixer(self.norm(x))
 
-    def allocate_state(self, batch: int, device=None, dtype=None) -> dict:
-        return self.mixer.allocate_state(batch, device, dtype)
+    def allocate_state(self, batch: int, device=None, dtype=None, max_len: int | None = None) -> dict:
+        return alloc_state(self.mixer, batch, device, dtype, max_len)
 
     def step(self, x: torch.Tensor, state: dict) -> torch.Tensor:
         return x + self.mixer.step(self.norm(x), state)

@@ -108,7 +108,7 @@ def generate(model, prompt: torch.Tensor, n: int, temperature: float = 1.0, top_
         raise ValueError("prompt must be (batch, Lp) with Lp >= 1 (e.g. a start token)")
     batch, Lp = prompt.shape
     device = prompt.device
-    state = model.allocate_state(batch, device=device)
+    state = model.allocate_state(batch, device=device, max_len=Lp + n)
     use_graph = device.type == "cuda" if use_cuda_graph is None else use_cuda_graph
     step = GraphStepper(model, state, batch, device) if use_graph else None
     out = torch.empty(batch, Lp + n, dtype=torch.long, device=device)

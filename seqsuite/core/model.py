@@ -27,8 +27,10 @@ class LMModel(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.head(self.norm(self.backbone(self.embedding(tokens))))
 
-    def allocate_state(self, batch: int, device=None, dtype=None) -> dict:
-        return self.backbone.allocate_state(batch, device, dtype)
+    def allocate_state(self, batch: int, device=None, dtype=None, max_len: int | None = None) -> dict:
+        """Recurrent state for `batch` sequences; `max_len` bounds the positions that
+        attention/Hyena layers must cache (default: the config's max_len)."""
+        return self.backbone.allocate_state(batch, device, dtype, max_len)
 
     def step(self, token: torch.Tensor, state: dict) -> torch.Tensor:
         """token (batch,) → logits (batch, vocab) for the next position; state updated in place."""
