@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One device session on an H200 (the `device` tool's nvidia-h200): GPU tests, the shipped demo
+# One device session on an H200 (results come back as $OUT/session.tgz and $OUT/assets.tgz) (the `device` tool's nvidia-h200): GPU tests, the shipped demo
 # models and the benchmark suite, all written under $OUT. Needs carry [".whl", ".devdata"]
 # (.whl from ../shared/tools/device-wheels pyfaidx librosa soundfile; .devdata/sc09.tar holds the
 # espeak-ng demo digits as FLAC, since the device has no espeak-ng). Usage:
@@ -56,4 +56,8 @@ if [ $(el) -lt 500 ] && [ -f $OUT/assets/audio/sc09-small/model.safetensors ] &&
   cp -r $OUT/assets/genomics-species seqsuite/assets/
   timeout $(( 570 - $(el) )) $S demo --quick --out $OUT/demo-gpu > $OUT/logs/demo-gpu.log 2>&1; echo "demo rc=$? at $(el)s"
 fi
+# the device returns at most 8 files: pack everything but the two model folders into one archive
+tar -C $OUT -czf /tmp/session.tgz logs bench runs demo-gpu 2>/dev/null; mv /tmp/session.tgz $OUT/
+tar -C $OUT/assets -czf /tmp/assets.tgz . && mv /tmp/assets.tgz $OUT/
+rm -rf $OUT/logs $OUT/bench $OUT/runs $OUT/demo-gpu $OUT/assets
 echo "all done at $(el)s"

@@ -136,6 +136,10 @@ def preview(model, task: AudioLMTask, path: Path, n: int = 4, seed: int = 0,
     prompt_seconds = prompt_seconds or (0.5 if on_gpu else 0.0125)
     seconds = seconds or (1.0 if on_gpu else 0.05)
     p, g = int(prompt_seconds * SAMPLE_RATE), int(seconds * SAMPLE_RATE)
+    if task.dataset == "sc09" and p + g > SAMPLE_RATE - 1:  # clips are 1 s: keep crops inside one
+        p = min(p, SAMPLE_RATE // 4)
+        g = SAMPLE_RATE - 1 - p
+        prompt_seconds = p / SAMPLE_RATE
     rng = np.random.default_rng([seed, 7])
     crops = [task.sample("valid", rng, p + g)["tokens"] for _ in range(n)]
     prompt = torch.from_numpy(np.stack([c[:p] for c in crops]))

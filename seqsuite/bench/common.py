@@ -149,15 +149,16 @@ def guarded(fn: Callable[[], dict], device: torch.device) -> dict:
     """Run one case; an OOM becomes {'status': 'OOM'}, another error {'status': 'error: ...'}.
 
     A benchmark sweep must survive a case that does not fit, and say so in its table."""
+    status = None
     try:
         out = fn()
         out.setdefault("status", "ok")
-        return out
     except Exception as exc:  # noqa: BLE001 - any failure of one case is recorded, not fatal
         status = "OOM" if is_oom(exc) else f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
-        return {"status": status}
-    finally:
-        free_memory(device)
+        exc.__traceback__ = None  # the frames hold the failed case's tensors
+        del exc
+    free_memory(device)
+    return {"status": status} if status is not None else out
 
 
 def powers_of_two(lo: int, hi: int) -> list[int]:

@@ -61,6 +61,10 @@ def measure_memory(cfg, batch: int, seq_len: int, device: torch.device, compile:
     """Peak bytes of one training step (GPU), and the estimate described in the module docstring."""
     from ..core import count_params
 
+    base = 0
+    if device.type == "cuda":  # what earlier cases left allocated is not this case's memory
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
     model = build_on(cfg, device)
     n_params = count_params(model)
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -72,7 +76,8 @@ def measure_memory(cfg, batch: int, seq_len: int, device: torch.device, compile:
         torch.cuda.reset_peak_memory_stats(device)
         step()
         torch.cuda.synchronize(device)
-        out["peak_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+        out["peak_gb"] = (torch.cuda.max_memory_allocated(device) - base) / 2**30
+        out["baseline_gb"] = base / 2**30
     else:
         out["peak_gb"] = None
     tokens = torch.randint(0, cfg.vocab_size, (batch, seq_len + 1), device=device)
@@ -123,7 +128,8 @@ def _table(report: Report) -> None:
     if report.settings["scan_backend"] == "reference":
         report.notes.append("the scan ran on the PyTorch reference, whose autograd keeps O(chunk²) tensors per "
                             "chunk: Mamba's estimate here says nothing about the GPU kernel's memory")
-    report.notes.append("peak = max_memory_allocated over one training step (n/a on CPU); estimate = weights + "
+    report.notes.append("peak = max_memory_allocated over one training step minus what was allocated before the "
+                        "case (n/a on CPU); estimate = weights + "
                         "grads + AdamW states + tensors saved for backward (no transient buffers); "
                         f"scan backend: {report.settings['scan_backend']}")
 
