@@ -73,19 +73,24 @@ def _bslice(X5: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
     return X5[lo:hi] if X5.shape[0] > 1 else X5
 
 
+def _layout(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor):
+    """B, C in the 5-D chunk layout, the group count G, channels per group and A as (G, dg, N)."""
+    d = u.shape[1]
+    if B.dim() == 4 and C.dim() == 4 and B.shape[1] != C.shape[1]:
+        raise ValueError("B and C must have the same number of groups")
+    B5, Gb = _bc5(B, d)
+    C5, Gc = _bc5(C, d)
+    G = max(Gb, Gc)
+    B5, C5 = _fit_invariant(B5, B, G), _fit_invariant(C5, C, G)
+    return B5, C5, G, d // G, A.reshape(G, d // G, A.shape[-1])
+
+
 class _ScanCPU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, dt, u, A, B, C, h0, chunk):
         b, d, L = u.shape
         N = A.shape[-1]
-        B5, G = _bc5(B, d)
-        C5, Gc = _bc5(C, d)
-        G = max(G, Gc)
-        B5, C5 = _fit_invariant(B5, B, G), _fit_invariant(C5, C, G)
-        if B.dim() == 4 and C.dim() == 4 and B.shape[1] != C.shape[1]:
-            raise ValueError("B and C must have the same number of groups")
-        dg = d // G
-        A3 = A.reshape(G, dg, N)
+        B5, C5, G, dg, A3 = _layout(u, A, B, C)
         h = (h0.reshape(b, G, dg, N).clone() if h0 is not None
              else u.new_zeros(b, G, dg, N))
         y = u.new_empty(b, d, L)
@@ -115,12 +120,7 @@ class _ScanCPU(torch.autograd.Function):
         chunk = ctx.chunk
         b, d, L = u.shape
         N = A.shape[-1]
-        B5, G = _bc5(B, d)
-        C5, Gc = _bc5(C, d)
-        G = max(G, Gc)
-        B5, C5 = _fit_invariant(B5, B, G), _fit_invariant(C5, C, G)
-        dg = d // G
-        A3 = A.reshape(G, dg, N)
+        B5, C5, G, dg, A3 = _layout(u, A, B, C)
         gy = gy.float() if gy is not None else u.new_zeros(b, d, L)
         carry = (ghlast.float().reshape(b, G, dg, N).clone() if ghlast is not None
                  else u.new_zeros(b, G, dg, N))

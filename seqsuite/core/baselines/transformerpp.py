@@ -14,21 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-class RMSNorm(nn.Module):
-    """Root-mean-square norm with a learned gain (no mean subtraction, no bias)."""
-
-    def __init__(self, d: int, eps: float = 1e-5):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(d))
-        self.weight._no_weight_decay = True
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        xf = x.float() if dtype in (torch.float16, torch.bfloat16) else x
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return xf.to(dtype) * self.weight.to(dtype)
+from ..block import RMSNorm
 
 
 def _angle_dtype(dtype: torch.dtype) -> torch.dtype:
