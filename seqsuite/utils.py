@@ -51,3 +51,10 @@ def resolve_device(device: str | None = "auto") -> str:
     if device in (None, "", "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
+
+
+def cache_dir() -> Path:
+    """The folder for generated demo data, FASTA indexes, decompressed files and derived
+    models: `$SEQSUITE_CACHE` if set, else `~/.cache/seqsuite`."""
+    env = os.environ.get("SEQSUITE_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "seqsuite"

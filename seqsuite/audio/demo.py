@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from seqsuite.errors import UserError
+from seqsuite.utils import cache_dir
 
 from .data import DIGITS, SAMPLE_RATE, write_wav
 
@@ -258,12 +259,6 @@ def _write_marker(out: Path, info: dict) -> None:
     from seqsuite.utils import atomic_write_text
 
     atomic_write_text(out / "demo.json", json.dumps(info, indent=1) + "\n")
-
-
-def cache_dir() -> Path:
-    """The folder for generated demo data: `$SEQSUITE_CACHE` if set, else `~/.cache/seqsuite`."""
-    env = os.environ.get("SEQSUITE_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "seqsuite"
 
 
 def demo_music_dir(size: str = "small") -> Path:

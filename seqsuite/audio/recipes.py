@@ -221,7 +221,7 @@ def evaluate_run(run: str | os.PathLike, data: str | None = None, dataset: str |
 def default_classifier(reference: Path, device: str) -> Path:
     """The classifier cached for a reference SC09 folder, trained once on first use."""
     from .classifier import ClassifierTrainConfig, train_classifier
-    from .demo import cache_dir
+    from seqsuite.utils import cache_dir
 
     key = hashlib.sha1(str(reference.resolve()).encode()).hexdigest()[:10]
     out = cache_dir() / "models" / f"sc09-classifier-{key}"

@@ -21,12 +21,6 @@ VOCAB_SIZE = 256
 SPLITS = ("train", "valid", "test")
 
 
-def cache_dir() -> Path:
-    """The folder for generated demo data: `$SEQSUITE_CACHE` if set, else `~/.cache/seqsuite`."""
-    env = os.environ.get("SEQSUITE_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "seqsuite"
-
-
 def named_files(paths) -> list[tuple[str, Path]]:
     """Expand files and folders (recursively; hidden entries and __pycache__ skipped) to sorted
     (name, path) pairs; a file's name is its path relative to the folder that was passed."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from seqsuite.errors import UserError
 from seqsuite.utils import atomic_write_text
 
-from .data import cache_dir
+from seqsuite.utils import cache_dir
 
 SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "__pycache__", "idle_test"}
 MAX_FILE_BYTES = 200_000  # skip very large generated files (e.g. unicode tables)

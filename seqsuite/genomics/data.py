@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from seqsuite.errors import UserError
+from seqsuite.utils import cache_dir
 
 # ----------------------------------------------------------------------------------------------
 # Tokenizer
@@ -105,15 +106,6 @@ class Tokenizer:
 
 # ----------------------------------------------------------------------------------------------
 # Cache folder and FASTA
-
-def cache_dir() -> Path:
-    """The folder for generated demo data, FASTA indexes and decompressed files.
-
-    `$SEQSUITE_CACHE` if set, else `~/.cache/seqsuite`.
-    """
-    env = os.environ.get("SEQSUITE_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "seqsuite"
-
 
 def _compression(path: Path) -> str:
     """'plain', 'gzip' or 'bgzip' from the file's first bytes (BGZF = gzip with a 'BC' field)."""

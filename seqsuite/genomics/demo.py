@@ -388,7 +388,7 @@ def make_demo(out_dir: str | Path, size: str = "small", seed: int = 0, verbose: 
 
 def demo_dir(size: str = "small", seed: int = 0) -> dict[str, Path]:
     """The cached demo data (`$SEQSUITE_CACHE/demo/<size>-<seed>`), generated on first use."""
-    from .data import cache_dir
+    from seqsuite.utils import cache_dir
 
     out = cache_dir() / "demo" / f"genomics-{size}-{seed}"
     paths = {"genome": out / "genome.fa", "bed": out / "intervals.bed",
