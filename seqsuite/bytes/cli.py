@@ -8,22 +8,14 @@ from typing import List, Optional
 
 import typer
 
+from seqsuite.cli.options import BATCH, DEVICE, LR, RESUME, STEPS, given
+
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Byte-level language model (MambaByte): pretrain, evaluate, generate.")
 
-# options every training command shares (DESIGN §8)
-STEPS = typer.Option(None, "--steps", help="Optimizer updates.")
+# shared training options come from seqsuite.cli.options; these name the unit
 SEQ_LEN = typer.Option(None, "--seq-len", help="Window length L in bytes.")
-BATCH = typer.Option(None, "--batch-size", help="Examples per update.")
-LR = typer.Option(None, "--lr", help="Peak learning rate.")
-RESUME = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint.")
-DEVICE = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto.")
 SEED = typer.Option(0, "--seed", help="Random seed (data stream, init, sampling).")
-
-
-def _given(**kw):
-    """Only the options the user set (so the API's defaults apply otherwise)."""
-    return {k: v for k, v in kw.items() if v is not None}
 
 
 @app.command("make-demo")
@@ -53,7 +45,7 @@ def pretrain(files: Optional[List[Path]] = typer.Argument(None, help="Files or f
     from .tasks import pretrain as run
 
     s = run(files or None, out=out, preset=preset, resume=str(out) if resume else False, device=device, seed=seed,
-            **_given(steps=steps, seq_len=seq_len, batch_size=batch_size, lr=lr, eval_every=eval_every))
+            **given(steps=steps, seq_len=seq_len, batch_size=batch_size, lr=lr, eval_every=eval_every))
     val = s.get("val_loss")
     typer.echo(f"pretrain: {s['step']} steps, train {s['final_loss'] / 0.6931471805599453:.4f} bits/byte"
                + (f", valid {val / 0.6931471805599453:.4f} bits/byte" if val is not None else "")

@@ -7,22 +7,14 @@ from typing import Optional
 
 import typer
 
+from seqsuite.cli.options import BATCH, DEVICE, LR, RESUME, STEPS, given
+
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="DNA: hg38-style pretraining, species classification, classify FASTA.")
 
-# options every training command shares (DESIGN §8)
-STEPS = typer.Option(None, "--steps", help="Optimizer updates.")
+# shared training options come from seqsuite.cli.options; these name the unit
 SEQ_LEN = typer.Option(None, "--seq-len", help="Window length L in bases.")
-BATCH = typer.Option(None, "--batch-size", help="Examples per update.")
-LR = typer.Option(None, "--lr", help="Peak learning rate.")
-RESUME = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint.")
-DEVICE = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto.")
 SEED = typer.Option(0, "--seed", help="Random seed (data stream and init).")
-
-
-def _given(**kw):
-    """Only the options the user set (so the API's defaults apply otherwise)."""
-    return {k: v for k, v in kw.items() if v is not None}
 
 
 @app.command("make-demo")
@@ -57,7 +49,7 @@ def pretrain(fasta: Optional[Path] = typer.Option(None, help="Genome FASTA (plai
     s = run(fasta=fasta, bed=bed, out=out, preset=preset, valid_chroms=parse_chroms(valid_chroms),
             test_chroms=parse_chroms(test_chroms), rc_aug=rc_aug, keep_case=keep_case,
             resume=str(out) if resume else False, device=device, seed=seed,
-            **_given(steps=steps, seq_len=seq_len, batch_size=batch_size, lr=lr,
+            **given(steps=steps, seq_len=seq_len, batch_size=batch_size, lr=lr,
                      seq_len_warmup=seq_len_warmup, eval_every=eval_every))
     val = s.get("val_loss")
     typer.echo(f"pretrain: {s['step']} steps, train {s['final_loss'] / 0.6931471805599453:.4f} bits/base"
@@ -112,7 +104,7 @@ def finetune_species(manifest: Optional[Path] = typer.Option(None, help="`specie
     s = run(manifest=manifest, out=out, init=init, preset=preset,
             valid_chroms=parse_chroms(valid_chroms), test_chroms=parse_chroms(test_chroms),
             resume=str(out) if resume else False, device=device, seed=seed, test_windows=test_windows,
-            **_given(steps=steps, seq_len=seq_len, batch_size=batch_size, lr=lr,
+            **given(steps=steps, seq_len=seq_len, batch_size=batch_size, lr=lr,
                      warmup_frac=warmup_frac, eval_every=eval_every))
     typer.echo(f"finetune-species: {s['step']} steps, test accuracy {s['test_accuracy']:.3f}, "
                f"macro-F1 {s['test_macro_f1']:.3f}; confusion matrix {s['confusion_png']}; "
