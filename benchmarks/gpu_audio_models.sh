@@ -3,20 +3,8 @@
 # runs, logs and models into $OUT/audio-models.tgz (the device returns at most 8 files).
 # carry [".whl", ".devdata"] as for gpu_session.sh.
 set -u
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD SEQSUITE_CACHE=/tmp/cache
-S="python3 -m seqsuite"; R=/tmp/res; mkdir -p $R/runs $R/models
-tar -C /tmp -xf .devdata/sc09.tar
-python3 - <<'PY'
-import pathlib, shutil, soundfile as sf
-src, dst = pathlib.Path("/tmp/sc09"), pathlib.Path("/tmp/sc09wav")
-for p in src.rglob("*"):
-    r = p.relative_to(src); (dst / r).parent.mkdir(parents=True, exist_ok=True)
-    if p.suffix == ".flac":
-        a, sr = sf.read(p, dtype="int16"); sf.write(dst / r.with_suffix(".wav"), a, sr)
-    elif p.is_file():
-        shutil.copy(p, dst / r)
-PY
+source benchmarks/device_setup.sh
+R=/tmp/res; mkdir -p $R/runs $R/models
 ( timeout -s INT ${SC09_S:-165} $S audio pretrain --dataset sc09 --data /tmp/sc09wav --preset sc09-unet-demo \
     --steps ${SC09_STEPS:-1000} --lr 2e-3 --out $R/runs/sc09 --device cuda --eval-every 200
   $S audio export $R/runs/sc09 $R/models/sc09-small ) > $R/sc09.log 2>&1 &

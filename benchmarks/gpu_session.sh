@@ -1,29 +1,16 @@
 #!/usr/bin/env bash
-# One device session on an H200 (results come back as $OUT/session.tgz and $OUT/assets.tgz) (the `device` tool's nvidia-h200): GPU tests, the shipped demo
-# models and the benchmark suite, all written under $OUT. Needs carry [".whl", ".devdata"]
+# One device session on an H200 (the `device` tool's nvidia-h200): GPU tests, the shipped demo
+# models and the benchmark suite; results come back packed as $OUT/session.tgz and
+# $OUT/assets.tgz (the device returns at most 8 files). Needs carry [".whl", ".devdata"]
 # (.whl from ../shared/tools/device-wheels pyfaidx librosa soundfile; .devdata/sc09.tar holds the
 # espeak-ng demo digits as FLAC, since the device has no espeak-ng). Usage:
 #   SEQSUITE_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_session.sh
 set -u
 T0=$(date +%s)
 el() { echo $(( $(date +%s) - T0 )); }
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD SEQSUITE_CACHE=/tmp/cache
-S="python3 -m seqsuite"
+source benchmarks/device_setup.sh
 mkdir -p $OUT/runs $OUT/assets/audio $OUT/bench $OUT/logs
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > $OUT/logs/gpu.txt
-tar -C /tmp -xf .devdata/sc09.tar
-python3 - <<'PY'
-import pathlib, shutil, soundfile as sf
-src, dst = pathlib.Path("/tmp/sc09"), pathlib.Path("/tmp/sc09wav")
-for p in src.rglob("*"):
-    r = p.relative_to(src)
-    (dst / r).parent.mkdir(parents=True, exist_ok=True)
-    if p.suffix == ".flac":
-        a, sr = sf.read(p, dtype="int16"); sf.write(dst / r.with_suffix(".wav"), a, sr)
-    elif p.is_file():
-        shutil.copy(p, dst / r)
-PY
 echo "setup done at $(el)s"
 # --- shipped models and GPU tests, concurrently ---
 ( timeout -s INT ${SC09_S:-230} $S audio pretrain --dataset sc09 --data /tmp/sc09wav --preset sc09-unet-demo \
