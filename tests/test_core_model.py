@@ -185,3 +185,30 @@ def test_generate_all_backbones_and_determinism():
         greedy = model.generate(prompt, 5, temperature=0)
         with torch.no_grad():  # greedy sampling agrees with the parallel model's argmax
             assert torch.equal(model(greedy[:, :-1])[:, 1:].argmax(-1), greedy[:, 2:])
+
+
+@pytest.mark.parametrize("preset", ["tiny", "audio-tiny", "hg38-hyenadna-1.4m"])
+def test_grad_checkpointing_same_loss_and_gradients(preset):
+    """Per-layer activation checkpointing changes memory, not the function or its gradients."""
+    from seqsuite.core import build, set_grad_checkpointing
+
+    kw = {"d_model": 32, "n_layers": 2} if preset.startswith("hg38") else {}
+    torch.manual_seed(0)
+    model = build(preset, **kw).double()
+    vocab = model.config.vocab_size
+    tokens = torch.randint(0, vocab, (2, 48))
+
+    def loss_and_grads():
+        model.zero_grad()
+        logits = model(tokens[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, vocab), tokens[:, 1:].reshape(-1))
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain_loss, plain = loss_and_grads()
+    assert set_grad_checkpointing(model, True) > 0
+    ck_loss, ck = loss_and_grads()
+    assert torch.allclose(plain_loss, ck_loss, rtol=1e-12, atol=1e-12)
+    assert plain.keys() == ck.keys() and len(plain) > 0
+    for name in plain:
+        assert torch.allclose(plain[name], ck[name], rtol=1e-9, atol=1e-12), name

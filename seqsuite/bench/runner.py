@@ -195,19 +195,20 @@ def run_memory_cmd(out=None, plot=False, device="auto", batches=None, seq_len=No
     return _finish(report, out, plot, plot_memory)
 
 
-def run_all(out=None, plot=False, device="auto", compile=False) -> dict:
+def run_all(out=None, plot=False, device="auto", compile=False, budget=None) -> dict:
     """Every benchmark with its default grid. With --out, one JSON holding each benchmark's
     results, rewritten after each one (a later failure keeps the earlier results); each
-    benchmark's PNG beside it. A benchmark that fails is reported and the others still run."""
+    benchmark's PNG beside it. A benchmark that fails is reported and the others still run.
+    `budget` (seconds of timed calls per case) applies to ops, train and generate."""
     dev = pick_device(device)
     results: dict = {"env": env_info(dev)}
     out_dir = Path(out).parent if out else Path(".")
     stem = Path(out).stem if out else "bench"
     jobs = [
         ("scan", lambda o: run_scan(out=o, plot=plot) if dev.type == "cuda" else None),
-        ("ops", lambda o: run_ops_cmd(out=o, plot=plot, device=str(dev))),
-        ("train", lambda o: run_train_cmd(out=o, plot=plot, device=str(dev), compile=compile)),
-        ("generate", lambda o: run_generate_cmd(out=o, plot=plot, device=str(dev))),
+        ("ops", lambda o: run_ops_cmd(out=o, plot=plot, device=str(dev), budget=budget)),
+        ("train", lambda o: run_train_cmd(out=o, plot=plot, device=str(dev), compile=compile, budget=budget)),
+        ("generate", lambda o: run_generate_cmd(out=o, plot=plot, device=str(dev), budget=budget)),
         ("memory", lambda o: run_memory_cmd(out=o, plot=plot, device=str(dev), compile=compile)),
     ]
     for name, job in jobs:

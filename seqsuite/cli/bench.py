@@ -97,8 +97,9 @@ def memory(out: Optional[str] = OUT, plot: bool = PLOT, device: str = DEVICE,
 
 @app.command("all")
 def all_(out: Optional[str] = OUT, plot: bool = PLOT, device: str = DEVICE,
-         compile: bool = typer.Option(False, "--compile", help="torch.compile the models in train and memory.")) -> None:
+         compile: bool = typer.Option(False, "--compile", help="torch.compile the models in train and memory."),
+         budget: Optional[float] = BUDGET) -> None:
     """Run scan (GPU only), ops, train, generate and memory with their default grids."""
     from ..bench.runner import run_all
 
-    run_all(out=out, plot=plot, device=device, compile=compile)
+    run_all(out=out, plot=plot, device=device, compile=compile, budget=budget)

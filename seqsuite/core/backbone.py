@@ -13,6 +13,32 @@ from .block import alloc_state, make_layer
 from .config import ModelConfig
 
 
+def _run_layers(owner: nn.Module, layers: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+    """Apply layers in order; with `owner.grad_checkpointing` set (see set_grad_checkpointing)
+    and gradients on, each layer's activations are recomputed in the backward instead of kept,
+    so memory holds one residual stream per layer plus one layer's internals."""
+    if getattr(owner, "grad_checkpointing", False) and torch.is_grad_enabled():
+        from torch.utils.checkpoint import checkpoint
+
+        for layer in layers:
+            x = checkpoint(layer, x, use_reentrant=False)
+        return x
+    for layer in layers:
+        x = layer(x)
+    return x
+
+
+def set_grad_checkpointing(model: nn.Module, enabled: bool = True) -> int:
+    """Turn per-layer activation checkpointing on or off in every backbone inside `model`;
+    returns how many backbone stages were switched (0: the model has none)."""
+    n = 0
+    for m in model.modules():
+        if isinstance(m, (Isotropic, UNetLevel)):
+            m.grad_checkpointing = bool(enabled)
+            n += 1
+    return n
+
+
 class Isotropic(nn.Module):
     """n residual layers of one type at one width."""
 
@@ -21,9 +47,7 @@ class Isotropic(nn.Module):
         self.layers = nn.ModuleList(make_layer(cfg.layer, cfg.d_model, cfg) for _ in range(cfg.n_layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers:
-            x = layer(x)
-        return x
+        return _run_layers(self, self.layers, x)
 
     def allocate_state(self, batch: int, device=None, dtype=None, max_len: int | None = None) -> dict:
         return {"layers": [alloc_state(layer, batch, device, dtype, max_len) for layer in self.layers]}
@@ -87,15 +111,12 @@ class UNetLevel(nn.Module):
             self.up = nn.ModuleList(make_layer(kind, d, cfg) for _ in range(cfg.n_layers))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.down:
-            x = layer(x)
+        x = _run_layers(self, self.down, x)
         if self.is_centre:
             return x
         skip = x
         x = self.unpool(self.inner(self.pool(x))) + skip
-        for layer in self.up:
-            x = layer(x)
-        return x
+        return _run_layers(self, self.up, x)
 
     def allocate_state(self, batch: int, device=None, dtype=None, max_len: int | None = None) -> dict:
         st = {"down": [alloc_state(layer, batch, device, dtype, max_len) for layer in self.down]}

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from seqsuite.cli.options import BATCH, DEVICE, LR, RESUME, STEPS, given
+from seqsuite.cli.options import BATCH, COMPILE, DEVICE, GRAD_CKPT, LR, RESUME, STEPS, given
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="DNA: hg38-style pretraining, species classification, classify FASTA.")
@@ -41,6 +41,7 @@ def pretrain(fasta: Optional[Path] = typer.Option(None, help="Genome FASTA (plai
              rc_aug: bool = typer.Option(True, help="Reverse-complement augmentation."),
              keep_case: bool = typer.Option(False, help="Keep soft-masking (lowercase) as separate tokens."),
              eval_every: Optional[int] = typer.Option(None, help="Validate every k updates."),
+             grad_checkpoint: bool = GRAD_CKPT, compile: bool = COMPILE,
              resume: bool = RESUME, device: str = DEVICE, seed: int = SEED) -> None:
     """Next-base pretraining on a genome (default: the demo genome)."""
     from .data import parse_chroms
@@ -50,7 +51,8 @@ def pretrain(fasta: Optional[Path] = typer.Option(None, help="Genome FASTA (plai
             test_chroms=parse_chroms(test_chroms), rc_aug=rc_aug, keep_case=keep_case,
             resume=str(out) if resume else False, device=device, seed=seed,
             **given(steps=steps, seq_len=seq_len, batch_size=batch_size, lr=lr,
-                     seq_len_warmup=seq_len_warmup, eval_every=eval_every))
+                     seq_len_warmup=seq_len_warmup, eval_every=eval_every),
+            grad_checkpoint=grad_checkpoint, compile=compile)
     val = s.get("val_loss")
     typer.echo(f"pretrain: {s['step']} steps, train {s['final_loss'] / 0.6931471805599453:.4f} bits/base"
                + (f", valid {val / 0.6931471805599453:.4f} bits/base" if val is not None else "")
@@ -96,6 +98,7 @@ def finetune_species(manifest: Optional[Path] = typer.Option(None, help="`specie
                      valid_chroms: Optional[str] = typer.Option(None), test_chroms: Optional[str] = typer.Option(None),
                      test_windows: int = typer.Option(500, help="Windows scored on the test split."),
                      eval_every: Optional[int] = typer.Option(None, help="Validate every k updates."),
+                     grad_checkpoint: bool = GRAD_CKPT, compile: bool = COMPILE,
                      resume: bool = RESUME, device: str = DEVICE, seed: int = SEED) -> None:
     """Species classification (paper protocol by default): accuracy, macro-F1, confusion matrix PNG."""
     from .data import parse_chroms
@@ -105,7 +108,8 @@ def finetune_species(manifest: Optional[Path] = typer.Option(None, help="`specie
             valid_chroms=parse_chroms(valid_chroms), test_chroms=parse_chroms(test_chroms),
             resume=str(out) if resume else False, device=device, seed=seed, test_windows=test_windows,
             **given(steps=steps, seq_len=seq_len, batch_size=batch_size, lr=lr,
-                     warmup_frac=warmup_frac, eval_every=eval_every))
+                     warmup_frac=warmup_frac, eval_every=eval_every),
+            grad_checkpoint=grad_checkpoint, compile=compile)
     typer.echo(f"finetune-species: {s['step']} steps, test accuracy {s['test_accuracy']:.3f}, "
                f"macro-F1 {s['test_macro_f1']:.3f}; confusion matrix {s['confusion_png']}; "
                f"checkpoint {s['checkpoint']}")

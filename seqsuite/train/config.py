@@ -33,6 +33,7 @@ class TrainConfig:
     save_every: int = 100             # write RUN/last every k updates (0: only at the end)
     log_every: int = 1                # a CSV/TensorBoard row every k updates
     compile: bool = False             # torch.compile the model
+    grad_checkpoint: bool = False     # recompute each layer's activations in the backward
     prefetch: bool = True             # sample the next batch in a thread during this update
     amp: str = "auto"                 # 'auto' (bf16 autocast on CUDA only) | 'bf16' | 'off'
     device: str = "auto"              # 'auto' | 'cpu' | 'cuda' | 'cuda:1' ...

@@ -276,6 +276,12 @@ def train(model: torch.nn.Module, task: Task, cfg: TrainConfig, resume: bool | s
         if model_config is not None:  # also readable by seqsuite.core.from_pretrained
             config_json.update({"format": "seqsuite-model-v1", "extra": {"task": info}})
 
+        if cfg.grad_checkpoint:
+            from seqsuite.core import set_grad_checkpointing
+
+            if not set_grad_checkpointing(model):
+                raise UserError("grad_checkpoint: this model has no seqsuite backbone to "
+                                "checkpoint; train it without --grad-checkpoint")
         ddp = None
         train_model = model
         if dinfo.world > 1:
