@@ -212,3 +212,37 @@ def test_grad_checkpointing_same_loss_and_gradients(preset):
     assert plain.keys() == ck.keys() and len(plain) > 0
     for name in plain:
         assert torch.allclose(plain[name], ck[name], rtol=1e-9, atol=1e-12), name
+
+
+@pytest.mark.parametrize("preset", ["tiny", "hg38-transformerpp-1.4m", "hg38-hyenadna-1.4m"])
+@pytest.mark.parametrize("Lp", [2, 3, 37])
+def test_prefill_matches_recurrent_steps(preset, Lp):
+    """prefill(prompt) gives the logits and leaves the state that Lp step() calls would, so the
+    next steps agree too (short prompts shorter than the conv window included)."""
+    from seqsuite.core import build
+
+    kw = {"d_model": 32, "n_layers": 2} if preset.startswith("hg38") else {}
+    torch.manual_seed(0)
+    model = build(preset, **kw).double().eval()
+    assert model.can_prefill()
+    vocab = model.config.vocab_size
+    tokens = torch.randint(0, vocab, (2, Lp + 4))
+    with torch.no_grad():
+        st_step = model.allocate_state(2, dtype=torch.float64, max_len=Lp + 4)
+        for t in range(Lp):
+            want = model.step(tokens[:, t], st_step)
+        st_pre = model.allocate_state(2, dtype=torch.float64, max_len=Lp + 4)
+        got = model.prefill(tokens[:, :Lp], st_pre)
+        assert torch.allclose(got, want, rtol=1e-9, atol=1e-9)
+        for t in range(Lp, Lp + 4):
+            a, b = model.step(tokens[:, t], st_step), model.step(tokens[:, t], st_pre)
+            assert torch.allclose(a, b, rtol=1e-9, atol=1e-9), t
+
+
+def test_unet_has_no_prefill():
+    from seqsuite.core import build
+
+    model = build("audio-tiny")
+    assert not model.can_prefill()
+    with pytest.raises(NotImplementedError):
+        model.prefill(torch.zeros(1, 8, dtype=torch.long), model.allocate_state(1))

@@ -172,7 +172,8 @@ def _allocate(model, batch: int, device, max_len: int) -> dict:
 @torch.no_grad()
 def stream_bytes(model, prompt: str | bytes, max_bytes: int = 256, temperature: float = 1.0,
                  top_p: float = 1.0, seed: int = 0, cuda_graph: bool | None = None) -> Iterator[int]:
-    """Yield sampled byte values after `prompt`, one recurrent step per byte.
+    """Yield sampled byte values after `prompt`, one recurrent step per byte (the prompt goes
+    through one parallel pass when the model supports prefill).
 
     An empty prompt starts from a newline. On CUDA the step is replayed from a CUDA graph
     (cuda_graph=None means: on CUDA only).
@@ -198,8 +199,11 @@ def stream_bytes(model, prompt: str | bytes, max_bytes: int = 256, temperature: 
 
         tokens = torch.from_numpy(prompt_tokens).to(device)
         logits = None
-        for t in range(len(tokens)):
-            logits = step(tokens[t:t + 1], t)
+        if len(tokens) > 1 and getattr(model, "can_prefill", lambda: False)():
+            logits = model.prefill(tokens[None], state)  # the prompt in one parallel pass
+        else:
+            for t in range(len(tokens)):
+                logits = step(tokens[t:t + 1], t)
         t = len(tokens)
         for i in range(max_bytes):
             tok = sample_logits(logits, temperature, top_p, generator=gen)

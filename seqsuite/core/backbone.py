@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .block import alloc_state, make_layer
+from .block import alloc_state, can_prefill, make_layer
 from .config import ModelConfig
 
 
@@ -55,6 +55,16 @@ class Isotropic(nn.Module):
     def step(self, x: torch.Tensor, state: dict) -> torch.Tensor:
         for layer, st in zip(self.layers, state["layers"]):
             x = layer.step(x, st)
+        return x
+
+    def can_prefill(self) -> bool:
+        return all(can_prefill(layer) for layer in self.layers)
+
+    def prefill(self, x: torch.Tensor, state: dict) -> torch.Tensor:
+        """Parallel pass over a prompt (batch, L, d) from a fresh state; the state is left as
+        L calls of step() would leave it."""
+        for layer, st in zip(self.layers, state["layers"]):
+            x = layer.prefill(x, st)
         return x
 
 

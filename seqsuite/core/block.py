@@ -56,6 +56,19 @@ class MambaBlock(nn.Module):
         conv = torch.zeros(batch, self.d_inner, self.d_conv, device=device, dtype=dtype or self.in_proj.weight.dtype)
         return {"conv": conv, **self.mixer.allocate_state(batch, device, dtype)}
 
+    def prefill(self, x: torch.Tensor, state: dict) -> torch.Tensor:
+        """forward() over a prompt (batch, L, d) from a fresh state, leaving the conv window
+        and the SSM state as L calls of step() would (S6 mixers; S4 has no prefill)."""
+        if not hasattr(self.mixer, "prefill"):
+            raise NotImplementedError(f"{type(self.mixer).__name__} mixer has no prefill")
+        L = x.shape[1]
+        u, z = self.in_proj(x).transpose(1, 2).chunk(2, dim=1)
+        tail = u[..., -self.d_conv:]
+        state["conv"].zero_()
+        state["conv"][..., self.d_conv - tail.shape[-1]:] = tail
+        u = F.silu(self.conv(u)[..., :L])
+        return self.out_proj(self.mixer.prefill(u, z, state).transpose(1, 2))
+
     def step(self, x: torch.Tensor, state: dict) -> torch.Tensor:
         u, z = self.in_proj(x).chunk(2, dim=-1)  # (batch, d_inner)
         conv = state["conv"]
@@ -90,6 +103,18 @@ class Residual(nn.Module):
 
     def step(self, x: torch.Tensor, state: dict) -> torch.Tensor:
         return x + self.mixer.step(self.norm(x), state)
+
+    def prefill(self, x: torch.Tensor, state: dict) -> torch.Tensor:
+        return x + self.mixer.prefill(self.norm(x), state)
+
+
+def can_prefill(layer: nn.Module) -> bool:
+    """Whether a layer fills its recurrent state from a parallel pass over a prompt."""
+    if isinstance(layer, Residual):
+        layer = layer.mixer
+        if isinstance(layer, MambaBlock):
+            return hasattr(layer.mixer, "prefill")
+    return hasattr(layer, "prefill")
 
 
 def make_layer(kind: str, d_model: int, cfg: ModelConfig) -> nn.Module:

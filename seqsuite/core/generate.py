@@ -99,8 +99,11 @@ def _copy_state(dst, src):
 @torch.no_grad()
 def generate(model, prompt: torch.Tensor, n: int, temperature: float = 1.0, top_p: float = 1.0,
              top_k: int = 0, generator: torch.Generator | None = None, use_cuda_graph: bool | None = None,
-             progress=None) -> torch.Tensor:
-    """Feed `prompt` (batch, Lp ≥ 1) through the recurrent step, then sample n tokens.
+             progress=None, prefill: bool = True) -> torch.Tensor:
+    """Feed `prompt` (batch, Lp ≥ 1) through the model, then sample n tokens with the recurrent step.
+
+    With `prefill` (default) and a model that supports it (isotropic S6 / attention / Hyena), the
+    prompt goes through one parallel pass that fills the state; otherwise step by step.
 
     `progress(k)` is called after each generated token when given.
     """
@@ -114,7 +117,16 @@ def generate(model, prompt: torch.Tensor, n: int, temperature: float = 1.0, top_
     out = torch.empty(batch, Lp + n, dtype=torch.long, device=device)
     out[:, :Lp] = prompt
     logits = None
-    for t in range(Lp + n - 1):
+    start = 0
+    if prefill and Lp > 1 and getattr(model, "can_prefill", lambda: False)():
+        # one parallel pass over the prompt instead of Lp recurrent steps
+        logits = model.prefill(prompt, state)
+        if n > 0:
+            out[:, Lp] = sample_logits(logits, temperature, top_p, top_k, generator)
+            if progress is not None:
+                progress(1)
+        start = Lp
+    for t in range(start, Lp + n - 1):
         tok = out[:, t]
         logits = step(tok, t) if step is not None else model.step(tok, state)
         if t >= Lp - 1:

@@ -36,6 +36,18 @@ class LMModel(nn.Module):
         """token (batch,) → logits (batch, vocab) for the next position; state updated in place."""
         return self.head(self.norm(self.backbone.step(self.embedding(token), state)))
 
+    def can_prefill(self) -> bool:
+        """True when prefill() is available (isotropic stacks of S6, attention or Hyena layers)."""
+        return getattr(self.backbone, "can_prefill", lambda: False)()
+
+    def prefill(self, tokens: torch.Tensor, state: dict) -> torch.Tensor:
+        """tokens (batch, L) → logits (batch, vocab) for position L, filling a fresh `state` in one
+        parallel pass, as L calls of step() would (see can_prefill)."""
+        if not self.can_prefill():
+            raise NotImplementedError("this model has no parallel prefill; feed the prompt with step()")
+        h = self.backbone.prefill(self.embedding(tokens), state)
+        return self.head(self.norm(h[:, -1]))
+
     @torch.no_grad()
     def generate(self, prompt: torch.Tensor, n: int, temperature: float = 1.0, top_p: float = 1.0,
                  top_k: int = 0, generator: torch.Generator | None = None, progress=None) -> torch.Tensor:

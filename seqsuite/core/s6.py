@@ -48,6 +48,17 @@ class S6(nn.Module):
             delta_bias=self.dt_proj.bias.float(), delta_softplus=True,
         )
 
+    def prefill(self, x: torch.Tensor, z: torch.Tensor, state: dict) -> torch.Tensor:
+        """forward() over a prompt that also leaves the scan's last state in state["ssm"]."""
+        dt, B, C = self._proj(x.transpose(1, 2))
+        A = -torch.exp(self.A_log.float())
+        y, last = selective_scan(
+            x, dt.transpose(1, 2), A, B.transpose(1, 2), C.transpose(1, 2), self.D.float(), z,
+            delta_bias=self.dt_proj.bias.float(), delta_softplus=True, return_last_state=True,
+        )
+        state["ssm"].copy_(last)
+        return y
+
     def allocate_state(self, batch: int, device=None, dtype=None) -> dict:
         dtype = torch.float64 if dtype == torch.float64 else torch.float32
         return {"ssm": torch.zeros(batch, self.d_inner, self.d_state, device=device or self.A_log.device, dtype=dtype)}
