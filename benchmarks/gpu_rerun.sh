@@ -9,6 +9,7 @@
 set -u
 T0=$(date +%s)
 el() { echo $(( $(date +%s) - T0 )); }
+lim() { local l=$(( ${END:-430} - $(el) )); [ $l -lt $1 ] && echo $(( l > 1 ? l : 1 )) || echo $1; }  # min(want, time left)
 source benchmarks/device_setup.sh
 R=$OUT/rerun; mkdir -p $R/logs $R/genomics $R/bytes $R/bench
 export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
@@ -18,22 +19,22 @@ timeout 90 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_kernels_gp
 echo "gpu tests rc=$? at $(el)s"
 wait
 for P in 1024 8192 65536; do
-  timeout 60 $S bench generate --pair bytes-mamba-small:bytes-transformerpp-small --batches 1 --prompt-len $P \
+  timeout $(lim 45) $S bench generate --pair bytes-mamba-small:bytes-transformerpp-small --batches 1 --prompt-len $P \
     --gen-len 256 --audio none --budget 0.5 --out $R/bench/bytes-generate-$P.json > $R/logs/bytes-generate-$P.log 2>&1
   echo "bytes generate $P rc=$? at $(el)s"
 done
 for m in hg38-mamba-1.4m hg38-transformerpp-1.4m; do
-  timeout -s INT 100 $S genomics pretrain --fasta /tmp/gdemo/genome.fa --bed /tmp/gdemo/intervals.bed --preset $m \
+  timeout -s INT $(lim 80) $S genomics pretrain --fasta /tmp/gdemo/genome.fa --bed /tmp/gdemo/intervals.bed --preset $m \
     --seq-len 16384 --batch-size 8 --steps 300 --lr 2e-3 --eval-every 50 --out $R/genomics/lm-$m --device cuda \
     > $R/logs/lm-$m.log 2>&1
-  $S genomics evaluate $R/genomics/lm-$m --split test --windows 64 --json --device cuda \
+  timeout $(lim 30) $S genomics evaluate $R/genomics/lm-$m --split test --windows 64 --json --device cuda \
     > $R/genomics/lm-$m/evaluate_test.txt 2>> $R/logs/lm-$m.log
   echo "$m done at $(el)s"
 done
 for m in bytes-mamba-small bytes-transformerpp-small; do
-  timeout -s INT 80 $S bytes pretrain /tmp/bytes/corpus --preset $m --seq-len 8192 --batch-size 8 --steps 300 \
+  timeout -s INT $(lim 60) $S bytes pretrain /tmp/bytes/corpus --preset $m --seq-len 8192 --batch-size 8 --steps 300 \
     --lr 2e-3 --eval-every 50 --out $R/bytes/$m --device cuda > $R/logs/bytes-$m.log 2>&1
-  $S bytes evaluate $R/bytes/$m --json --device cuda > $R/bytes/$m/evaluate_test.txt 2>> $R/logs/bytes-$m.log
+  timeout $(lim 30) $S bytes evaluate $R/bytes/$m --json --device cuda > $R/bytes/$m/evaluate_test.txt 2>> $R/logs/bytes-$m.log
   echo "$m done at $(el)s"
 done
 find $R -name "*.safetensors" -delete; find $R -type d -name tb -prune -exec rm -rf {} +
