@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from seqsuite.train import read_metrics  # noqa: E402
 
 LN2 = math.log(2)
+SHARE = "shared GPU"  # gpu_show.sh runs its jobs side by side; --alone for gpu_rerun.sh
 
 
 def first_json(path: Path) -> dict | None:
@@ -92,15 +93,17 @@ def genomics(root: Path, md: list[str], js: dict) -> None:
     js["genomics_pair"] = rows
     md += ["## Genomics: Mamba vs Transformer++ at L = 2^14, same steps and batch", "",
            "| model | steps | tokens | test bits/base | order-k Markov | valid bits/base | "
-           "train tokens/s (shared GPU) | peak GB |", "|---|---|---|---|---|---|---|---|"]
+           f"train tokens/s ({SHARE}) | peak GB |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         md.append(f"| {r['model']} | {r['steps']} | {r['tokens']:,} | {fmt(r['test_bits'])} | "
                   f"{fmt(r['markov_bits'])} (k={r['markov_order']}) | {fmt(r['valid_bits'])} | "
                   f"{fmt(r['tokens_per_s'], ',.0f')} | {fmt(r['peak_mem_gb'], '.1f')} |")
     if pair:
         curves(root / "genomics_curves.png", [(r.name[3:], r) for r in pair], "bits per base")
-        md += ["", "![learning curves](genomics_curves.png)"]
+        md += ["", "![learning curves](genomics_curves.png)", ""]
     long = g / "lm-7m-2p20"
+    if not long.exists():
+        return
     s = train_summary(long)
     js["genomics_2p20"] = s
     md += ["", "## Genomics: hg38-mamba-7m at L = 2^20, batch 1 (activation checkpointing)", "",
@@ -111,6 +114,8 @@ def genomics(root: Path, md: list[str], js: dict) -> None:
 
 def species(root: Path, md: list[str], js: dict) -> None:
     sp = root / "species"
+    if not sp.exists():
+        return
     table: dict[int, dict] = {}
     for run in sorted(sp.glob("*-L*")):
         tag, k = run.name.split("-L")
@@ -152,6 +157,8 @@ def species(root: Path, md: list[str], js: dict) -> None:
 
 def audio(root: Path, md: list[str], js: dict) -> None:
     f = root / "audio" / "ablation" / "ablation.json"
+    if not (root / "audio").exists():
+        return
     md += ["## Audio: outer/inner S4/S6 ablation (Fig. 10)", ""]
     if not f.exists():
         md += ["ablation.json missing: the ablation did not finish (see logs/ablation.log).", ""]
@@ -161,7 +168,7 @@ def audio(root: Path, md: list[str], js: dict) -> None:
     for r in ab["rows"]:
         r["steps"] = train_summary(root / "audio" / "ablation" / f"{r['outer']}-{r['inner']}")["steps"]
     md += ["| outer | inner | params | steps | test bits/sample | valid bits/sample | "
-           "train tokens/s (shared GPU) |", "|---|---|---|---|---|---|---|"]
+           f"train tokens/s ({SHARE}) |", "|---|---|---|---|---|---|---|"]
     for r in ab["rows"]:
         md.append(f"| {r['outer'].upper()} | {r['inner'].upper()} | {r['params'] / 1e6:.2f}M | {r['steps']} | "
                   f"{fmt(r['test_bits'])} | {fmt(r['valid_bits'])} | {fmt(r['tokens_per_s'], ',.0f')} |")
@@ -182,7 +189,7 @@ def bytes_lm(root: Path, md: list[str], js: dict) -> None:
         rows.append(s)
     js["bytes"] = rows
     md += ["## Bytes: Mamba vs Transformer++ after equal tokens", "",
-           "| model | steps | tokens | test bits/byte | gzip | xz | train tokens/s (shared GPU) |",
+           f"| model | steps | tokens | test bits/byte | gzip | xz | train tokens/s ({SHARE}) |",
            "|---|---|---|---|---|---|---|"]
     for r in rows:
         md.append(f"| {r['model']} | {r['steps']} | {r['tokens']:,} | {fmt(r['test_bpb'])} | "
@@ -196,6 +203,8 @@ def bytes_lm(root: Path, md: list[str], js: dict) -> None:
 
 def sc09(root: Path, md: list[str], js: dict) -> None:
     d = root / "sc09"
+    if not d.exists():
+        return
     md += ["## SC09: Table-4-style row for the shipped model (demo digits)", ""]
     cls = d / "classifier" / "config.json"
     if cls.exists():
@@ -208,7 +217,7 @@ def sc09(root: Path, md: list[str], js: dict) -> None:
     js["sc09_metrics"] = met
     if man:
         md.append(f"generation: {man.get('num')} clips, batch {man.get('batch')}, "
-                  f"{fmt(man.get('samples_per_s'), ',.0f')} samples/s (shared GPU)")
+                  f"{fmt(man.get('samples_per_s'), ',.0f')} samples/s ({SHARE})")
     if met.get("rows"):
         nll = (met.get("model_test_nll") or {}).get("bits_per_sample")
         md += ["", "| rows | NLL (bits/sample) | FID ↓ | IS ↑ | mIS ↑ | AM ↓ | n |", "|---|---|---|---|---|---|---|"]
@@ -238,4 +247,6 @@ def main(root: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    if "--alone" in sys.argv:
+        SHARE = "alone on the GPU"
+    main(Path([a for a in sys.argv[1:] if not a.startswith("--")][0]))
