@@ -117,18 +117,25 @@ def check(out, tol=2e-5, gtol=2e-5):
         ((1, 2, 33, 20), "vary", 1, 1),     # N > 16
     ],
 )
-def test_scan_matches_reference(triton_backend, shape, layout, G, chunk_tiles):
+@pytest.mark.parametrize("fwd", ["tile", "seq"])
+def test_scan_matches_reference(triton_backend, shape, layout, G, chunk_tiles, fwd):
     triton_backend.CONFIG.chunk_tiles = chunk_tiles
+    triton_backend.CONFIG.fwd = fwd
+    triton_backend.CONFIG.bd_seq = 4  # several channel blocks at these tiny dims
     check(run_both(make(*shape, layout=layout, G=G)))
 
 
-def test_scan_without_optional_inputs(triton_backend):
+@pytest.mark.parametrize("fwd", ["tile", "seq"])
+def test_scan_without_optional_inputs(triton_backend, fwd):
     triton_backend.CONFIG.chunk_tiles = 1
+    triton_backend.CONFIG.fwd = fwd
     x = make(1, 3, 30, 4)
     check(run_both(x, softplus=False, with_last=False, drop=("D", "z", "delta_bias")))
 
 
-def test_scan_half_inputs_and_noncontiguous(triton_backend):
+@pytest.mark.parametrize("fwd", ["tile", "seq"])
+def test_scan_half_inputs_and_noncontiguous(triton_backend, fwd):
+    triton_backend.CONFIG.fwd = fwd
     from seqsuite.kernels import selective_scan
     from seqsuite.kernels.reference import selective_scan_ref
 

@@ -3,13 +3,14 @@
 `scan_fwd` / `scan_bwd` (torch.ops.seqsuite.scan_fwd / scan_bwd) take the public arguments
 of `selective_scan` for real A. Tunables live in `CONFIG` (a plain dataclass); the env var
 SEQSUITE_SCAN_CFG="bd_fwd,bd_bwd,tile,warps_fwd,warps_bwd[,warps_per_sm[,unroll]]" overrides it
-(benchmark sweeps).
+(benchmark sweeps). SEQSUITE_SCAN_FWD=seq picks the experimental sequential-in-time forward
+kernel (triton_fwd_seq.py; SEQSUITE_SCAN_SEQ="bd,warps,warps_per_sm" tunes it).
 """
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import torch
@@ -18,6 +19,7 @@ from torch import Tensor
 
 from .triton_bwd import _bwd_chunk_summary_kernel, _bwd_kernel
 from .triton_fwd import _chunk_combine_kernel, _fwd_chunk_summary_kernel, _fwd_kernel
+from .triton_fwd_seq import _fwd_seq_kernel
 
 
 @dataclass
@@ -30,19 +32,35 @@ class ScanConfig:
     warps_per_sm: int = 24  # split sequences into chunks until the grid has this many warps/SM
     chunk_tiles: int = 0   # tiles per chunk; 0 = pick from warps_per_sm
     unroll: int = 1        # unroll factor of the loop over states in the main kernels
+    fwd: str = "tile"      # forward kernel: "tile" (triton_fwd.py) or "seq" (triton_fwd_seq.py)
+    bd_seq: int = 32       # "seq": channels per program (one per lane at 1 warp)
+    warps_seq: int = 1
+    warps_per_sm_seq: int = 8
 
 
 CONFIG = ScanConfig()
 
 
 def _config() -> ScanConfig:
+    cfg = CONFIG
     env = os.environ.get("SEQSUITE_SCAN_CFG")
-    if not env:
-        return CONFIG
-    v = [int(x) for x in env.split(",")]
-    wps = v[5] if len(v) > 5 else CONFIG.warps_per_sm
-    unroll = v[6] if len(v) > 6 else CONFIG.unroll
-    return ScanConfig(v[0], v[1], v[2], v[3], v[4], wps, CONFIG.chunk_tiles, unroll)
+    if env:
+        v = [int(x) for x in env.split(",")]
+        wps = v[5] if len(v) > 5 else cfg.warps_per_sm
+        unroll = v[6] if len(v) > 6 else cfg.unroll
+        cfg = replace(cfg, bd_fwd=v[0], bd_bwd=v[1], tile=v[2], warps_fwd=v[3], warps_bwd=v[4],
+                      warps_per_sm=wps, unroll=unroll)
+    kind = os.environ.get("SEQSUITE_SCAN_FWD")
+    if kind:
+        if kind not in ("tile", "seq"):
+            raise ValueError(f"SEQSUITE_SCAN_FWD={kind!r}: use tile or seq")
+        cfg = replace(cfg, fwd=kind)
+    seq = os.environ.get("SEQSUITE_SCAN_SEQ")
+    if seq:
+        v = [int(x) for x in seq.split(",")]
+        cfg = replace(cfg, bd_seq=v[0], warps_seq=v[1] if len(v) > 1 else cfg.warps_seq,
+                      warps_per_sm_seq=v[2] if len(v) > 2 else cfg.warps_per_sm_seq)
+    return cfg
 
 
 def tile_for(N: int) -> int:
@@ -108,10 +126,16 @@ def scan_fwd(
     TL = tile
     B, b_vary, gb, sB = _bc_layout(B, dim)
     C, c_vary, gc, sC = _bc_layout(C, dim)
-    BD = _block_d(cfg.bd_fwd, dim, [g for g, v in ((gb, b_vary), (gc, c_vary)) if v])
+    seq = cfg.fwd == "seq"
+    groups = [g for g, v in ((gb, b_vary), (gc, c_vary)) if v]
+    BD = _block_d(cfg.bd_seq if seq else cfg.bd_fwd, dim, groups)
     n_dblk = triton.cdiv(dim, BD)
     n_tiles = triton.cdiv(L, TL)
-    ct, n_chunks = _n_chunks(cfg, batch * n_dblk, cfg.warps_fwd, n_tiles, u.device)
+    if seq:
+        ct, n_chunks = _n_chunks(replace(cfg, warps_per_sm=cfg.warps_per_sm_seq), batch * n_dblk,
+                                 cfg.warps_seq, n_tiles, u.device)
+    else:
+        ct, n_chunks = _n_chunks(cfg, batch * n_dblk, cfg.warps_fwd, n_tiles, u.device)
     chunk_len = ct * TL
     y = torch.empty_like(u)
     last = torch.empty((batch, dim, N), dtype=torch.float32, device=u.device)
@@ -134,6 +158,17 @@ def scan_fwd(
             hsum, dtsum, A, hsum, h0, dim, N, n_chunks, A.stride(0), A.stride(1),
             BLOCK=BLK, REVERSE=False, HAS_INIT=False, num_warps=4,
         )
+    if seq:
+        _fwd_seq_kernel[grid](
+            u, delta, _opt(z, u), A, B, C, _opt(D, u), _opt(delta_bias, u), y,
+            _opt(h0, last), states, last,
+            dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc,
+            u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sB, *sC,
+            BD=BD, NP=triton.next_power_of_2(N), TL=TL, HAS_D=D is not None, HAS_Z=z is not None,
+            HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus, B_VARY=b_vary,
+            C_VARY=c_vary, HAS_H0=h0 is not None, num_warps=cfg.warps_seq,
+        )
+        return y, last, states
     _fwd_kernel[grid](
         u, delta, _opt(z, u), A, B, C, _opt(D, u), _opt(delta_bias, u), y,
         _opt(h0, last), states, last,
