@@ -246,3 +246,30 @@ def test_unet_has_no_prefill():
     assert not model.can_prefill()
     with pytest.raises(NotImplementedError):
         model.prefill(torch.zeros(1, 8, dtype=torch.long), model.allocate_state(1))
+
+
+def test_step_weight_cache_follows_parameter_updates():
+    """S6.step keeps A and the folded Δ/B/C matrix between steps; an in-place update of the
+    parameters (an optimizer step) must be seen by the next step, in the same tensors."""
+    from seqsuite.core import build
+
+    torch.manual_seed(0)
+    model = build("tiny").double().eval()
+    tokens = torch.randint(0, model.config.vocab_size, (2, 6))
+
+    def run():
+        st = model.allocate_state(2, dtype=torch.float64)
+        return torch.stack([model.step(tokens[:, t], st) for t in range(tokens.shape[1])])
+
+    with torch.no_grad():
+        before = run()
+        s6 = model.backbone.layers[0].mixer.mixer
+        cached = s6._step_cache[2]
+        for p in (s6.A_log, s6.x_proj.weight, s6.dt_proj.weight):
+            p.mul_(0.9)
+        after = run()
+        assert s6._step_cache[2] is cached  # refreshed in place (CUDA graphs keep their pointers)
+        with torch.no_grad():
+            want = model(tokens)[:, -1]
+    assert not torch.allclose(before[-1], after[-1])
+    assert torch.allclose(after[-1], want, rtol=1e-9, atol=1e-9)

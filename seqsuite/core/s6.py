@@ -63,9 +63,31 @@ class S6(nn.Module):
         dtype = torch.float64 if dtype == torch.float64 else torch.float32
         return {"ssm": torch.zeros(batch, self.d_inner, self.d_state, device=device or self.A_log.device, dtype=dtype)}
 
+    def _step_weights(self, x: torch.Tensor, state_dtype: torch.dtype):
+        """A = -exp(A_log) and one (d_inner + 2N, d_inner) matrix giving Δ (without bias), B
+        and C from x in a single matmul (W_Δ W_r folded), for the recurrent step. Kept between
+        steps and refreshed in place when a parameter changes, so a CUDA graph that captured
+        them stays valid; this saves three kernel launches per layer and step."""
+        ps = (self.A_log, self.x_proj.weight, self.dt_proj.weight)
+        key = (tuple(p._version for p in ps), tuple(p.data_ptr() for p in ps), x.dtype, state_dtype,
+               x.device)
+        cache = getattr(self, "_step_cache", None)
+        if cache is None or cache[0] != key:
+            with torch.no_grad():
+                W = self.x_proj.weight
+                Wx = torch.cat([self.dt_proj.weight @ W[: self.dt_rank], W[self.dt_rank:]]).to(x.dtype)
+                A = -torch.exp(self.A_log.to(state_dtype))
+            if cache is not None and cache[1].shape == A.shape and cache[1].dtype == A.dtype \
+                    and cache[2].dtype == Wx.dtype and cache[1].device == A.device:
+                cache[1].copy_(A)
+                cache[2].copy_(Wx)
+                A, Wx = cache[1], cache[2]
+            self._step_cache = (key, A, Wx)
+        return self._step_cache[1], self._step_cache[2]
+
     def step(self, x: torch.Tensor, z: torch.Tensor, state: dict) -> torch.Tensor:
         """x, z: (batch, d_inner) → y (batch, d_inner); state updated in place."""
-        dt, B, C = self._proj(x)
-        A = -torch.exp(self.A_log.to(state["ssm"].dtype))
+        A, Wx = self._step_weights(x, state["ssm"].dtype)
+        dt, B, C = F.linear(x, Wx).split([self.d_inner, self.d_state, self.d_state], dim=-1)
         return selective_state_update(state["ssm"], x, dt, A, B, C, self.D, z,
                                       dt_bias=self.dt_proj.bias, dt_softplus=True)
