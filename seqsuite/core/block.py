@@ -21,7 +21,7 @@ class RMSNorm(nn.Module):
         self.weight._no_weight_decay = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # F.rms_norm is one fused kernel on CUDA (forward and backward); statistics in fp32
+        # F.rms_norm: torch's fused RMSNorm kernel on CUDA where available; statistics in fp32
         if x.dtype in (torch.float16, torch.bfloat16):
             return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps).to(x.dtype)
         return F.rms_norm(x, (x.shape[-1],), self.weight.to(x.dtype), self.eps)
