@@ -39,23 +39,22 @@ class S6(nn.Module):
         dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         return F.linear(dt, self.dt_proj.weight), B, C
 
-    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """x, z: (batch, d_inner, L) → y (batch, d_inner, L)."""
+    def _scan(self, x: torch.Tensor, z: torch.Tensor, return_last_state: bool = False):
         dt, B, C = self._proj(x.transpose(1, 2))
         A = -torch.exp(self.A_log.float())
         return selective_scan(
             x, dt.transpose(1, 2), A, B.transpose(1, 2), C.transpose(1, 2), self.D.float(), z,
             delta_bias=self.dt_proj.bias.float(), delta_softplus=True,
+            return_last_state=return_last_state,
         )
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """x, z: (batch, d_inner, L) → y (batch, d_inner, L)."""
+        return self._scan(x, z)
 
     def prefill(self, x: torch.Tensor, z: torch.Tensor, state: dict) -> torch.Tensor:
         """forward() over a prompt that also leaves the scan's last state in state["ssm"]."""
-        dt, B, C = self._proj(x.transpose(1, 2))
-        A = -torch.exp(self.A_log.float())
-        y, last = selective_scan(
-            x, dt.transpose(1, 2), A, B.transpose(1, 2), C.transpose(1, 2), self.D.float(), z,
-            delta_bias=self.dt_proj.bias.float(), delta_softplus=True, return_last_state=True,
-        )
+        y, last = self._scan(x, z, return_last_state=True)
         state["ssm"].copy_(last)
         return y
 

@@ -131,11 +131,9 @@ def scan_fwd(
     BD = _block_d(cfg.bd_seq if seq else cfg.bd_fwd, dim, groups)
     n_dblk = triton.cdiv(dim, BD)
     n_tiles = triton.cdiv(L, TL)
-    if seq:
-        ct, n_chunks = _n_chunks(replace(cfg, warps_per_sm=cfg.warps_per_sm_seq), batch * n_dblk,
-                                 cfg.warps_seq, n_tiles, u.device)
-    else:
-        ct, n_chunks = _n_chunks(cfg, batch * n_dblk, cfg.warps_fwd, n_tiles, u.device)
+    warps = cfg.warps_seq if seq else cfg.warps_fwd
+    ct, n_chunks = _n_chunks(replace(cfg, warps_per_sm=cfg.warps_per_sm_seq) if seq else cfg,
+                             batch * n_dblk, warps, n_tiles, u.device)
     chunk_len = ct * TL
     y = torch.empty_like(u)
     last = torch.empty((batch, dim, N), dtype=torch.float32, device=u.device)
@@ -158,25 +156,17 @@ def scan_fwd(
             hsum, dtsum, A, hsum, h0, dim, N, n_chunks, A.stride(0), A.stride(1),
             BLOCK=BLK, REVERSE=False, HAS_INIT=False, num_warps=4,
         )
-    if seq:
-        _fwd_seq_kernel[grid](
-            u, delta, _opt(z, u), A, B, C, _opt(D, u), _opt(delta_bias, u), y,
-            _opt(h0, last), states, last,
-            dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc,
-            u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sB, *sC,
-            BD=BD, NP=triton.next_power_of_2(N), TL=TL, HAS_D=D is not None, HAS_Z=z is not None,
-            HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus, B_VARY=b_vary,
-            C_VARY=c_vary, HAS_H0=h0 is not None, num_warps=cfg.warps_seq,
-        )
-        return y, last, states
-    _fwd_kernel[grid](
+    # the two forward kernels take the same arguments but for their own tunables
+    kernel, own = ((_fwd_seq_kernel, dict(NP=triton.next_power_of_2(N))) if seq
+                   else (_fwd_kernel, dict(UNROLL=cfg.unroll)))
+    kernel[grid](
         u, delta, _opt(z, u), A, B, C, _opt(D, u), _opt(delta_bias, u), y,
         _opt(h0, last), states, last,
         dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc,
         u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sB, *sC,
         BD=BD, TL=TL, HAS_D=D is not None, HAS_Z=z is not None,
         HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus, B_VARY=b_vary,
-        C_VARY=c_vary, HAS_H0=h0 is not None, UNROLL=cfg.unroll, num_warps=cfg.warps_fwd,
+        C_VARY=c_vary, HAS_H0=h0 is not None, num_warps=warps, **own,
     )
     return y, last, states
 
