@@ -91,10 +91,10 @@ class Generator:
     """A model, its state for one batch size, and (on a GPU) its CUDA-graph stepper."""
 
     def __init__(self, model, batch: int, device: torch.device, graphs: bool, prefill: bool = True):
-        from ..core.generate import GraphStepper
+        from ..core.generate import GraphStepper, supports_prefill
 
         self.model, self.batch, self.device = model, batch, device
-        self.prefill = prefill and getattr(model, "can_prefill", lambda: False)()
+        self.prefill = prefill and supports_prefill(model)
         self.state = model.allocate_state(batch, device=device)
         self.stepper = GraphStepper(model, self.state, batch, device) if graphs and device.type == "cuda" else None
         self.rng = torch.Generator(device=device).manual_seed(0)

@@ -178,7 +178,7 @@ def stream_bytes(model, prompt: str | bytes, max_bytes: int = 256, temperature: 
     An empty prompt starts from a newline. On CUDA the step is replayed from a CUDA graph
     (cuda_graph=None means: on CUDA only).
     """
-    from seqsuite.core.generate import GraphStepper, sample_logits
+    from seqsuite.core.generate import GraphStepper, sample_logits, supports_prefill
 
     if max_bytes < 0:
         raise UserError(f"--max-bytes must be >= 0, got {max_bytes}")
@@ -199,7 +199,7 @@ def stream_bytes(model, prompt: str | bytes, max_bytes: int = 256, temperature: 
 
         tokens = torch.from_numpy(prompt_tokens).to(device)
         logits = None
-        if len(tokens) > 1 and getattr(model, "can_prefill", lambda: False)():
+        if len(tokens) > 1 and supports_prefill(model):
             logits = model.prefill(tokens[None], state)  # the prompt in one parallel pass
         else:
             for t in range(len(tokens)):

@@ -97,6 +97,12 @@ def _copy_state(dst, src):
 
 
 @torch.no_grad()
+def supports_prefill(model) -> bool:
+    """Whether `model.prefill(tokens, state)` can replace feeding a prompt step by step
+    (LMModel.can_prefill; False for models without it)."""
+    return getattr(model, "can_prefill", lambda: False)()
+
+
 def generate(model, prompt: torch.Tensor, n: int, temperature: float = 1.0, top_p: float = 1.0,
              top_k: int = 0, generator: torch.Generator | None = None, use_cuda_graph: bool | None = None,
              progress=None, prefill: bool = True) -> torch.Tensor:
@@ -118,7 +124,7 @@ def generate(model, prompt: torch.Tensor, n: int, temperature: float = 1.0, top_
     out[:, :Lp] = prompt
     logits = None
     start = 0
-    if prefill and Lp > 1 and getattr(model, "can_prefill", lambda: False)():
+    if prefill and Lp > 1 and supports_prefill(model):
         # one parallel pass over the prompt instead of Lp recurrent steps
         logits = model.prefill(prompt, state)
         if n > 0:
