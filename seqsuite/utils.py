@@ -5,7 +5,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 
 @contextlib.contextmanager
@@ -58,3 +58,14 @@ def cache_dir() -> Path:
     models: `$SEQSUITE_CACHE` if set, else `~/.cache/seqsuite`."""
     env = os.environ.get("SEQSUITE_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "seqsuite"
+
+
+def cached_demo(name: str, doing: str, make: Callable[[Path], object]) -> Path:
+    """`cache_dir()/demo/<name>`, made by `make(folder)` on first use (saying `doing ... once
+    into <folder>`). A folder counts as made once its demo.json exists, which every demo
+    writer writes last."""
+    out = cache_dir() / "demo" / name
+    if not (out / "demo.json").exists():
+        print(f"{doing} once into {out}")
+        make(out)
+    return out

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from seqsuite.errors import UserError
-from seqsuite.utils import cache_dir
+from seqsuite.utils import cached_demo
 
 from .data import DIGITS, SAMPLE_RATE, write_wav
 
@@ -265,19 +265,13 @@ def demo_music_dir(size: str = "small") -> Path:
     """The cached demo music folder (`$SEQSUITE_CACHE/demo/audio-music-<size>`), made on first use."""
     if size not in MUSIC_SIZES:
         raise UserError(f"unknown demo size {size!r}: use one of {', '.join(MUSIC_SIZES)}")
-    out = cache_dir() / "demo" / f"audio-music-{size}"
-    if not (out / "demo.json").exists():
-        print(f"synthesising the demo music once into {out}")
-        make_demo_music(out, **MUSIC_SIZES[size])
-    return out
+    return cached_demo(f"audio-music-{size}", "synthesising the demo music",
+                       lambda out: make_demo_music(out, **MUSIC_SIZES[size]))
 
 
 def demo_sc09_dir(size: str = "small") -> Path:
     """The cached demo SC09 folder (`$SEQSUITE_CACHE/demo/audio-sc09-<size>`), made on first use."""
     if size not in SC09_SIZES:
         raise UserError(f"unknown demo size {size!r}: use one of {', '.join(SC09_SIZES)}")
-    out = cache_dir() / "demo" / f"audio-sc09-{size}"
-    if not (out / "demo.json").exists():
-        print(f"speaking the demo digits once into {out}")
-        make_demo_sc09(out, **SC09_SIZES[size])
-    return out
+    return cached_demo(f"audio-sc09-{size}", "speaking the demo digits",
+                       lambda out: make_demo_sc09(out, **SC09_SIZES[size]))

@@ -18,7 +18,7 @@ from pathlib import Path
 from seqsuite.errors import UserError
 from seqsuite.utils import atomic_write_text
 
-from seqsuite.utils import cache_dir
+from seqsuite.utils import cached_demo
 
 SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "__pycache__", "idle_test"}
 MAX_FILE_BYTES = 200_000  # skip very large generated files (e.g. unicode tables)
@@ -86,8 +86,6 @@ def demo_corpus(size: str = "small") -> Path:
     """The cached demo corpus folder (`$SEQSUITE_CACHE/demo/bytes-<size>/corpus`), built on first use."""
     if size not in SIZES:
         raise UserError(f"unknown demo size {size!r}: use one of {', '.join(SIZES)}")
-    out = cache_dir() / "demo" / f"bytes-{size}"
-    if not (out / "demo.json").exists():
-        print(f"building the bytes demo corpus once into {out}")
-        make_demo(out, SIZES[size])
+    out = cached_demo(f"bytes-{size}", "building the bytes demo corpus",
+                      lambda out: make_demo(out, SIZES[size]))
     return out / "corpus"

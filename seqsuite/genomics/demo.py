@@ -388,15 +388,12 @@ def make_demo(out_dir: str | Path, size: str = "small", seed: int = 0, verbose: 
 
 def demo_dir(size: str = "small", seed: int = 0) -> dict[str, Path]:
     """The cached demo data (`$SEQSUITE_CACHE/demo/<size>-<seed>`), generated on first use."""
-    from seqsuite.utils import cache_dir
+    from seqsuite.utils import cached_demo
 
-    out = cache_dir() / "demo" / f"genomics-{size}-{seed}"
-    paths = {"genome": out / "genome.fa", "bed": out / "intervals.bed",
-             "manifest": out / "manifest.tsv", "apes": out / "apes"}
-    if not (out / "demo.json").exists():
-        print(f"generating the genomics demo data once into {out}")
-        make_demo(out, size=size, seed=seed)
-    return paths
+    out = cached_demo(f"genomics-{size}-{seed}", "generating the genomics demo data",
+                      lambda out: make_demo(out, size=size, seed=seed))
+    return {"genome": out / "genome.fa", "bed": out / "intervals.bed",
+            "manifest": out / "manifest.tsv", "apes": out / "apes"}
 
 
 # ----------------------------------------------------------------------------------------------
