@@ -20,6 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from seqsuite.train import read_metrics  # noqa: E402
+from seqsuite.train.logging import plot_runs  # noqa: E402
 
 LN2 = math.log(2)
 SHARE = "shared GPU"  # gpu_show.sh runs its jobs side by side; --alone for gpu_rerun.sh
@@ -57,29 +58,6 @@ def fmt(x, spec=".4f", none="—"):
     return none if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
-def curves(path: Path, runs: list[tuple[str, Path]], ylabel: str, key: str = "bits_per_token") -> None:
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for i, (name, run) in enumerate(runs):
-        rows = read_metrics(run / "metrics.csv")
-        tr = [(r["tokens"], r[key]) for r in rows if r.get("split") == "train" and "tokens" in r and key in r]
-        if not tr:
-            continue
-        per_step = tr[-1][0] / max(1, max(r["step"] for r in rows if r.get("split") == "train"))
-        va = [(r["step"] * per_step, r[key]) for r in rows if r.get("split") == "valid" and key in r]
-        ax.plot(*zip(*tr), color=f"C{i}", alpha=0.3, lw=0.8)
-        if va:
-            ax.plot(*zip(*va), color=f"C{i}", marker="o", ms=3, label=f"{name} (valid)")
-        else:
-            ax.plot([], [], color=f"C{i}", label=name)
-    ax.set_xlabel("training tokens")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def genomics(root: Path, md: list[str], js: dict) -> None:
     g = root / "genomics"
     pair = sorted(p for p in g.glob("lm-*") if p.is_dir() and "2p20" not in p.name)
@@ -99,7 +77,7 @@ def genomics(root: Path, md: list[str], js: dict) -> None:
                   f"{fmt(r['markov_bits'])} (k={r['markov_order']}) | {fmt(r['valid_bits'])} | "
                   f"{fmt(r['tokens_per_s'], ',.0f')} | {fmt(r['peak_mem_gb'], '.1f')} |")
     if pair:
-        curves(root / "genomics_curves.png", [(r.name[3:], r) for r in pair], "bits per base")
+        plot_runs(root / "genomics_curves.png", [(r.name[3:], r) for r in pair], "bits per base")
         md += ["", "![learning curves](genomics_curves.png)", ""]
     long = g / "lm-7m-2p20"
     if not long.exists():
@@ -195,7 +173,7 @@ def bytes_lm(root: Path, md: list[str], js: dict) -> None:
         md.append(f"| {r['model']} | {r['steps']} | {r['tokens']:,} | {fmt(r['test_bpb'])} | "
                   f"{fmt(r['gzip'])} | {fmt(r['xz'])} | {fmt(r['tokens_per_s'], ',.0f')} |")
     if rows:
-        curves(root / "bytes_curves.png", [(r["model"], root / "bytes" / r["model"]) for r in rows],
+        plot_runs(root / "bytes_curves.png", [(r["model"], root / "bytes" / r["model"]) for r in rows],
                "bits per byte")
         md += ["", "![learning curves](bytes_curves.png)"]
     md.append("")

@@ -416,31 +416,6 @@ def ablation(opts: PretrainOptions, combos: tuple[tuple[str, str], ...] = (("s4"
 
 def _plot_curves(root: Path, runs: list[tuple[str, Path]]) -> None:
     """Training and validation bits/sample of several runs against tokens, one figure."""
-    import matplotlib
+    from seqsuite.train.logging import plot_runs
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from seqsuite.train import read_metrics
-    from seqsuite.utils import atomic_path
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for i, (name, run) in enumerate(runs):
-        rows = read_metrics(run / "metrics.csv")
-        tr = [(r["tokens"], r["bits_per_token"]) for r in rows if r.get("split") == "train" and "tokens" in r]
-        va = [(r["step"], r["bits_per_token"]) for r in rows if r.get("split") == "valid"]
-        color = f"C{i}"
-        if tr:
-            ax.plot(*zip(*tr), color=color, alpha=0.35, lw=0.8)
-        if va and tr:
-            per_step = tr[-1][0] / max(1, max(r["step"] for r in rows if r.get("split") == "train"))
-            ax.plot([s * per_step for s, _ in va], [b for _, b in va], color=color, marker="o", ms=3,
-                    label=f"{name} (valid)")
-    ax.set_xlabel("training tokens")
-    ax.set_ylabel("bits per sample")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(root / "learning_curves.png") as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    plot_runs(root / "learning_curves.png", runs, "bits per sample")

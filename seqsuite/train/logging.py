@@ -127,3 +127,36 @@ def plot_learning_curve(run_dir: str | os.PathLike) -> Path | None:
     plt.close(fig)
     os.replace(tmp, out)
     return out
+
+
+def plot_runs(path: str | os.PathLike, runs: list[tuple[str, Path]], ylabel: str = "bits per token") -> Path:
+    """Several runs in one figure against training tokens: each run's training loss (faint) and
+    its validation points (labelled); written atomically to `path` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from seqsuite.utils import atomic_path
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, (name, run) in enumerate(runs):
+        rows = read_metrics(Path(run) / "metrics.csv")
+        tr = [(r["tokens"], r["bits_per_token"]) for r in rows if r.get("split") == "train" and "tokens" in r]
+        va = [(r["step"], r["bits_per_token"]) for r in rows if r.get("split") == "valid"]
+        color = f"C{i}"
+        if tr:
+            ax.plot(*zip(*tr), color=color, alpha=0.35, lw=0.8)
+        if va and tr:
+            per_step = tr[-1][0] / max(1, max(r["step"] for r in rows if r.get("split") == "train"))
+            ax.plot([s * per_step for s, _ in va], [b for _, b in va], color=color, marker="o", ms=3,
+                    label=f"{name} (valid)")
+    ax.set_xlabel("training tokens")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    return Path(path)
