@@ -4,6 +4,7 @@
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD SEQSUITE_CACHE=/tmp/cache
 S="python3 -m seqsuite"
+source benchmarks/pack.sh
 tar -C /tmp -xf .devdata/sc09.tar
 python3 - <<'PY'
 import pathlib, shutil, soundfile as sf

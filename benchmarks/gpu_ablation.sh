@@ -22,6 +22,5 @@ done
 $S audio ablation $ARGS --out $A --test-samples 1048576 --device cuda > $R/logs/ablation.log 2>&1
 echo "ablation rc=$? at $(el)s"
 python3 benchmarks/show_report.py $R --alone > $R/logs/report.log 2>&1
-find $R -name "*.safetensors" -delete; find $R -type d -name tb -prune -exec rm -rf {} +
-tar -C $OUT -czf /tmp/ablation.tgz show && mv /tmp/ablation.tgz $OUT/ && rm -rf $R
+pack $R ablation
 echo "all done at $(el)s"

@@ -24,5 +24,5 @@ else
     --compile --budget 0.5 --out $B/train-compile.json --plot > $B/train-compile.log 2>&1
   echo "bench train --compile rc=$? at $(el)s"
 fi
-tar -C $OUT -czf /tmp/bench.tgz bench && mv /tmp/bench.tgz $OUT/ && rm -rf $B
+pack $B bench
 echo "all done at $(el)s"

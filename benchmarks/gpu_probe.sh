@@ -21,5 +21,5 @@ done
 timeout 150 $S bench generate --batches 1,16 --audio sc09-unet-small,sc09-unet-large --audio-batches 1,16,256 \
   --budget 0.3 --out $P/generate.json > $P/generate.log 2>&1
 echo "generate rc=$? at $(el)s"
-tar -C $OUT -czf /tmp/probe.tgz probe && mv /tmp/probe.tgz $OUT/ && rm -rf $P
+pack $P probe
 echo "all done at $(el)s"

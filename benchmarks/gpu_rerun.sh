@@ -37,6 +37,5 @@ for m in bytes-mamba-small bytes-transformerpp-small; do
   timeout $(lim 30) $S bytes evaluate $R/bytes/$m --json --device cuda > $R/bytes/$m/evaluate_test.txt 2>> $R/logs/bytes-$m.log
   echo "$m done at $(el)s"
 done
-find $R -name "*.safetensors" -delete; find $R -type d -name tb -prune -exec rm -rf {} +
-tar -C $OUT -czf /tmp/rerun.tgz rerun && mv /tmp/rerun.tgz $OUT/ && rm -rf $R
+pack $R rerun
 echo "all done at $(el)s"

@@ -18,6 +18,7 @@ T0=$(date +%s)
 el() { echo $(( $(date +%s) - T0 )); }
 if [ "${SCALE:-gpu}" = cpu ]; then
   export PYTHONPATH=$PWD SEQSUITE_CACHE=${SEQSUITE_CACHE:-/tmp/show-cache}; S="python3 -m seqsuite"
+  source benchmarks/pack.sh
   OUT=${OUT:-/tmp/show-out}; DEV=cpu; SC09=${SC09:-$HOME/.cache/seqsuite/demo/audio-sc09-small}
   GSIZE=small; BSIZE=small; LM_STEPS=2; LM_L=1024; LM_B=2; L20=4096; SP_STEPS=2; SP_TOK=4096; SP_LENS="10 11"
   AB_STEPS=2; AB_L=4096; AB_B=1; BY_STEPS=2; BY_L=256; BY_B=2; CLS_STEPS=2; GEN_N=2; GEN_SEC=0.05
@@ -111,7 +112,5 @@ fi
 wait
 echo "experiments done at $(el)s"
 python3 benchmarks/show_report.py $R > $R/logs/report.log 2>&1; echo "report rc=$?"
-# checkpoints stay on the device (only metrics, logs, PNGs and JSON come back)
-find $R -name "*.safetensors" -delete; find $R -type d -name tb -prune -exec rm -rf {} +
-tar -C $OUT -czf /tmp/show.tgz show && mv /tmp/show.tgz $OUT/ && rm -rf $R
+pack $R show  # checkpoints stay on the device (only metrics, logs, PNGs and JSON come back)
 echo "all done at $(el)s"

@@ -28,6 +28,5 @@ for k in ${LENS:-10 12 14 16}; do
   done
 done
 python3 benchmarks/show_report.py $R --alone > $R/logs/report.log 2>&1
-find $R -name "*.safetensors" -delete; find $R -type d -name tb -prune -exec rm -rf {} +
-tar -C $OUT -czf /tmp/species.tgz show && mv /tmp/species.tgz $OUT/ && rm -rf $R
+pack $R species
 echo "all done at $(el)s"
