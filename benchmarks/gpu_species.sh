@@ -6,8 +6,8 @@
 #   LENS="10 12" SEQSUITE_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_species.sh
 #   LENS="14 16" ...
 # Defaults: 2^17 tokens per step x 800 steps = 105M tokens per run, lr 2e-3 as for the shipped
-# classifier (which needed
-# ~200M at 2^13). Results: $OUT/species.tgz; python benchmarks/show_report.py on the unpacked
+# classifier (which needed ~200M tokens at 2^13). MODELS picks the presets; EXTRA="LR:K ..." adds
+# HyenaDNA runs at another lr (and length 2^K) under species-lrLR/. Results: $OUT/species.tgz; python benchmarks/show_report.py on the unpacked
 # folder writes the table and species_accuracy.png. Needs carry [".whl", ".devdata"].
 set -u
 T0=$(date +%s)
@@ -20,13 +20,20 @@ $S genomics make-demo /tmp/gdemo --size large > $R/logs/make-demo-genomics.log 2
 TOK=${TOK:-131072}; STEPS=${STEPS:-800}
 for k in ${LENS:-10 12 14 16}; do
   L=$(( 1 << k )); B=$(( TOK / L ))
-  for m in hg38-mamba-1.4m hg38-hyenadna-1.4m; do
+  for m in ${MODELS:-hg38-mamba-1.4m hg38-hyenadna-1.4m}; do
     tag=$( [ $m = hg38-mamba-1.4m ] && echo mamba || echo hyena )
     timeout -s INT ${RUN_S:-125} $S genomics finetune-species --manifest /tmp/gdemo/manifest.tsv --preset $m \
       --seq-len $L --batch-size $B --steps $STEPS --lr ${LR:-2e-3} --warmup-frac 0.1 --eval-every 100 \
       --test-windows 256 --out $R/species/$tag-L$k --device cuda > $R/logs/species-$tag-L$k.log 2>&1
     echo "$tag L=2^$k rc=$? at $(el)s"
   done
+done
+for x in ${EXTRA:-}; do
+  lr=${x%:*}; k=${x#*:}; L=$(( 1 << k )); B=$(( TOK / L ))
+  timeout -s INT ${RUN_S:-125} $S genomics finetune-species --manifest /tmp/gdemo/manifest.tsv --preset hg38-hyenadna-1.4m \
+    --seq-len $L --batch-size $B --steps $STEPS --lr $lr --warmup-frac 0.1 --eval-every 100 \
+    --test-windows 256 --out $R/species-lr$lr/hyena-L$k --device cuda > $R/logs/species-hyena-L$k-lr$lr.log 2>&1
+  echo "hyena L=2^$k lr=$lr rc=$? at $(el)s"
 done
 python3 benchmarks/show_report.py $R --alone > $R/logs/report.log 2>&1
 pack $R species
