@@ -14,9 +14,11 @@ from seqsuite.audio.classifier import (ClassifierConfig, ClassifierTrainConfig, 
 from seqsuite.audio.cli import app
 from seqsuite.audio.data import SILENCE
 from seqsuite.audio.generate import generate_audio, generate_tokens
-from seqsuite.audio.recipes import (PretrainOptions, evaluate_run, evaluate_samples, export_model,
-                                    format_table, is_samples_dir, load_model, pretrain)
+from seqsuite.audio.recipes import (PretrainOptions, audio_preset, build_audio_model, evaluate_run,
+                                    evaluate_samples, export_model, format_table, is_samples_dir,
+                                    load_model, pretrain)
 from seqsuite.core import build
+from seqsuite.errors import UserError
 
 SMALL_CLS = ClassifierConfig(width=4, blocks=(1, 1))
 
@@ -29,11 +31,21 @@ def sc09_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run_dir(sc09_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("audio") / "run"
-    res = pretrain(PretrainOptions(dataset="sc09", data=str(sc09_dir), preset="sc09-tiny", out=str(out),
+    # `tiny` is the dataset's tiny U-Net in the audio commands (sc09-tiny here)
+    res = pretrain(PretrainOptions(dataset="sc09", data=str(sc09_dir), preset="tiny", out=str(out),
                                    steps=3, seq_len=64, batch_size=2, device="cpu", eval_every=3,
                                    eval_samples=256, preview=False))
     assert np.isfinite(res["valid"]["bits_per_sample"]) and res["valid"]["samples"] == 256
     return out
+
+
+def test_tiny_means_the_datasets_tiny_unet():
+    assert audio_preset("tiny", "youtubemix") == "audio-tiny"
+    assert audio_preset("tiny", "sc09") == "sc09-tiny"
+    assert audio_preset(None, "youtubemix") == "youtubemix-unet"
+    assert audio_preset("sc09-unet-large", "sc09") == "sc09-unet-large"
+    with pytest.raises(UserError, match="not 256 mu-law classes"):
+        build_audio_model("genomics-tiny")
 
 
 def test_step_matches_parallel_forward_on_a_teacher_forced_prefix():

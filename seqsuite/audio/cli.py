@@ -36,7 +36,7 @@ def make_demo(kind: str = typer.Argument(..., help="music or sc09"),
 @app.command()
 def pretrain(data: Optional[Path] = typer.Option(None, help="Audio folder (youtubemix) or Speech Commands folder (sc09); default: demo data."),
              dataset: str = typer.Option("sc09", help="youtubemix or sc09."),
-             preset: Optional[str] = typer.Option(None, help="Model preset (default youtubemix-unet / sc09-unet-small; audio-tiny for CPU)."),
+             preset: Optional[str] = typer.Option(None, help="Model preset (default youtubemix-unet / sc09-unet-small; tiny for CPU)."),
              outer: Optional[str] = typer.Option(None, help="Layer of the full-rate U-Net stages: s4 or s6."),
              inner: Optional[str] = typer.Option(None, help="Layer of the pooled U-Net stages: s4 or s6."),
              out: Path = typer.Option(..., help="Run folder."),

@@ -20,6 +20,16 @@ from .tasks import AudioLMTask, evaluate_nll, sequence_nll, unigram_baseline
 log = logging.getLogger("seqsuite.audio")
 
 DEFAULT_PRESET = {"youtubemix": "youtubemix-unet", "sc09": "sc09-unet-small"}
+# `--preset tiny` in the audio commands means the dataset's CPU-sized U-Net.
+TINY_PRESET = {"youtubemix": "audio-tiny", "sc09": "sc09-tiny"}
+
+
+def audio_preset(preset: str | None, dataset: str) -> str:
+    """The preset an audio command trains: the dataset's default when none is given, and the
+    dataset's tiny U-Net for `tiny` (the core `tiny` is a DNA model)."""
+    if preset is None:
+        return DEFAULT_PRESET[dataset]
+    return TINY_PRESET.get(dataset, preset) if preset == "tiny" else preset
 
 
 @dataclass
@@ -90,7 +100,7 @@ def build_audio_model(preset: str, outer: str | None = None, inner: str | None =
     cfg = get_config(preset)
     if cfg.vocab_size != 256:
         raise UserError(f"preset '{preset}' has vocabulary {cfg.vocab_size}, not 256 mu-law classes: "
-                        "use an audio preset (youtubemix-unet, sc09-unet-small/large, audio-tiny)")
+                        "use an audio preset (youtubemix-unet, sc09-unet-small/large, tiny)")
     if overrides and cfg.arch != "unet":
         raise UserError(f"--outer/--inner need a U-Net preset; '{preset}' is {cfg.arch}")
     return build(preset, **overrides)
@@ -103,7 +113,7 @@ def pretrain(opts: PretrainOptions) -> dict:
     from seqsuite.utils import atomic_write_text, resolve_device
 
     task = make_task(opts.dataset, opts.data)
-    preset = opts.preset or DEFAULT_PRESET[opts.dataset]
+    preset = audio_preset(opts.preset, opts.dataset)
     device = resolve_device(opts.device)
     if opts.resume:
         model = load_model(opts.resume, "cpu")[0]
@@ -405,7 +415,7 @@ def ablation(opts: PretrainOptions, combos: tuple[tuple[str, str], ...] = (("s4"
     for r in rows:
         table.append(f"| {r['outer'].upper()} | {r['inner'].upper()} | {r['params'] / 1e6:.2f}M | "
                      f"{r['test_bits']:.4f} | {r['valid_bits']:.4f} | {r['tokens_per_s']:,.0f} |")
-    note = (f"\n{opts.preset or DEFAULT_PRESET[opts.dataset]}, {opts.steps} steps x batch "
+    note = (f"\n{audio_preset(opts.preset, opts.dataset)}, {opts.steps} steps x batch "
             f"{cfg.batch_size} x L={cfg.seq_len}; unigram mu-law baseline "
             f"{rows[0]['unigram_test_bits']:.4f} bits/sample on the same test samples.\n")
     atomic_write_text(root / "ablation.md", "\n".join(table) + "\n" + note)
