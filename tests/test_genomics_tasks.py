@@ -241,3 +241,26 @@ def test_classify_edge_cases(tmp_path):
     assert "nan" not in format_rows(rows, ["at", "gc"], "tsv").lower()
     with pytest.raises(UserError, match="empty"):
         classify_fasta(GCClassifier(), write(tmp_path / "empty.fa", ""), 64, ["at", "gc"], progress=False)
+
+
+def test_hyena_presets_take_the_run_length_as_max_len(tmp_path):
+    """HyenaDNA's implicit filters are functions of t / max_len, so a run builds them for its
+    own window length (HyenaDNA's l_max); other layers keep the preset's max_len."""
+    from seqsuite.core.io import save_pretrained
+    from seqsuite.genomics.tasks import _model_for, classify
+
+    small = dict(d_model=16, n_layers=1, classify_labels=["at", "gc"])
+    hyena = _model_for("hg38-hyenadna-1.4m", 12, seq_len=256, **small)
+    assert hyena.config.max_len == 256 and hyena.config.task == "classify"
+    assert _model_for("hg38-hyenadna-1.4m", 12, seq_len=256, max_len=512, **small).config.max_len == 512
+    assert _model_for("tiny", 12, seq_len=256).config.max_len == 1 << 20
+    save_pretrained(hyena, tmp_path / "hy", extra={"task": {"species": ["at", "gc"]}, "window": 256})
+    assert _model_for(None, 12, init=tmp_path / "hy", seq_len=128,
+                      classify_labels=["at", "gc"]).config.max_len == 256
+    with pytest.raises(UserError, match="--seq-len 256 or less"):
+        _model_for(None, 12, init=tmp_path / "hy", seq_len=1024, classify_labels=["at", "gc"])
+    fa = write(tmp_path / "in.fa", ">r\n" + "ACGT" * 200 + "\n")
+    text, rows = classify(fa, tmp_path / "hy", device="cpu")
+    assert rows[0]["windows"] >= 3 and rows[0]["predicted"] in ("at", "gc")
+    with pytest.raises(UserError, match="--window 256 or less"):
+        classify(fa, tmp_path / "hy", window=512, device="cpu")

@@ -529,9 +529,15 @@ def load_model(path: str | Path, device: str = "cpu", checkpoint: str = "last"):
 
 
 def _model_for(preset: str | None, task_vocab: int, init: str | Path | None = None,
-               classify_labels: list[str] | None = None, **overrides):
+               classify_labels: list[str] | None = None, seq_len: int | None = None, **overrides):
     """Build the model: a preset (vocab widened to the tokenizer's if needed), or a classifier
-    initialised from a pretrained LM run (embedding and backbone copied, head new)."""
+    initialised from a pretrained LM run (embedding and backbone copied, head new).
+
+    A HyenaDNA preset gets `max_len = seq_len`, the run's longest window, as HyenaDNA sets its
+    l_max to the training length: the implicit filters and their decay windows are functions
+    of t / max_len, so a model built for 2^20 would have near-constant filters over a 2^12
+    window.
+    """
     from seqsuite.core import build, get_config
 
     if init is not None:
@@ -540,6 +546,11 @@ def _model_for(preset: str | None, task_vocab: int, init: str | Path | None = No
     else:
         cfg = get_config(preset or "genomics-tiny")
     changes = dict(overrides)
+    if init is None and seq_len and cfg.layer == "hyena" and "max_len" not in changes:
+        changes["max_len"] = int(seq_len)
+    if init is not None and seq_len and cfg.layer == "hyena" and seq_len > cfg.max_len:
+        raise UserError(f"--init {init}: a HyenaDNA model built for windows of at most {cfg.max_len} "
+                        f"cannot train at --seq-len {seq_len}; use --seq-len {cfg.max_len} or less")
     if cfg.vocab_size < task_vocab:
         changes["vocab_size"] = task_vocab
     if classify_labels is not None:
@@ -586,7 +597,7 @@ def pretrain(fasta: str | Path | None = None, bed: str | Path | None = None, out
     cfg = TrainConfig(steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr,
                       seq_len_warmup=seq_len_warmup, device=device, seed=seed, out_dir=str(out),
                       **train_overrides)
-    model = _model_for(preset, task.vocab_size, **(model_overrides or {}))
+    model = _model_for(preset, task.vocab_size, seq_len=seq_len, **(model_overrides or {}))
     summary = train(model, task, cfg, resume=resume, task_info=task.info())
     summary["skipped_n_windows"] = task.skipped_n
     return summary
@@ -660,7 +671,7 @@ def finetune_species(manifest: str | Path | None = None, out: str | Path = "runs
     cfg = TrainConfig(steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr,
                       warmup_frac=warmup_frac, device=device, seed=seed, out_dir=str(out),
                       **train_overrides)
-    model = _model_for(preset, task.vocab_size, init=init, classify_labels=task.species,
+    model = _model_for(preset, task.vocab_size, init=init, classify_labels=task.species, seq_len=seq_len,
                        **(model_overrides or {}))
     summary = train(model, task, cfg, resume=resume, task_info=task.info())
     report = evaluate_species(model, task, "test", seq_len, test_windows,
@@ -716,6 +727,9 @@ def classify(input_fasta: str | Path, model_path: str | Path | None = None, wind
         window = int(info.get("window") or _run_train_cfg(model_path).get("seq_len") or 1024)
     if window < 1:
         raise UserError(f"--window must be >= 1, got {window}")
+    if model.config.layer == "hyena" and window > model.config.max_len:
+        raise UserError(f"--window {window} is longer than this HyenaDNA model's filters "
+                        f"(max_len {model.config.max_len}): use --window {model.config.max_len} or less")
     keep_case = bool((info.get("tokenizer") or {}).get("keep_case", False))
     rows = classify_fasta(model, input_fasta, window, labels, batch_size, device,
                           keep_case=keep_case)
