@@ -259,6 +259,10 @@ def test_hyena_presets_take_the_run_length_as_max_len(tmp_path):
                       classify_labels=["at", "gc"]).config.max_len == 256
     with pytest.raises(UserError, match="--seq-len 256 or less"):
         _model_for(None, 12, init=tmp_path / "hy", seq_len=1024, classify_labels=["at", "gc"])
+    with pytest.raises(UserError, match="--max-len cannot change"):
+        _model_for(None, 12, init=tmp_path / "hy", seq_len=128, max_len=1024, classify_labels=["at", "gc"])
+    with pytest.raises(UserError, match="--max-len 512 or more"):
+        _model_for("hg38-hyenadna-1.4m", 12, seq_len=512, max_len=256, **small)
     fa = write(tmp_path / "in.fa", ">r\n" + "ACGT" * 200 + "\n")
     text, rows = classify(fa, tmp_path / "hy", device="cpu")
     assert rows[0]["windows"] >= 3 and rows[0]["predicted"] in ("at", "gc")

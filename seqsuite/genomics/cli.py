@@ -15,6 +15,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
 # shared training options come from seqsuite.cli.options; these name the unit
 SEQ_LEN = typer.Option(None, "--seq-len", help="Window length L in bases.")
 SEED = typer.Option(0, "--seed", help="Random seed (data stream and init).")
+MAX_LEN = typer.Option(None, "--max-len", help="HyenaDNA filter length l_max (default: --seq-len); "
+                       "set it to the longest window a later --init run will train on.")
 
 
 @app.command("make-demo")
@@ -41,6 +43,7 @@ def pretrain(fasta: Optional[Path] = typer.Option(None, help="Genome FASTA (plai
              rc_aug: bool = typer.Option(True, help="Reverse-complement augmentation."),
              keep_case: bool = typer.Option(False, help="Keep soft-masking (lowercase) as separate tokens."),
              eval_every: Optional[int] = typer.Option(None, help="Validate every k updates."),
+             max_len: Optional[int] = MAX_LEN,
              grad_checkpoint: bool = GRAD_CKPT, compile: bool = COMPILE,
              resume: bool = RESUME, device: str = DEVICE, seed: int = SEED) -> None:
     """Next-base pretraining on a genome (default: the demo genome)."""
@@ -52,6 +55,7 @@ def pretrain(fasta: Optional[Path] = typer.Option(None, help="Genome FASTA (plai
             resume=str(out) if resume else False, device=device, seed=seed,
             **given(steps=steps, seq_len=seq_len, batch_size=batch_size, lr=lr,
                      seq_len_warmup=seq_len_warmup, eval_every=eval_every),
+            model_overrides={"max_len": max_len} if max_len else None,
             grad_checkpoint=grad_checkpoint, compile=compile)
     val = s.get("val_loss")
     typer.echo(f"pretrain: {s['step']} steps, train {s['final_loss'] / 0.6931471805599453:.4f} bits/base"
@@ -98,6 +102,7 @@ def finetune_species(manifest: Optional[Path] = typer.Option(None, help="`specie
                      valid_chroms: Optional[str] = typer.Option(None), test_chroms: Optional[str] = typer.Option(None),
                      test_windows: int = typer.Option(500, help="Windows scored on the test split."),
                      eval_every: Optional[int] = typer.Option(None, help="Validate every k updates."),
+                     max_len: Optional[int] = MAX_LEN,
                      grad_checkpoint: bool = GRAD_CKPT, compile: bool = COMPILE,
                      resume: bool = RESUME, device: str = DEVICE, seed: int = SEED) -> None:
     """Species classification (paper protocol by default): accuracy, macro-F1, confusion matrix PNG."""
@@ -109,6 +114,7 @@ def finetune_species(manifest: Optional[Path] = typer.Option(None, help="`specie
             resume=str(out) if resume else False, device=device, seed=seed, test_windows=test_windows,
             **given(steps=steps, seq_len=seq_len, batch_size=batch_size, lr=lr,
                      warmup_frac=warmup_frac, eval_every=eval_every),
+            model_overrides={"max_len": max_len} if max_len else None,
             grad_checkpoint=grad_checkpoint, compile=compile)
     typer.echo(f"finetune-species: {s['step']} steps, test accuracy {s['test_accuracy']:.3f}, "
                f"macro-F1 {s['test_macro_f1']:.3f}; confusion matrix {s['confusion_png']}; "

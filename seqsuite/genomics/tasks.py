@@ -546,11 +546,16 @@ def _model_for(preset: str | None, task_vocab: int, init: str | Path | None = No
     else:
         cfg = get_config(preset or "genomics-tiny")
     changes = dict(overrides)
-    if init is None and seq_len and cfg.layer == "hyena" and "max_len" not in changes:
+    if init is not None and changes.get("max_len"):
+        raise UserError(f"--max-len cannot change the model given by --init {init}; drop --max-len")
+    if init is None and seq_len and cfg.layer == "hyena" and not changes.get("max_len"):
         changes["max_len"] = int(seq_len)
-    if init is not None and seq_len and cfg.layer == "hyena" and seq_len > cfg.max_len:
-        raise UserError(f"--init {init}: a HyenaDNA model built for windows of at most {cfg.max_len} "
-                        f"cannot train at --seq-len {seq_len}; use --seq-len {cfg.max_len} or less")
+    max_len = changes.get("max_len") or cfg.max_len
+    if seq_len and cfg.layer == "hyena" and seq_len > max_len:
+        what = f"--init {init}: a" if init is not None else "A"
+        raise UserError(f"{what} HyenaDNA model built for windows of at most {max_len} cannot train "
+                        f"at --seq-len {seq_len}; use --seq-len {max_len} or less"
+                        + ("" if init is not None else f", or --max-len {seq_len} or more"))
     if cfg.vocab_size < task_vocab:
         changes["vocab_size"] = task_vocab
     if classify_labels is not None:
