@@ -27,7 +27,7 @@ for c in ${SEQ_CONFIGS:-32,1,8 32,1,16 64,2,8 16,1,8}; do
 done
 fi
 if has generate; then
-timeout 150 $S bench generate --batches 1,16 --audio sc09-unet-small,sc09-unet-large --audio-batches 1,16,256 \
+timeout 200 $S bench generate --batches 1,16 --audio sc09-unet-small,sc09-unet-large --audio-batches 1,16,256,1024,4096 \
   --budget 0.3 --out $P/generate.json > $P/generate.log 2>&1
 echo "generate rc=$? at $(el)s"
 fi
