@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -96,14 +97,22 @@ def species(root: Path, md: list[str], js: dict) -> None:
         return
     table: dict[int, dict] = {}
     for run in sorted(sp.glob("*-L*")):
-        tag, k = run.name.split("-L")
+        # TAG-LK, or TAG-LK-seedS from gpu_species_chain.sh: keep the seed with the best
+        # validation accuracy, the rule that script uses to pick the run it continues
+        hit = re.fullmatch(r"(\w+)-L(\d+)(?:-seed(\d+))?", run.name)
+        if not hit:
+            continue
+        tag, k = hit.group(1), int(hit.group(2))
         m = {}
         if (run / "metrics_test.json").exists():
             m = json.loads((run / "metrics_test.json").read_text())
         s = train_summary(run)
-        table.setdefault(int(k), {})[tag] = {"accuracy": m.get("accuracy"), "macro_f1": m.get("macro_f1"),
-                                             "steps": s["steps"], "tokens_per_s": s["tokens_per_s"],
-                                             "valid_accuracy": s["valid_accuracy"]}
+        row = {"accuracy": m.get("accuracy"), "macro_f1": m.get("macro_f1"), "steps": s["steps"],
+               "tokens_per_s": s["tokens_per_s"], "valid_accuracy": s["valid_accuracy"],
+               "seed": int(hit.group(3)) if hit.group(3) else None}
+        old = table.setdefault(k, {}).get(tag)
+        if old is None or (row["valid_accuracy"] or -1) > (old["valid_accuracy"] or -1):
+            table[k][tag] = row
     js["species"] = {str(k): v for k, v in table.items()}
     md += ["## Species classification: Mamba vs HyenaDNA by context length", "",
            "| L | Mamba acc | Mamba F1 | Mamba steps | HyenaDNA acc | HyenaDNA F1 | HyenaDNA steps |",
