@@ -247,7 +247,7 @@ def test_hyena_presets_take_the_run_length_as_max_len(tmp_path):
     """HyenaDNA's implicit filters are functions of t / max_len, so a run builds them for its
     own window length (HyenaDNA's l_max); other layers keep the preset's max_len."""
     from seqsuite.core.io import save_pretrained
-    from seqsuite.genomics.tasks import _model_for, classify
+    from seqsuite.genomics.tasks import _check_hyena_window, _model_for, classify
 
     small = dict(d_model=16, n_layers=1, classify_labels=["at", "gc"])
     hyena = _model_for("hg38-hyenadna-1.4m", 12, seq_len=256, **small)
@@ -268,3 +268,6 @@ def test_hyena_presets_take_the_run_length_as_max_len(tmp_path):
     assert rows[0]["windows"] >= 3 and rows[0]["predicted"] in ("at", "gc")
     with pytest.raises(UserError, match="--window 256 or less"):
         classify(fa, tmp_path / "hy", window=512, device="cpu")
+    with pytest.raises(UserError, match="--seq-len 256 or less"):  # genomics evaluate's check
+        _check_hyena_window(hyena, 512, "--seq-len")
+    _check_hyena_window(hyena, 256, "--seq-len")

@@ -528,6 +528,14 @@ def load_model(path: str | Path, device: str = "cpu", checkpoint: str = "last"):
     return model.to(device), dict(cfg.get("task") or {})
 
 
+def _check_hyena_window(model, length: int, option: str) -> None:
+    """A HyenaDNA model's filters end at max_len: say so in one line instead of a traceback."""
+    cfg = model.config
+    if cfg.layer == "hyena" and length > cfg.max_len:
+        raise UserError(f"{option} {length} is longer than this HyenaDNA model's filters "
+                        f"(max_len {cfg.max_len}): use {option} {cfg.max_len} or less")
+
+
 def _model_for(preset: str | None, task_vocab: int, init: str | Path | None = None,
                classify_labels: list[str] | None = None, seq_len: int | None = None, **overrides):
     """Build the model: a preset (vocab widened to the tokenizer's if needed), or a classifier
@@ -634,6 +642,7 @@ def evaluate_run(run: str | Path, split: str = "test", fasta=None, bed=None, val
     task = lm_task_from_info(info, fasta, bed, valid_chroms, test_chroms)
     if seq_len is None:
         seq_len = int(_run_train_cfg(run).get("seq_len", 1024))
+    _check_hyena_window(model, seq_len, "--seq-len")
     return evaluate_lm(model, task, split, seq_len, n_windows, batch_size, device, markov_order, seed=seed)
 
 
@@ -732,9 +741,7 @@ def classify(input_fasta: str | Path, model_path: str | Path | None = None, wind
         window = int(info.get("window") or _run_train_cfg(model_path).get("seq_len") or 1024)
     if window < 1:
         raise UserError(f"--window must be >= 1, got {window}")
-    if model.config.layer == "hyena" and window > model.config.max_len:
-        raise UserError(f"--window {window} is longer than this HyenaDNA model's filters "
-                        f"(max_len {model.config.max_len}): use --window {model.config.max_len} or less")
+    _check_hyena_window(model, window, "--window")
     keep_case = bool((info.get("tokenizer") or {}).get("keep_case", False))
     rows = classify_fasta(model, input_fasta, window, labels, batch_size, device,
                           keep_case=keep_case)
