@@ -528,12 +528,12 @@ def load_model(path: str | Path, device: str = "cpu", checkpoint: str = "last"):
     return model.to(device), dict(cfg.get("task") or {})
 
 
-def _check_hyena_window(model, length: int, option: str) -> None:
+def _check_hyena_window(model, length: int | None, option: str, prefix: str = "", hint: str = "") -> None:
     """A HyenaDNA model's filters end at max_len: say so in one line instead of a traceback."""
     cfg = model.config
-    if cfg.layer == "hyena" and length > cfg.max_len:
-        raise UserError(f"{option} {length} is longer than this HyenaDNA model's filters "
-                        f"(max_len {cfg.max_len}): use {option} {cfg.max_len} or less")
+    if cfg.layer == "hyena" and length and length > cfg.max_len:
+        raise UserError(f"{prefix}{option} {length} is longer than this HyenaDNA model's filters "
+                        f"(max_len {cfg.max_len}): use {option} {cfg.max_len} or less{hint}")
 
 
 def _model_for(preset: str | None, task_vocab: int, init: str | Path | None = None,
@@ -558,17 +558,13 @@ def _model_for(preset: str | None, task_vocab: int, init: str | Path | None = No
         raise UserError(f"--max-len cannot change the model given by --init {init}; drop --max-len")
     if init is None and seq_len and cfg.layer == "hyena" and not changes.get("max_len"):
         changes["max_len"] = int(seq_len)
-    max_len = changes.get("max_len") or cfg.max_len
-    if seq_len and cfg.layer == "hyena" and seq_len > max_len:
-        what = f"--init {init}: a" if init is not None else "A"
-        raise UserError(f"{what} HyenaDNA model built for windows of at most {max_len} cannot train "
-                        f"at --seq-len {seq_len}; use --seq-len {max_len} or less"
-                        + ("" if init is not None else f", or --max-len {seq_len} or more"))
     if cfg.vocab_size < task_vocab:
         changes["vocab_size"] = task_vocab
     if classify_labels is not None:
         changes.update(task="classify", n_classes=len(classify_labels), labels=list(classify_labels))
     model = build(cfg, **changes) if changes else build(cfg)
+    _check_hyena_window(model, seq_len, "--seq-len", prefix=f"--init {init}: " if init is not None else "",
+                        hint="" if init is not None else f", or --max-len {seq_len} or more")
     if init is not None:
         state = {k: v for k, v in lm.state_dict().items() if not k.startswith("head.")}
         missing, unexpected = model.load_state_dict(state, strict=False)
