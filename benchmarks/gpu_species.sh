@@ -18,21 +18,22 @@ export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > $R/logs/gpu.txt
 $S genomics make-demo /tmp/gdemo --size large > $R/logs/make-demo-genomics.log 2>&1
 TOK=${TOK:-131072}; STEPS=${STEPS:-800}
+species_run() {  # PRESET K LR RUN_DIR: one run at L = 2^K with TOK tokens per step, capped at RUN_S
+  local L=$(( 1 << $2 ))
+  timeout -s INT ${RUN_S:-125} $S genomics finetune-species --manifest /tmp/gdemo/manifest.tsv --preset $1 \
+    --seq-len $L --batch-size $(( TOK / L )) --steps $STEPS --lr $3 --warmup-frac 0.1 --eval-every 100 \
+    --test-windows 256 --out $4 --device cuda > $R/logs/$(basename $(dirname $4))-$(basename $4).log 2>&1
+}
 for k in ${LENS:-10 12 14 16}; do
-  L=$(( 1 << k )); B=$(( TOK / L ))
   for m in ${MODELS:-hg38-mamba-1.4m hg38-hyenadna-1.4m}; do
     tag=$( [ $m = hg38-mamba-1.4m ] && echo mamba || echo hyena )
-    timeout -s INT ${RUN_S:-125} $S genomics finetune-species --manifest /tmp/gdemo/manifest.tsv --preset $m \
-      --seq-len $L --batch-size $B --steps $STEPS --lr ${LR:-2e-3} --warmup-frac 0.1 --eval-every 100 \
-      --test-windows 256 --out $R/species/$tag-L$k --device cuda > $R/logs/species-$tag-L$k.log 2>&1
+    species_run $m $k ${LR:-2e-3} $R/species/$tag-L$k
     echo "$tag L=2^$k rc=$? at $(el)s"
   done
 done
 for x in ${EXTRA:-}; do
-  lr=${x%:*}; k=${x#*:}; L=$(( 1 << k )); B=$(( TOK / L ))
-  timeout -s INT ${RUN_S:-125} $S genomics finetune-species --manifest /tmp/gdemo/manifest.tsv --preset hg38-hyenadna-1.4m \
-    --seq-len $L --batch-size $B --steps $STEPS --lr $lr --warmup-frac 0.1 --eval-every 100 \
-    --test-windows 256 --out $R/species-lr$lr/hyena-L$k --device cuda > $R/logs/species-hyena-L$k-lr$lr.log 2>&1
+  lr=${x%:*}; k=${x#*:}
+  species_run hg38-hyenadna-1.4m $k $lr $R/species-lr$lr/hyena-L$k
   echo "hyena L=2^$k lr=$lr rc=$? at $(el)s"
 done
 python3 benchmarks/show_report.py $R --alone > $R/logs/report.log 2>&1

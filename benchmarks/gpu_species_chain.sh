@@ -25,12 +25,16 @@ $S genomics make-demo /tmp/gdemo --size large > $R/logs/make-demo-genomics.log 2
 TOK=${TOK:-131072}; K0=${START_K:-10}; LENS=${LENS:-12 14 16}
 last=$K0; for k in $LENS; do last=$k; done
 MAXLEN=$( [ $tag = hyena ] && echo "--max-len $(( 1 << last ))" )
+chain_run() {  # CAP K RUN_DIR ARGS...: one run at L = 2^K with TOK tokens per step
+  local cap=$1 L=$(( 1 << $2 )) run=$3; shift 3
+  timeout -s INT $cap $S genomics finetune-species --manifest /tmp/gdemo/manifest.tsv "$@" \
+    --seq-len $L --batch-size $(( TOK / L )) --warmup-frac 0.1 --eval-every 100 --test-windows 256 \
+    --out $run --device cuda > $R/logs/$(basename $run).log 2>&1
+}
 best=""; best_acc=-1
 for seed in ${SEEDS:-0 1 2}; do
-  L=$(( 1 << K0 )); B=$(( TOK / L )); run=$R/species/$tag-L$K0-seed$seed
-  timeout -s INT ${FIRST_S:-90} $S genomics finetune-species --manifest /tmp/gdemo/manifest.tsv --preset $MODEL $MAXLEN \
-    --seq-len $L --batch-size $B --steps ${STEPS0:-400} --lr 2e-3 --warmup-frac 0.1 --eval-every 100 \
-    --test-windows 256 --seed $seed --out $run --device cuda > $R/logs/$tag-L$K0-seed$seed.log 2>&1
+  run=$R/species/$tag-L$K0-seed$seed
+  chain_run ${FIRST_S:-90} $K0 $run --preset $MODEL $MAXLEN --steps ${STEPS0:-400} --lr 2e-3 --seed $seed
   acc=$(python3 -c "import csv,sys; r=[x for x in csv.DictReader(open('$run/metrics.csv')) if x['split']=='valid']; print(r[-1].get('accuracy') or -1 if r else -1)" 2>/dev/null || echo -1)
   echo "$tag L=2^$K0 seed $seed valid acc $acc at $(el)s"
   if python3 -c "import sys; sys.exit(0 if float('$acc') > float('$best_acc') else 1)"; then best=$run; best_acc=$acc; fi
@@ -38,10 +42,7 @@ done
 echo "best first stage: $best ($best_acc)"
 prev=$best
 for k in $LENS; do
-  L=$(( 1 << k )); B=$(( TOK / L ))
-  timeout -s INT ${NEXT_S:-75} $S genomics finetune-species --manifest /tmp/gdemo/manifest.tsv --init $prev \
-    --seq-len $L --batch-size $B --steps ${STEPS:-400} --lr 1e-3 --warmup-frac 0.1 --eval-every 100 \
-    --test-windows 256 --out $R/species/$tag-L$k --device cuda > $R/logs/$tag-L$k.log 2>&1
+  chain_run ${NEXT_S:-75} $k $R/species/$tag-L$k --init $prev --steps ${STEPS:-400} --lr 1e-3
   echo "$tag L=2^$k rc=$? at $(el)s"
   prev=$R/species/$tag-L$k
 done
