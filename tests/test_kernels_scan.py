@@ -7,44 +7,19 @@ On a machine with CUDA these are skipped (tests/test_kernels_gpu.py runs them at
 """
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ["TRITON_INTERPRET"] = "1"  # must precede the first import of the kernels
+from triton_interp import skip_on_gpu, use_interpreter
 
-pytestmark = pytest.mark.skipif(torch.cuda.is_available(),
-                                reason="interpreter tests; the GPU runs test_kernels_gpu.py")
-
-
-def _patch_interpreter():
-    """triton 3.6's interpreter calls int() on 1-element arrays, which numpy >= 2.4 rejects."""
-    from triton.runtime import interpreter as itp
-
-    if getattr(itp, "_seqsuite_patched", False):
-        return
-    orig = itp._patch_lang_tensor
-
-    def patched(tensor, scope):
-        orig(tensor, scope)
-        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
-
-    itp._patch_lang_tensor = patched
-    itp._seqsuite_patched = True
+pytestmark = skip_on_gpu
 
 
 @pytest.fixture(autouse=True)
 def triton_backend(monkeypatch):
-    _patch_interpreter()
-    from triton.runtime.interpreter import InterpretedFunction
-
     from seqsuite.kernels import triton_fwd, triton_scan
 
-    if not isinstance(triton_fwd._fwd_kernel, InterpretedFunction):
-        pytest.skip("the kernels were imported before TRITON_INTERPRET=1 was set; "
-                    "run this module in its own pytest process")
+    use_interpreter(triton_fwd._fwd_kernel)
 
     monkeypatch.setenv("SEQSUITE_SCAN_BACKEND", "triton")
     monkeypatch.setattr(triton_scan, "CONFIG", triton_scan.ScanConfig(tile=16))

@@ -1,8 +1,11 @@
 """Autoregressive sampling through a model's recurrent step.
 
-On CUDA, one step is captured in a CUDA graph and replayed (an eager step costs far more in
-launch overhead than in arithmetic). A U-Net runs different work at different phases of its
-pooling cycle, so one graph is captured per phase.
+On CUDA, decoding runs in chunks of K steps captured whole in one CUDA graph, sampling
+included (`ChunkDecoder`: the Triton sampler of kernels/triton_sample.py draws from a device
+RNG), so the CPU issues one replay per K tokens instead of a few dozen launches per token. A
+U-Net runs different work at different phases of its pooling cycle, so K is a multiple of the
+cycle and one graph is captured per start phase. Steps that do not fill a chunk (prompt, tail)
+replay a one-step graph (`GraphStepper`) and sample with torch.
 """
 from __future__ import annotations
 
@@ -74,6 +77,66 @@ class GraphStepper:
         return out
 
 
+class ChunkDecoder:
+    """K consecutive steps, each followed by in-kernel sampling of the next token, as one CUDA
+    graph per start phase (`capture=False` runs the same body eagerly: CPU tests under
+    TRITON_INTERPRET=1). The RNG is a device tensor [seed, counter]; the graph advances the
+    counter by K, so every replay draws fresh numbers and a run is a function of the seed."""
+
+    def __init__(self, model, state: dict, batch: int, device, K: int, seed: int, temperature: float = 1.0,
+                 top_p: float = 1.0, top_k: int = 0, capture: bool = True):
+        self.model, self.state, self.K, self.capture = model, state, K, capture
+        self.sampling = (temperature, top_p, top_k)
+        self.tokens = torch.zeros(K + 1, batch, dtype=torch.long, device=device)  # row j feeds step j
+        self.rng = torch.tensor([seed, 0], dtype=torch.int64, device=device)
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.pool = torch.cuda.graph_pool_handle() if capture else None
+
+    def _body(self, t0: int) -> None:
+        from ..kernels.triton_sample import sample_triton
+
+        st, (temperature, top_p, top_k) = self.state, self.sampling
+        for j in range(self.K):
+            if "t" in st:
+                st["t"] = t0 + j
+            logits = self.model.step(self.tokens[j], st)
+            sample_triton(logits, self.tokens[j + 1], self.rng, j, temperature, top_p, top_k)
+        self.rng[1:].add_(self.K)
+
+    def _capture(self, phase: int, t0: int) -> None:
+        snapshot = _clone_state([self.state, self.tokens, self.rng])
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):  # warm-up: compiles kernels, sets up cuBLAS handles
+            self._body(t0)
+        torch.cuda.current_stream().wait_stream(s)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool):
+            self._body(t0)
+        _copy_state([self.state, self.tokens, self.rng], snapshot)
+        self.graphs[phase] = graph
+
+    def __call__(self, token: torch.Tensor, t0: int) -> torch.Tensor:
+        """Feed `token` (batch,) at position t0, run K steps; returns the K sampled tokens (K, batch)."""
+        self.tokens[0].copy_(token)
+        if not self.capture:
+            self._body(t0)
+        else:
+            phase = t0 % _phase_period(self.model)
+            if phase not in self.graphs:
+                self._capture(phase, t0)
+            self.graphs[phase].replay()
+        if "t" in self.state:
+            self.state["t"] = t0 + self.K
+        return self.tokens[1:]
+
+
+def chunk_size(model, target: int = 32) -> int:
+    """Steps per decoding graph: a multiple of the pooling cycle, at least `target`."""
+    period = _phase_period(model)
+    return period * max(1, -(-target // period))
+
+
 def _clone_state(st):
     if isinstance(st, dict):
         return {k: _clone_state(v) for k, v in st.items()}
@@ -105,13 +168,19 @@ def supports_prefill(model) -> bool:
 
 def generate(model, prompt: torch.Tensor, n: int, temperature: float = 1.0, top_p: float = 1.0,
              top_k: int = 0, generator: torch.Generator | None = None, use_cuda_graph: bool | None = None,
-             progress=None, prefill: bool = True) -> torch.Tensor:
+             progress=None, prefill: bool = True, chunk: int | None = None) -> torch.Tensor:
     """Feed `prompt` (batch, Lp ≥ 1) through the model, then sample n tokens with the recurrent step.
 
     With `prefill` (default) and a model that supports it (isotropic S6 / attention / Hyena), the
     prompt goes through one parallel pass that fills the state; otherwise step by step.
 
-    `progress(k)` is called after each generated token when given.
+    `chunk`: steps per `ChunkDecoder` graph (None: `chunk_size(model)` when CUDA graphs are on and
+    the vocabulary fits the Triton sampler, else 0 = token by token with torch sampling). A
+    chunk without CUDA graphs runs eagerly (tests). The chunked and token-by-token paths draw
+    different random numbers, so their samples differ for the same generator (both are a
+    function of it); greedy decoding gives the same tokens.
+
+    `progress(k)` is called after each generated token (after each chunk) when given.
     """
     if prompt.dim() != 2 or prompt.shape[1] < 1:
         raise ValueError("prompt must be (batch, Lp) with Lp >= 1 (e.g. a start token)")
@@ -120,6 +189,19 @@ def generate(model, prompt: torch.Tensor, n: int, temperature: float = 1.0, top_
     state = model.allocate_state(batch, device=device, max_len=Lp + n)
     use_graph = device.type == "cuda" if use_cuda_graph is None else use_cuda_graph
     step = GraphStepper(model, state, batch, device) if use_graph else None
+    if chunk is None:
+        from ..kernels.triton_sample import MAX_VOCAB
+
+        vocab = getattr(getattr(model, "config", None), "vocab_size", MAX_VOCAB + 1)
+        chunk = chunk_size(model) if use_graph and vocab <= MAX_VOCAB else 0
+    decoder = None
+    if chunk and n > chunk:
+        if chunk % _phase_period(model):
+            raise ValueError(f"chunk={chunk} must be a multiple of the pooling cycle {_phase_period(model)}")
+        gen_dev = generator.device if generator is not None else torch.device("cpu")
+        seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator, device=gen_dev))
+        decoder = ChunkDecoder(model, state, batch, device, chunk, seed, temperature, top_p, top_k,
+                               capture=use_graph)
     out = torch.empty(batch, Lp + n, dtype=torch.long, device=device)
     out[:, :Lp] = prompt
     logits = None
@@ -132,11 +214,19 @@ def generate(model, prompt: torch.Tensor, n: int, temperature: float = 1.0, top_
             if progress is not None:
                 progress(1)
         start = Lp
-    for t in range(start, Lp + n - 1):
+    t, end = start, Lp + n - 1  # step t reads token t and yields token t + 1
+    while t < end:
+        if decoder is not None and t >= Lp - 1 and t + chunk <= end:
+            out[:, t + 1:t + 1 + chunk] = decoder(out[:, t], t).t()
+            t += chunk
+            if progress is not None:
+                progress(t + 1 - Lp)
+            continue
         tok = out[:, t]
         logits = step(tok, t) if step is not None else model.step(tok, state)
         if t >= Lp - 1:
             out[:, t + 1] = sample_logits(logits, temperature, top_p, top_k, generator)
             if progress is not None:
                 progress(t + 2 - Lp)
+        t += 1
     return out

@@ -172,3 +172,30 @@ def selective_state_update_ref(
     if z is not None:
         y = y * F.silu(z.to(rdt))
     return y.to(x.dtype)
+
+
+def sample_ref(logits: torch.Tensor, uniforms: torch.Tensor | None = None, temperature: float = 1.0,
+               top_p: float = 1.0, top_k: int = 0) -> torch.Tensor:
+    """One token per row of logits (batch, V) by Gumbel-max over the kept tokens, given the
+    uniforms (batch, V) in (0, 1) (the function of triton_sample.py; greedy at temperature 0).
+
+    Kept: the top-k most probable tokens (top_k > 0) and the nucleus (the most probable tokens
+    whose mass, before each, is below top_p); ties with the smallest kept probability are kept."""
+    x = logits.float()
+    if temperature <= 0:
+        return x.argmax(-1)
+    p = torch.softmax(x / temperature, dim=-1)
+    V = p.shape[-1]
+    keep = torch.ones_like(p, dtype=torch.bool)
+    if top_p < 1.0 or 0 < top_k < V:
+        ps = p.sort(dim=-1, descending=True).values
+        kept = torch.ones_like(ps, dtype=torch.bool)
+        if 0 < top_k < V:
+            kept[:, top_k:] = False
+        if top_p < 1.0:
+            kept &= (ps.cumsum(-1) - ps) < top_p
+        tau = torch.where(kept, ps, torch.full_like(ps, float("inf"))).min(-1, keepdim=True).values
+        keep = p >= tau
+    u = uniforms.float().clamp(1e-12, 1.0 - 1e-7)
+    score = torch.where(keep & (p > 0), p.log() - (-u.log()).log(), torch.full_like(p, float("-inf")))
+    return score.argmax(-1)
