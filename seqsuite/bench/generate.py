@@ -8,8 +8,12 @@
 * Audio: samples/s of the SC09 U-Nets from silence by batch size, and the real-time factor at
   16 kHz (wall time / audio duration per stream; below 1 is faster than real time).
 
-On a GPU every step is replayed from CUDA graphs (`seqsuite.core.generate.GraphStepper`),
-captured in an untimed warm-up. Weights and states are fp32 for both models.
+On a GPU every step is replayed from CUDA graphs, captured in an untimed warm-up: chunks of K
+steps with in-kernel sampling (`seqsuite.core.generate.ChunkDecoder`, as `generate` uses;
+`--no-chunks` for one graph per step with torch sampling) and one-step graphs
+(`GraphStepper`) for the prompt and a tail shorter than a chunk. Stacks of Mamba-S6 layers step
+as one fused kernel each (core/fused_step.py; SEQSUITE_FUSED_STEP=0 turns it off). Weights
+and states are fp32 for both models.
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ class GenerateSettings:
     audio_batches: list[int] = field(default_factory=lambda: [1, 16, 64, 256])
     audio_samples: int = 2048
     graphs: bool = True
+    chunks: bool = True  # K-step graphs with in-kernel sampling (GPU, with graphs)
     prefill: bool = True  # LM prompts in one parallel pass (else step by step)
     repeats: int = 3
     budget_s: float = 2.0
@@ -90,14 +95,19 @@ def reset_state(state) -> None:
 class Generator:
     """A model, its state for one batch size, and (on a GPU) its CUDA-graph stepper."""
 
-    def __init__(self, model, batch: int, device: torch.device, graphs: bool, prefill: bool = True):
-        from ..core.generate import GraphStepper, supports_prefill
+    def __init__(self, model, batch: int, device: torch.device, graphs: bool, prefill: bool = True,
+                 chunks: bool = True):
+        from ..core.generate import ChunkDecoder, GraphStepper, chunk_size, supports_prefill
+        from ..kernels.triton_sample import MAX_VOCAB
 
         self.model, self.batch, self.device = model, batch, device
         self.prefill = prefill and supports_prefill(model)
         self.state = model.allocate_state(batch, device=device)
         self.stepper = GraphStepper(model, self.state, batch, device) if graphs and device.type == "cuda" else None
         self.rng = torch.Generator(device=device).manual_seed(0)
+        self.decoder = None
+        if self.stepper is not None and chunks and model.config.vocab_size <= MAX_VOCAB:
+            self.decoder = ChunkDecoder(model, self.state, batch, device, chunk_size(model), seed=0)
 
     def _step(self, tok: torch.Tensor, t: int) -> torch.Tensor:
         return self.stepper(tok, t) if self.stepper is not None else self.model.step(tok, self.state)
@@ -118,21 +128,28 @@ class Generator:
             for t in range(Lp):
                 logits = self._step(prompt[:, t], t)
         watch.mark()
-        for i in range(n):
-            tok = sample_logits(logits, generator=self.rng)
-            if i < n - 1:
-                logits = self._step(tok, Lp + i)
+        tok = sample_logits(logits, generator=self.rng)
+        t, last = Lp, Lp + n - 1  # step t feeds sampled token t; n tokens in all
+        while t < last:
+            if self.decoder is not None and t + self.decoder.K <= last:
+                tok = self.decoder(tok, t)[-1]
+                t += self.decoder.K
+                continue
+            tok = sample_logits(self._step(tok, t), generator=self.rng)
+            t += 1
         watch.mark()
         prompt_ms, gen_ms = watch.intervals_ms()
         return prompt_ms, gen_ms
 
 
 def time_generation(model, batch: int, prompt: torch.Tensor, n: int, device: torch.device, graphs: bool,
-                    repeats: int, budget_s: float, prefill: bool = True) -> dict:
+                    repeats: int, budget_s: float, prefill: bool = True, chunks: bool = True) -> dict:
     """Median prompt and generation times over repeated runs, after a warm-up that captures graphs."""
-    gen = Generator(model, batch, device, graphs, prefill)
+    gen = Generator(model, batch, device, graphs, prefill, chunks)
     period = getattr(model.backbone, "total_pool", 1)
     gen.run(prompt[:, : min(prompt.shape[1], period + 1)], min(n, period + 2))  # captures every phase
+    if gen.decoder is not None:  # and the chunk graph for this prompt's start phase
+        gen.run(prompt, min(n, 2 * gen.decoder.K + 1))
     if gen.prefill:  # the full-length prefill once, untimed: kernels for that shape compile here
         gen.run(prompt, 1)
     runs = [gen.run(prompt, n)]
@@ -180,7 +197,7 @@ def run_generate(settings: GenerateSettings, device: torch.device, progress=None
 
             def case():
                 t = time_generation(model, b, prompt, settings.gen_len, device, settings.graphs,
-                                    settings.repeats, settings.budget_s, settings.prefill)
+                                    settings.repeats, settings.budget_s, settings.prefill, settings.chunks)
                 total_s = (t["prompt_ms"] + t["gen_ms"]) / 1e3
                 return t | {"tokens_per_s": b * settings.gen_len / total_s,
                             "decode_tokens_per_s": b * settings.gen_len / (t["gen_ms"] / 1e3)}
@@ -205,7 +222,7 @@ def run_generate(settings: GenerateSettings, device: torch.device, progress=None
 
             def case():
                 t = time_generation(model, b, prompt, settings.audio_samples, device, settings.graphs,
-                                    settings.repeats, settings.budget_s)
+                                    settings.repeats, settings.budget_s, chunks=settings.chunks)
                 secs = (t["prompt_ms"] + t["gen_ms"]) / 1e3
                 audio_s = settings.audio_samples / SAMPLE_RATE
                 return t | {"samples_per_s": b * settings.audio_samples / secs, "rtf": secs / audio_s,

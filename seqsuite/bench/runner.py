@@ -154,7 +154,7 @@ def run_train_cmd(out=None, plot=False, device="auto", lengths=None, tokens=None
 
 def run_generate_cmd(out=None, plot=False, device="auto", batches=None, prompt_len=None, gen_len=None, pair=None,
                      d_model=None, n_layers=None, audio=None, audio_batches=None, audio_samples=None, graphs=True, prefill=True,
-                     budget=None) -> Report:
+                     chunks=True, budget=None) -> Report:
     from .generate import GenerateSettings, plot_generate, run_generate
 
     dev = pick_device(device)
@@ -172,6 +172,7 @@ def run_generate_cmd(out=None, plot=False, device="auto", batches=None, prompt_l
     s.audio_samples = audio_samples or s.audio_samples
     s.graphs = s.graphs and graphs
     s.prefill = prefill
+    s.chunks = chunks
     s.budget_s = budget if budget is not None else s.budget_s
     total = 2 * len(s.batches) + len(s.audio) * len(s.audio_batches)
     with _progress(total, "bench generate") as tick:

@@ -71,13 +71,15 @@ def generate(out: Optional[str] = OUT, plot: bool = PLOT, device: str = DEVICE,
              audio_samples: Optional[int] = typer.Option(None, "--audio-samples", help="Samples generated per stream (2048 on GPU)."),
              graphs: bool = typer.Option(True, "--graphs/--no-graphs", help="Replay steps from CUDA graphs (GPU)."),
              prefill: bool = typer.Option(True, "--prefill/--no-prefill", help="LM prompt in one parallel pass (else step by step)."),
+             chunks: bool = typer.Option(True, "--chunks/--no-chunks", help="Replay K steps with in-kernel sampling per CUDA graph (else one graph per step, torch sampling)."),
              budget: Optional[float] = BUDGET) -> None:
     """Generation throughput: Mamba vs Transformer++ (KV cache) by batch; SC09 samples/s and real-time factor."""
     from ..bench.runner import run_generate_cmd
 
     run_generate_cmd(out=out, plot=plot, device=device, batches=batches, prompt_len=prompt_len,
                      gen_len=gen_len, pair=pair, d_model=d_model, n_layers=n_layers, audio=audio,
-                     audio_batches=audio_batches, audio_samples=audio_samples, graphs=graphs, prefill=prefill, budget=budget)
+                     audio_batches=audio_batches, audio_samples=audio_samples, graphs=graphs, prefill=prefill, chunks=chunks,
+                     budget=budget)
 
 
 @app.command()

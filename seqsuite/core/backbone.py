@@ -9,7 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .block import alloc_state, can_prefill, make_layer
+from .block import can_prefill, make_layer
+from .fused_step import alloc_layer_states, step_layers
 from .config import ModelConfig
 
 
@@ -50,12 +51,10 @@ class Isotropic(nn.Module):
         return _run_layers(self, self.layers, x)
 
     def allocate_state(self, batch: int, device=None, dtype=None, max_len: int | None = None) -> dict:
-        return {"layers": [alloc_state(layer, batch, device, dtype, max_len) for layer in self.layers]}
+        return {"layers": alloc_layer_states(self.layers, batch, device, dtype, max_len)}
 
     def step(self, x: torch.Tensor, state: dict) -> torch.Tensor:
-        for layer, st in zip(self.layers, state["layers"]):
-            x = layer.step(x, st)
-        return x
+        return step_layers(self.layers, x, state["layers"])
 
     def can_prefill(self) -> bool:
         return all(can_prefill(layer) for layer in self.layers)
@@ -129,7 +128,7 @@ class UNetLevel(nn.Module):
         return _run_layers(self, self.up, x)
 
     def allocate_state(self, batch: int, device=None, dtype=None, max_len: int | None = None) -> dict:
-        st = {"down": [alloc_state(layer, batch, device, dtype, max_len) for layer in self.down]}
+        st = {"down": alloc_layer_states(self.down, batch, device, dtype, max_len)}
         if not self.is_centre:
             ref = self.pool.linear.weight
             device, wdt = device or ref.device, dtype or ref.dtype
@@ -137,13 +136,12 @@ class UNetLevel(nn.Module):
             st["up_buf"] = torch.zeros(batch, self.p, self.d, device=device, dtype=wdt)
             inner_len = None if max_len is None else -(-max_len // self.p)
             st["inner"] = self.inner.allocate_state(batch, device, dtype, inner_len)
-            st["up"] = [alloc_state(layer, batch, device, dtype, max_len) for layer in self.up]
+            st["up"] = alloc_layer_states(self.up, batch, device, dtype, max_len)
         return st
 
     def step(self, x: torch.Tensor, state: dict, t: int) -> torch.Tensor:
         """One step of this level at its own time index t (the caller runs it only when due)."""
-        for layer, st in zip(self.down, state["down"]):
-            x = layer.step(x, st)
+        x = step_layers(self.down, x, state["down"])
         if self.is_centre:
             return x
         slot = t % self.p
@@ -154,9 +152,7 @@ class UNetLevel(nn.Module):
             inner_out = self.inner.step(pooled, state["inner"], t // self.p)
             state["up_buf"].copy_(self.unpool.expand(inner_out))
         x = up + x
-        for layer, st in zip(self.up, state["up"]):
-            x = layer.step(x, st)
-        return x
+        return step_layers(self.up, x, state["up"])
 
 
 class UNet(nn.Module):

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# One device call for decoding speed (issue 9, 2026-11-29): the GPU tests of the Triton sampler,
+# the fused Mamba-S6 stack step and chunked CUDA-graph decoding, then `bench generate` three
+# ways so each change is timed on its own:
+#   fused   default: K-step graphs with in-kernel sampling + one fused kernel per layer stack
+#   chunks  SEQSUITE_FUSED_STEP=0: K-step graphs, layers stepped one by one
+#   base    SEQSUITE_FUSED_STEP=0 --no-chunks: one graph per step, torch sampling (as before)
+# Results: $OUT/decode.tgz. Needs carry [".whl", ".devdata"].
+#   SEQSUITE_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_decode.sh
+set -u
+T0=$(date +%s)
+el() { echo $(( $(date +%s) - T0 )); }
+source benchmarks/device_setup.sh
+P=$OUT/decode; mkdir -p $P
+nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv > $P/gpu.txt 2>&1
+timeout 150 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_kernels_gpu.py -k "sampler or fused or chunked or decode" \
+  > $P/pytest-gpu.log 2>&1
+echo "gpu tests rc=$? at $(el)s"; tail -3 $P/pytest-gpu.log
+AB=${AUDIO_BATCHES:-1,16,64,256,1024,4096}
+bench() {  # NAME TIMEOUT ARGS...
+  local name=$1 cap=$2; shift 2
+  timeout $cap $S bench generate --budget 0.3 --out $P/generate-$name.json "$@" > $P/generate-$name.log 2>&1
+  echo "generate $name rc=$? at $(el)s"; grep -E "^\|" $P/generate-$name.log | tail -20
+}
+bench fused ${FUSED_S:-200} --batches 1,16 --audio sc09-unet-small,sc09-unet-large --audio-batches $AB
+SEQSUITE_FUSED_STEP=0 bench chunks ${CHUNKS_S:-150} --batches 1,16 --audio sc09-unet-small,sc09-unet-large --audio-batches $AB
+SEQSUITE_FUSED_STEP=0 bench base ${BASE_S:-90} --batches 1 --audio sc09-unet-small --audio-batches 1,256 --no-chunks
+pack $P decode
+echo "all done at $(el)s"

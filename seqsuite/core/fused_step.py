@@ -1,0 +1,138 @@
+"""The decoding step of a stack of Mamba-S6 residual layers as one kernel launch.
+
+`step_layers(layers, x, states)` is what the backbones call: it runs the stack through
+kernels/triton_mamba_step.py when it can, and the layers' own `step` otherwise (the reference,
+and the path for S4, attention, Hyena, float64 or a state that is not stacked). The kernel
+needs the layers' states stacked in one tensor per kind: `alloc_layer_states` allocates them
+that way (each layer's dict holds views), and the backbones use it, so the two paths share the
+same state and can alternate.
+
+Stacked copies of the weights (the Δ projection folded into W_x as in S6.step) are cached on
+the layer list and refreshed in place when a parameter changes, so a CUDA graph that captured
+them stays valid. SEQSUITE_FUSED_STEP=0 turns the fused path off (A/B timing), =1 forces it
+(also on CPU tensors: tests, under TRITON_INTERPRET=1); the default uses it for CUDA tensors at
+batch <= FUSED_MAX_BATCH (one program per sequence reads every weight, so at large batch the
+batched matmuls of the per-layer path win; SEQSUITE_FUSED_MAX_BATCH overrides the bound).
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn as nn
+
+from .block import MambaBlock, Residual, alloc_state
+from .s6 import S6
+
+FUSED_MAX_BATCH = 256
+
+
+def _mamba_s6(layer: nn.Module) -> MambaBlock | None:
+    if isinstance(layer, Residual) and isinstance(layer.mixer, MambaBlock) and isinstance(layer.mixer.mixer, S6):
+        return layer.mixer
+    return None
+
+
+def fusable(layers) -> bool:
+    """Whether `layers` is a non-empty stack of Mamba-S6 residual layers of one shape."""
+    blocks = [_mamba_s6(layer) for layer in layers]
+    if not blocks or any(b is None for b in blocks):
+        return False
+    shape = lambda b: (b.in_proj.in_features, b.d_inner, b.d_conv, b.mixer.d_state, b.mixer.dt_rank)  # noqa: E731
+    k = blocks[0].d_conv
+    return all(shape(b) == shape(blocks[0]) for b in blocks) and k & (k - 1) == 0
+
+
+def _mode() -> str:
+    return os.environ.get("SEQSUITE_FUSED_STEP", "auto").strip().lower() or "auto"
+
+
+def alloc_layer_states(layers, batch: int, device=None, dtype=None, max_len: int | None = None) -> list:
+    """Per-layer states; for a fusable stack, views of stacked (layers, batch, ...) tensors."""
+    if not fusable(layers) or dtype == torch.float64:
+        return [alloc_state(layer, batch, device, dtype, max_len) for layer in layers]
+    first = layers[0].mixer
+    device = device or first.in_proj.weight.device
+    conv = torch.zeros(len(layers), batch, first.d_inner, first.d_conv, device=device,
+                       dtype=dtype or first.in_proj.weight.dtype)
+    ssm = torch.zeros(len(layers), batch, first.d_inner, first.mixer.d_state, device=device, dtype=torch.float32)
+    return [{"conv": conv[i], "ssm": ssm[i]} for i in range(len(layers))]
+
+
+def _stacked_states(states: list):
+    """(conv, ssm) stacked bases when every layer's state is view i of them, else None."""
+    conv, ssm = states[0]["conv"]._base, states[0]["ssm"]._base
+    if conv is None or ssm is None or conv.shape[0] != len(states) or ssm.shape[0] != len(states):
+        return None
+    if ssm.dtype != torch.float32 or not (conv.is_contiguous() and ssm.is_contiguous()):
+        return None
+    for i, st in enumerate(states):
+        if st["conv"].data_ptr() != conv[i].data_ptr() or st["ssm"].data_ptr() != ssm[i].data_ptr():
+            return None
+    return conv, ssm
+
+
+class _StackWeights:
+    """Stacked weights of a layer list, refreshed in place when a parameter changes."""
+
+    def __init__(self):
+        self.key, self.w, self.scratch = None, None, None
+
+    @staticmethod
+    def _params(blocks):
+        for layer, b in blocks:
+            yield from (layer.norm.weight, b.in_proj.weight, b.conv.weight, b.conv.bias, b.mixer.x_proj.weight,
+                        b.mixer.dt_proj.weight, b.mixer.dt_proj.bias, b.mixer.A_log, b.mixer.D,
+                        b.out_proj.weight)
+
+    @torch.no_grad()
+    def get(self, layers, x: torch.Tensor) -> dict:
+        blocks = [(layer, layer.mixer) for layer in layers]
+        ps = list(self._params(blocks))
+        key = (tuple((p._version, p.data_ptr()) for p in ps), x.dtype, x.device)
+        if key == self.key:
+            return self.w
+        wdt = blocks[0][1].in_proj.weight.dtype
+        new = {
+            "norm": torch.stack([layer.norm.weight.float() for layer, _ in blocks]),
+            "w_in": torch.stack([b.in_proj.weight for _, b in blocks]),
+            "conv_w": torch.stack([b.conv.weight[:, 0, :] for _, b in blocks]),
+            "conv_b": torch.stack([b.conv.bias for _, b in blocks]),
+            "w_x": torch.stack([torch.cat([b.mixer.dt_proj.weight.float() @ b.mixer.x_proj.weight[: b.mixer.dt_rank].float(),
+                                           b.mixer.x_proj.weight[b.mixer.dt_rank:].float()]).to(wdt)
+                                for _, b in blocks]),
+            "dt_bias": torch.stack([b.mixer.dt_proj.bias.float() for _, b in blocks]),
+            "A": torch.stack([-torch.exp(b.mixer.A_log.float()) for _, b in blocks]),
+            "D": torch.stack([b.mixer.D.float() for _, b in blocks]),
+            "w_out": torch.stack([b.out_proj.weight for _, b in blocks]),
+        }
+        new = {k: v.contiguous() for k, v in new.items()}
+        if self.w is not None and all(self.w[k].shape == v.shape and self.w[k].dtype == v.dtype
+                                      and self.w[k].device == v.device for k, v in new.items()):
+            for k, v in new.items():  # keep the buffers a captured graph points at
+                self.w[k].copy_(v)
+        else:
+            self.w = new
+        self.key = key
+        return self.w
+
+
+def step_layers(layers: nn.ModuleList, x: torch.Tensor, states: list) -> torch.Tensor:
+    """x (batch, d) through every layer's recurrent step, fused into one kernel when possible."""
+    mode = _mode()
+    auto = x.is_cuda and x.shape[0] <= int(os.environ.get("SEQSUITE_FUSED_MAX_BATCH", FUSED_MAX_BATCH))
+    if mode != "0" and (auto or mode == "1") and x.dtype != torch.float64 and fusable(layers):
+        stacked = _stacked_states(states)
+        if stacked is not None:
+            from ..kernels.triton_mamba_step import mamba_stack_step_triton
+
+            cache = layers.__dict__.setdefault("_fused_step_cache", _StackWeights())
+            w = cache.get(layers, x)
+            conv, ssm = stacked
+            batch, di = x.shape[0], conv.shape[2]
+            if cache.scratch is None or cache.scratch.shape != (batch, 3 * di) or cache.scratch.device != x.device:
+                cache.scratch = torch.empty(batch, 3 * di, device=x.device, dtype=torch.float32)
+            return mamba_stack_step_triton(x, w, conv, ssm, cache.scratch, layers[0].norm.eps)
+    for layer, st in zip(layers, states):
+        x = layer.step(x, st)
+    return x

@@ -1,0 +1,80 @@
+"""The fused Mamba-S6 stack step (kernels/triton_mamba_step.py via core/fused_step.py) against
+the layers' own `step`, on CPU under TRITON_INTERPRET=1 (tests/test_kernels_gpu.py runs it on
+the GPU): logits and every state after several steps, isotropic and U-Net, widths that are not
+powers of two."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from triton_interp import skip_on_gpu, use_interpreter
+
+pytestmark = skip_on_gpu
+
+
+@pytest.fixture(autouse=True)
+def interp(monkeypatch):
+    from seqsuite.kernels import triton_mamba_step
+
+    use_interpreter(triton_mamba_step._mamba_stack_step_kernel)
+    monkeypatch.setenv("SEQSUITE_FUSED_STEP", "1")
+
+
+def _flat(st):
+    if isinstance(st, dict):
+        return [t for k in sorted(st) for t in _flat(st[k])]
+    if isinstance(st, list):
+        return [t for v in st for t in _flat(v)]
+    return [st] if isinstance(st, torch.Tensor) else []
+
+
+def _perturb(model):
+    """Random (not initial) values for every parameter, so D, biases and norms all matter."""
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.1)
+
+
+@pytest.mark.parametrize("preset,overrides", [
+    ("sc09-tiny", {}),
+    ("bytes-tiny", {"d_model": 24, "n_layers": 2, "d_state": 5}),
+])
+def test_fused_stack_step_matches_layer_steps(monkeypatch, preset, overrides):
+    from seqsuite.core import build
+    from seqsuite.core.fused_step import _stacked_states
+
+    torch.manual_seed(0)
+    model = build(preset, **overrides).eval()
+    _perturb(model)
+    batch, steps = 3, 20
+    st_f = model.allocate_state(batch)
+    st_r = model.allocate_state(batch)
+    assert _stacked_states(st_f["root"]["down"] if "root" in st_f else st_f["layers"]) is not None
+    toks = torch.randint(0, model.config.vocab_size, (steps, batch), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for t in range(steps):
+            monkeypatch.setenv("SEQSUITE_FUSED_STEP", "1")
+            a = model.step(toks[t], st_f)
+            monkeypatch.setenv("SEQSUITE_FUSED_STEP", "0")
+            b = model.step(toks[t], st_r)
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    for x, y in zip(_flat(st_f), _flat(st_r)):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
+
+
+def test_weight_cache_follows_parameter_updates():
+    from seqsuite.core import build
+
+    torch.manual_seed(0)
+    model = build("bytes-tiny", n_layers=2, d_model=16, d_state=4).eval()
+    st = model.allocate_state(2)
+    tok = torch.tensor([3, 7])
+    with torch.no_grad():
+        model.step(tok, st)
+        cache = model.backbone.layers._fused_step_cache
+        w_before = cache.w["w_out"]
+        model.backbone.layers[1].mixer.out_proj.weight.mul_(2.0)
+        model.step(tok, st)
+    assert cache.w["w_out"] is w_before  # refreshed in place (a captured graph keeps its pointers)
+    torch.testing.assert_close(cache.w["w_out"][1], model.backbone.layers[1].mixer.out_proj.weight)
