@@ -7,6 +7,7 @@
 #   base    SEQSUITE_FUSED_STEP=0 --no-chunks: one graph per step, torch sampling (as before)
 # Results: $OUT/decode.tgz. Needs carry [".whl", ".devdata"].
 #   SEQSUITE_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_decode.sh
+# POLICY=1 also runs benchmarks/decode_policy.py; SKIP_BENCH=1 skips the three bench runs.
 set -u
 T0=$(date +%s)
 el() { echo $(( $(date +%s) - T0 )); }
@@ -16,14 +17,18 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv > $P/gpu.txt 2
 timeout 150 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_kernels_gpu.py -k "sampler or fused or chunked or decode" \
   > $P/pytest-gpu.log 2>&1
 echo "gpu tests rc=$? at $(el)s"; tail -3 $P/pytest-gpu.log
+if [ -n "${POLICY:-}" ]; then  # fused on/off by width bound and batch (sets core/fused_step.py defaults)
+  timeout ${POLICY_S:-240} python3 benchmarks/decode_policy.py --out $P/policy.json > $P/policy.log 2>&1
+  echo "policy rc=$? at $(el)s"; cat $P/policy.log | grep -v Warn | tail -40
+fi
 AB=${AUDIO_BATCHES:-1,16,64,256,1024,4096}
 bench() {  # NAME TIMEOUT ARGS...
   local name=$1 cap=$2; shift 2
   timeout $cap $S bench generate --budget 0.3 --out $P/generate-$name.json "$@" > $P/generate-$name.log 2>&1
   echo "generate $name rc=$? at $(el)s"; grep -E "^\|" $P/generate-$name.log | tail -20
 }
-bench fused ${FUSED_S:-200} --batches 1,16 --audio sc09-unet-small,sc09-unet-large --audio-batches $AB
-SEQSUITE_FUSED_STEP=0 bench chunks ${CHUNKS_S:-150} --batches 1,16 --audio sc09-unet-small,sc09-unet-large --audio-batches $AB
-SEQSUITE_FUSED_STEP=0 bench base ${BASE_S:-90} --batches 1 --audio sc09-unet-small --audio-batches 1,256 --no-chunks
+[ -n "${SKIP_BENCH:-}" ] || bench fused ${FUSED_S:-200} --batches 1,16 --audio sc09-unet-small,sc09-unet-large --audio-batches $AB
+[ -n "${SKIP_BENCH:-}" ] || SEQSUITE_FUSED_STEP=0 bench chunks ${CHUNKS_S:-150} --batches 1,16 --audio sc09-unet-small,sc09-unet-large --audio-batches $AB
+[ -n "${SKIP_BENCH:-}" ] || SEQSUITE_FUSED_STEP=0 bench base ${BASE_S:-90} --batches 1 --audio sc09-unet-small --audio-batches 1,256 --no-chunks
 pack $P decode
 echo "all done at $(el)s"

@@ -150,26 +150,34 @@ def test_gpu_sampler_matches_reference(temperature, top_p, top_k):
 @pytest.mark.parametrize("preset", ["sc09-unet-small", "sc09-unet-large", "bytes-mamba-small"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_gpu_fused_stack_step(monkeypatch, preset, dtype):
-    """The one-kernel stack step against the layers' own steps over 40 steps (all U-Net phases)."""
+    """The one-kernel stack step against the layers' own steps over 40 steps (all U-Net phases).
+    float32: within 1e-4 (relative, logits). bf16: the per-layer path rounds every op to bf16 and
+    the fused kernel computes in float32, so both are compared with a float32 run of the same
+    weights and the fused error must not exceed the per-layer path's by more than 20%."""
+    import copy
+
     from seqsuite.core import build
 
     torch.manual_seed(0)
-    model = build(preset).cuda().eval()
+    ref32 = build(preset).cuda().eval()
     with torch.no_grad():
-        for p in model.parameters():
+        for p in ref32.parameters():
             p.add_(torch.randn_like(p) * 0.05)
-    model = model.to(dtype)
-    st_f, st_r = model.allocate_state(4), model.allocate_state(4)
+    model = copy.deepcopy(ref32).to(dtype)
+    st_f, st_r, st_32 = model.allocate_state(4), model.allocate_state(4), ref32.allocate_state(4)
     toks = torch.randint(0, model.config.vocab_size, (40, 4), device="cuda")
-    bound = 1e-4 if dtype == torch.float32 else 3e-2  # relative error of the logits: bf16 rounds each op
+    rel = lambda a, b: ((a.float() - b.float()).norm() / b.float().norm()).item()  # noqa: E731
     with torch.no_grad():
         for t in range(40):
-            monkeypatch.setenv("SEQSUITE_FUSED_STEP", "auto")
+            monkeypatch.setenv("SEQSUITE_FUSED_STEP", "1")
             a = model.step(toks[t], st_f)
             monkeypatch.setenv("SEQSUITE_FUSED_STEP", "0")
             b = model.step(toks[t], st_r)
-            assert ((a.float() - b.float()).norm() / b.float().norm()).item() < bound, t
-    assert getattr(model.backbone, "layers", None) is None or hasattr(model.backbone.layers, "_fused_step_cache")
+            if dtype == torch.float32:
+                assert rel(a, b) < 1e-4, t
+            else:
+                truth = ref32.step(toks[t], st_32)
+                assert rel(a, truth) <= 1.2 * rel(b, truth) + 1e-3, t
 
 
 def test_gpu_chunked_graph_decoding():

@@ -7,12 +7,13 @@ needs the layers' states stacked in one tensor per kind: `alloc_layer_states` al
 that way (each layer's dict holds views), and the backbones use it, so the two paths share the
 same state and can alternate.
 
-Stacked copies of the weights (the Δ projection folded into W_x as in S6.step) are cached on
+Stacked copies of the weights are cached on
 the layer list and refreshed in place when a parameter changes, so a CUDA graph that captured
 them stays valid. SEQSUITE_FUSED_STEP=0 turns the fused path off (A/B timing), =1 forces it
 (also on CPU tensors: tests, under TRITON_INTERPRET=1); the default uses it for CUDA tensors at
 batch <= FUSED_MAX_BATCH (one program per sequence reads every weight, so at large batch the
-batched matmuls of the per-layer path win; SEQSUITE_FUSED_MAX_BATCH overrides the bound).
+batched matmuls of the per-layer path win; SEQSUITE_FUSED_MAX_BATCH overrides the bound) and
+width d_model <= FUSED_MAX_D (SEQSUITE_FUSED_MAX_D).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from .block import MambaBlock, Residual, alloc_state
 from .s6 import S6
 
 FUSED_MAX_BATCH = 256
+FUSED_MAX_D = 1024
 
 
 def _mamba_s6(layer: nn.Module) -> MambaBlock | None:
@@ -98,9 +100,8 @@ class _StackWeights:
             "w_in": torch.stack([b.in_proj.weight for _, b in blocks]),
             "conv_w": torch.stack([b.conv.weight[:, 0, :] for _, b in blocks]),
             "conv_b": torch.stack([b.conv.bias for _, b in blocks]),
-            "w_x": torch.stack([torch.cat([b.mixer.dt_proj.weight.float() @ b.mixer.x_proj.weight[: b.mixer.dt_rank].float(),
-                                           b.mixer.x_proj.weight[b.mixer.dt_rank:].float()]).to(wdt)
-                                for _, b in blocks]),
+            "x_proj": torch.stack([b.mixer.x_proj.weight for _, b in blocks]),
+            "dt_w": torch.stack([b.mixer.dt_proj.weight for _, b in blocks]),
             "dt_bias": torch.stack([b.mixer.dt_proj.bias.float() for _, b in blocks]),
             "A": torch.stack([-torch.exp(b.mixer.A_log.float()) for _, b in blocks]),
             "D": torch.stack([b.mixer.D.float() for _, b in blocks]),
@@ -120,7 +121,8 @@ class _StackWeights:
 def step_layers(layers: nn.ModuleList, x: torch.Tensor, states: list) -> torch.Tensor:
     """x (batch, d) through every layer's recurrent step, fused into one kernel when possible."""
     mode = _mode()
-    auto = x.is_cuda and x.shape[0] <= int(os.environ.get("SEQSUITE_FUSED_MAX_BATCH", FUSED_MAX_BATCH))
+    auto = (x.is_cuda and x.shape[0] <= int(os.environ.get("SEQSUITE_FUSED_MAX_BATCH", FUSED_MAX_BATCH))
+            and x.shape[1] <= int(os.environ.get("SEQSUITE_FUSED_MAX_D", FUSED_MAX_D)))
     if mode != "0" and (auto or mode == "1") and x.dtype != torch.float64 and fusable(layers):
         stacked = _stacked_states(states)
         if stacked is not None:
