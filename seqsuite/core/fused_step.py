@@ -26,7 +26,7 @@ from .block import MambaBlock, Residual, alloc_state
 from .s6 import S6
 
 FUSED_MAX_BATCH = 256
-FUSED_MAX_D = 1024
+FUSED_MAX_D = 128  # measured 2026-11-29 (benchmarks/decode_policy.py, RESULTS.md): wider stacks run faster per layer
 
 
 def _mamba_s6(layer: nn.Module) -> MambaBlock | None:
