@@ -7,7 +7,7 @@
 #   base    SEQSUITE_FUSED_STEP=0 --no-chunks: one graph per step, torch sampling (as before)
 # Results: $OUT/decode.tgz. Needs carry [".whl", ".devdata"].
 #   SEQSUITE_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_decode.sh
-# BIG=1 also times the fused step at batch 1024/4096 (SEQSUITE_FUSED_MAX_BATCH=8192).
+# ONLY_FUSED=1 skips the chunks and base runs. BIG=1 also times the fused step at batch 1024/4096 (SEQSUITE_FUSED_MAX_BATCH=8192).
 # POLICY=1 also runs benchmarks/decode_policy.py; SKIP_BENCH=1 skips the three bench runs.
 set -u
 T0=$(date +%s)
@@ -29,8 +29,8 @@ bench() {  # NAME TIMEOUT ARGS...
   echo "generate $name rc=$? at $(el)s"; grep -E "^\|" $P/generate-$name.log | tail -20
 }
 [ -n "${SKIP_BENCH:-}" ] || bench fused ${FUSED_S:-200} --batches 1,16 --audio sc09-unet-small,sc09-unet-large --audio-batches $AB
-[ -n "${SKIP_BENCH:-}" ] || SEQSUITE_FUSED_STEP=0 bench chunks ${CHUNKS_S:-150} --batches 1,16 --audio sc09-unet-small,sc09-unet-large --audio-batches $AB
-[ -n "${SKIP_BENCH:-}" ] || SEQSUITE_FUSED_STEP=0 bench base ${BASE_S:-90} --batches 1 --audio sc09-unet-small --audio-batches 1,256 --no-chunks
+[ -n "${SKIP_BENCH:-}${ONLY_FUSED:-}" ] || SEQSUITE_FUSED_STEP=0 bench chunks ${CHUNKS_S:-150} --batches 1,16 --audio sc09-unet-small,sc09-unet-large --audio-batches $AB
+[ -n "${SKIP_BENCH:-}${ONLY_FUSED:-}" ] || SEQSUITE_FUSED_STEP=0 bench base ${BASE_S:-90} --batches 1 --audio sc09-unet-small --audio-batches 1,256 --no-chunks
 if [ -n "${BIG:-}" ]; then  # the fused step beyond FUSED_MAX_BATCH
   SEQSUITE_FUSED_MAX_BATCH=8192 bench fused-big ${BIG_S:-90} --batches 1 --pair hg38-mamba-7m:hg38-transformerpp-7m \
     --audio sc09-unet-small,sc09-unet-large --audio-batches 1024,4096
