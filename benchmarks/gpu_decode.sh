@@ -7,7 +7,7 @@
 #   base    SEQSUITE_FUSED_STEP=0 --no-chunks: one graph per step, torch sampling (as before)
 # Results: $OUT/decode.tgz. Needs carry [".whl", ".devdata"].
 #   SEQSUITE_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_decode.sh
-# ONLY_FUSED=1 skips the chunks and base runs. BIG=1 also times the fused step at batch 1024/4096 (SEQSUITE_FUSED_MAX_BATCH=8192).
+# GEN_CLI=1 runs `seqsuite audio generate` (shipped model) at batch 1 and 64. ONLY_FUSED=1 skips the chunks and base runs. BIG=1 also times the fused step at batch 1024/4096 (SEQSUITE_FUSED_MAX_BATCH=8192).
 # POLICY=1 also runs benchmarks/decode_policy.py; SKIP_BENCH=1 skips the three bench runs.
 set -u
 T0=$(date +%s)
@@ -34,6 +34,14 @@ bench() {  # NAME TIMEOUT ARGS...
 if [ -n "${BIG:-}" ]; then  # the fused step beyond FUSED_MAX_BATCH
   SEQSUITE_FUSED_MAX_BATCH=8192 bench fused-big ${BIG_S:-90} --batches 1 --pair hg38-mamba-7m:hg38-transformerpp-7m \
     --audio sc09-unet-small,sc09-unet-large --audio-batches 1024,4096
+fi
+if [ -n "${GEN_CLI:-}" ]; then  # the user's command with the shipped SC09 model, chunk graphs + fused step
+  for b in 1 64; do
+    timeout 60 $S audio generate --num $b --seconds 1 --batch $b --out $P/cli-b$b --seed 0 > $P/cli-b$b.log 2>&1
+    echo "audio generate batch $b rc=$? at $(el)s"
+    python3 -c "import json; m=json.load(open('$P/cli-b$b/manifest.json')); print('samples/s', round(m['samples_per_s']), 'RTF', round(m['real_time_factor'], 2))"
+    find $P/cli-b$b -name "*.wav" -o -name "sample_*.png" | tail -n +3 | xargs rm -f
+  done
 fi
 pack $P decode
 echo "all done at $(el)s"
