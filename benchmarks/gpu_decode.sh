@@ -8,6 +8,7 @@
 # Results: $OUT/decode.tgz. Needs carry [".whl", ".devdata"].
 #   SEQSUITE_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_decode.sh
 # GEN_CLI=1 runs `seqsuite audio generate` (shipped model) at batch 1 and 64. ONLY_FUSED=1 skips the chunks and base runs. BIG=1 also times the fused step at batch 1024/4096 (SEQSUITE_FUSED_MAX_BATCH=8192).
+# TILES="BI,BK,BKO,warps;..." sweeps the fused kernel's tiles (decode_policy.py --tiles).
 # POLICY=1 also runs benchmarks/decode_policy.py; SKIP_BENCH=1 skips the three bench runs.
 set -u
 T0=$(date +%s)
@@ -21,6 +22,11 @@ echo "gpu tests rc=$? at $(el)s"; tail -3 $P/pytest-gpu.log
 if [ -n "${POLICY:-}" ]; then  # fused on/off by width bound and batch (sets core/fused_step.py defaults)
   timeout ${POLICY_S:-240} python3 benchmarks/decode_policy.py --out $P/policy.json > $P/policy.log 2>&1
   echo "policy rc=$? at $(el)s"; cat $P/policy.log | grep -v Warn | tail -40
+fi
+if [ -n "${TILES:-}" ]; then  # sweep the fused kernel's tiles, e.g. TILES="0,0,0,0;32,64,32,8;64,128,64,8"
+  timeout ${TILES_S:-200} python3 benchmarks/decode_policy.py --out $P/tiles.json --batches 1,16 \
+    --cases "sc09-unet-small:128;sc09-unet-large:128" --tiles "$TILES" > $P/tiles.log 2>&1
+  echo "tiles rc=$? at $(el)s"; grep -v Warn $P/tiles.log | tail -30
 fi
 AB=${AUDIO_BATCHES:-1,16,64,256,1024,4096}
 bench() {  # NAME TIMEOUT ARGS...

@@ -63,6 +63,31 @@ def test_fused_stack_step_matches_layer_steps(monkeypatch, preset, overrides):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
 
 
+def test_tile_override_keeps_values(monkeypatch):
+    """SEQSUITE_FUSED_TILES (tuning sweeps) changes the tiling, not the result: small tiles
+    force several iterations of every inner loop."""
+    from seqsuite.core import build
+    from seqsuite.kernels.triton_mamba_step import _tiles
+
+    monkeypatch.setenv("SEQSUITE_FUSED_TILES", "8,16,8,4")
+    assert _tiles(24, 48, 5, 2) == [8, 16, 8, 4]
+    torch.manual_seed(0)
+    model = build("bytes-tiny", d_model=24, n_layers=2, d_state=5).eval()
+    _perturb(model)
+    st_f, st_r = model.allocate_state(2), model.allocate_state(2)
+    toks = torch.randint(0, 256, (6, 2), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        for t in range(6):
+            monkeypatch.setenv("SEQSUITE_FUSED_STEP", "1")
+            a = model.step(toks[t], st_f)
+            monkeypatch.setenv("SEQSUITE_FUSED_STEP", "0")
+            b = model.step(toks[t], st_r)
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    monkeypatch.setenv("SEQSUITE_FUSED_TILES", "8,16")
+    with pytest.raises(ValueError, match="BI,BK,BKO,warps"):
+        _tiles(24, 48, 5, 2)
+
+
 def test_weight_cache_follows_parameter_updates():
     from seqsuite.core import build
 

@@ -18,6 +18,8 @@ float32, updated in place. The reference is the layers' own `step` (core/block.p
 """
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -138,6 +140,26 @@ def _pow2(n: int) -> int:
     return max(triton.next_power_of_2(int(n)), 2)
 
 
+def _tiles(d: int, di: int, N: int, R: int) -> list[int]:
+    """[BI, BK, BKO, warps]: rows of the in-projection tiles (BI x d), columns of the
+    x-projection tiles, columns of the out-projection tile (d x BKO), warps per program.
+    SEQSUITE_FUSED_TILES="BI,BK,BKO,warps" overrides them (0 keeps one) for tuning sweeps
+    (benchmarks/decode_policy.py --tiles). At d = 64, ptxas (sm_90a) reports 255 registers and
+    0.8 KB of spills for the defaults, and none for 32,64,32,8; which is faster is not yet
+    measured."""
+    BDM, DI = _pow2(d), _pow2(di)
+    cfg = [max(8, min(DI, 8192 // BDM)), max(16, min(DI, 4096 // max(_pow2(N), _pow2(R)))),
+           max(8, min(DI, 16384 // BDM)), 8]
+    env = os.environ.get("SEQSUITE_FUSED_TILES", "").strip()
+    if env:
+        vals = [int(v) for v in env.split(",")]
+        if len(vals) != 4:
+            raise ValueError(f"SEQSUITE_FUSED_TILES={env!r}: use BI,BK,BKO,warps")
+        cfg = [v if v > 0 else c for v, c in zip(vals, cfg)]
+        cfg[:3] = [min(_pow2(v), DI) for v in cfg[:3]]
+    return cfg
+
+
 def mamba_stack_step_triton(x: torch.Tensor, w: dict, conv: torch.Tensor, ssm: torch.Tensor,
                             scratch: torch.Tensor, eps: float, out: torch.Tensor | None = None) -> torch.Tensor:
     """x (batch, d) → x after every layer of the stack; `conv` (layers, batch, d_inner, K) and
@@ -154,13 +176,11 @@ def mamba_stack_step_triton(x: torch.Tensor, w: dict, conv: torch.Tensor, ssm: t
         raise ValueError(f"the fused step needs a power-of-two conv width, got {K}")
     x = x.contiguous()
     out = torch.empty_like(x) if out is None else out
-    BDM, DI = _pow2(d), _pow2(di)
-    BI = max(8, min(DI, 8192 // BDM))  # Wu and Wz tiles: BI x BDM each
-    BK = max(16, min(DI, 4096 // max(_pow2(N), _pow2(R))))  # x-projection tiles
-    BKO = max(8, min(DI, 16384 // BDM))  # out-projection tile: BDM x BKO
+    BDM = _pow2(d)
+    BI, BK, BKO, warps = _tiles(d, di, N, R)
     _mamba_stack_step_kernel[(batch,)](
         x, out, scratch, w["norm"], w["w_in"], w["conv_w"], w["conv_b"], w["x_proj"], w["dt_w"], w["dt_bias"],
         w["A"], w["D"], w["w_out"], conv, ssm, n_layers, batch, d, di, N, R, float(eps),
-        K=K, BDM=BDM, BI=BI, BK=BK, NP=_pow2(N), RP=_pow2(R), BKO=BKO, num_warps=8,
+        K=K, BDM=BDM, BI=BI, BK=BK, NP=_pow2(N), RP=_pow2(R), BKO=BKO, num_warps=warps,
     )
     return out
