@@ -72,16 +72,20 @@ def _tiny_unet():
     return build("sc09-tiny").eval()
 
 
-def test_chunked_greedy_equals_step_by_step():
+@pytest.mark.parametrize("kind", ["unet", "attention"])
+def test_chunked_greedy_equals_step_by_step(kind):
     """The chunk body (K steps + in-kernel sampling, as captured in the CUDA graph) produces
-    the token-by-token path's tokens when decoding is greedy, across U-Net phases, a prompt
-    that does not end on a chunk boundary and a tail shorter than a chunk."""
-    model = _tiny_unet()
+    the token-by-token path's tokens when decoding is greedy: across U-Net phases, with a KV
+    cache (attention), a prompt that does not end on a chunk boundary and a tail shorter than
+    a chunk."""
+    from seqsuite.core import build
+    from seqsuite.core.generate import generate
+
+    torch.manual_seed(0)
+    model = _tiny_unet() if kind == "unet" else build("bytes-tiny", layer="attn", n_heads=2, n_layers=2).eval()
     prompt = torch.randint(0, 256, (2, 3), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ref = model.generate(prompt, 45, temperature=0.0)
-        from seqsuite.core.generate import generate
-
         got = generate(model, prompt, 45, temperature=0.0, use_cuda_graph=False, chunk=16)
     assert torch.equal(got, ref)
 
