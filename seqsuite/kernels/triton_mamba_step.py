@@ -37,7 +37,8 @@ def _mamba_stack_step_kernel(
     x_ptr, out_ptr, scratch_ptr,
     norm_ptr, win_ptr, convw_ptr, convb_ptr, xp_ptr, dtw_ptr, dtb_ptr, A_ptr, D_ptr, wout_ptr,
     conv_ptr, ssm_ptr,
-    n_layers, batch, d, di, N, R, eps,
+    n_layers, batch, eps,
+    d: tl.constexpr, di: tl.constexpr, N: tl.constexpr, R: tl.constexpr,  # constexpr: aligned, vectorised loads
     K: tl.constexpr, BDM: tl.constexpr, BI: tl.constexpr, BK: tl.constexpr, NP: tl.constexpr,
     RP: tl.constexpr, BKO: tl.constexpr,
 ):
@@ -144,9 +145,9 @@ def _tiles(d: int, di: int, N: int, R: int) -> list[int]:
     """[BI, BK, BKO, warps]: rows of the in-projection tiles (BI x d), columns of the
     x-projection tiles, columns of the out-projection tile (d x BKO), warps per program.
     SEQSUITE_FUSED_TILES="BI,BK,BKO,warps" overrides them (0 keeps one) for tuning sweeps
-    (benchmarks/decode_policy.py --tiles). At d = 64, ptxas (sm_90a) reports 255 registers and
-    0.8 KB of spills for the defaults, and none for 32,64,32,8; which is faster is not yet
-    measured."""
+    (benchmarks/decode_policy.py --tiles). ptxas (sm_90a) at d = 64: the defaults use 255
+    registers and spill 260 B; 64,128,64,8 and 32,64,32,8 do not spill (notes-kernels.md).
+    Which is faster is not yet measured."""
     BDM, DI = _pow2(d), _pow2(di)
     cfg = [max(8, min(DI, 8192 // BDM)), max(16, min(DI, 4096 // max(_pow2(N), _pow2(R)))),
            max(8, min(DI, 16384 // BDM)), 8]
@@ -180,7 +181,7 @@ def mamba_stack_step_triton(x: torch.Tensor, w: dict, conv: torch.Tensor, ssm: t
     BI, BK, BKO, warps = _tiles(d, di, N, R)
     _mamba_stack_step_kernel[(batch,)](
         x, out, scratch, w["norm"], w["w_in"], w["conv_w"], w["conv_b"], w["x_proj"], w["dt_w"], w["dt_bias"],
-        w["A"], w["D"], w["w_out"], conv, ssm, n_layers, batch, d, di, N, R, float(eps),
+        w["A"], w["D"], w["w_out"], conv, ssm, n_layers, batch, float(eps), d=d, di=di, N=N, R=R,
         K=K, BDM=BDM, BI=BI, BK=BK, NP=_pow2(N), RP=_pow2(R), BKO=BKO, num_warps=warps,
     )
     return out
