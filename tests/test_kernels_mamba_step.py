@@ -103,3 +103,7 @@ def test_weight_cache_follows_parameter_updates():
         model.step(tok, st)
     assert cache.w["w_out"] is w_before  # refreshed in place (a captured graph keeps its pointers)
     torch.testing.assert_close(cache.w["w_out"][1], model.backbone.layers[1].mixer.out_proj.weight)
+    scratch = cache.scratch[(2, 32, tok.device)]
+    with torch.no_grad():  # another batch size gets its own scratch; the first one stays
+        model.step(torch.tensor([1, 2, 3]), model.allocate_state(3))
+    assert cache.scratch[(2, 32, tok.device)] is scratch and (3, 32, tok.device) in cache.scratch

@@ -78,7 +78,10 @@ class _StackWeights:
     """Stacked weights of a layer list, refreshed in place when a parameter changes."""
 
     def __init__(self):
-        self.key, self.w, self.scratch = None, None, None
+        self.key, self.w = None, None
+        # one scratch buffer per (batch, device), never replaced: a captured CUDA graph keeps
+        # pointing at the buffer it was captured with, whatever batch another decoder uses
+        self.scratch: dict[tuple, torch.Tensor] = {}
 
     @staticmethod
     def _params(blocks):
@@ -131,10 +134,10 @@ def step_layers(layers: nn.ModuleList, x: torch.Tensor, states: list) -> torch.T
             cache = layers.__dict__.setdefault("_fused_step_cache", _StackWeights())
             w = cache.get(layers, x)
             conv, ssm = stacked
-            batch, di = x.shape[0], conv.shape[2]
-            if cache.scratch is None or cache.scratch.shape != (batch, 3 * di) or cache.scratch.device != x.device:
-                cache.scratch = torch.empty(batch, 3 * di, device=x.device, dtype=torch.float32)
-            return mamba_stack_step_triton(x, w, conv, ssm, cache.scratch, layers[0].norm.eps)
+            key = (x.shape[0], conv.shape[2], x.device)
+            if key not in cache.scratch:
+                cache.scratch[key] = torch.empty(x.shape[0], 3 * conv.shape[2], device=x.device, dtype=torch.float32)
+            return mamba_stack_step_triton(x, w, conv, ssm, cache.scratch[key], layers[0].norm.eps)
     for layer, st in zip(layers, states):
         x = layer.step(x, st)
     return x
