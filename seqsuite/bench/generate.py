@@ -98,16 +98,14 @@ class Generator:
     def __init__(self, model, batch: int, device: torch.device, graphs: bool, prefill: bool = True,
                  chunks: bool = True):
         from ..core.generate import ChunkDecoder, GraphStepper, chunk_size, supports_prefill
-        from ..kernels.triton_sample import MAX_VOCAB
 
         self.model, self.batch, self.device = model, batch, device
         self.prefill = prefill and supports_prefill(model)
         self.state = model.allocate_state(batch, device=device)
         self.stepper = GraphStepper(model, self.state, batch, device) if graphs and device.type == "cuda" else None
         self.rng = torch.Generator(device=device).manual_seed(0)
-        self.decoder = None
-        if self.stepper is not None and chunks and model.config.vocab_size <= MAX_VOCAB:
-            self.decoder = ChunkDecoder(model, self.state, batch, device, chunk_size(model), seed=0)
+        K = chunk_size(model) if self.stepper is not None and chunks else 0
+        self.decoder = ChunkDecoder(model, self.state, batch, device, K, seed=0) if K else None
 
     def _step(self, tok: torch.Tensor, t: int) -> torch.Tensor:
         return self.stepper(tok, t) if self.stepper is not None else self.model.step(tok, self.state)

@@ -47,23 +47,13 @@ class GraphStepper:
 
     def _capture(self, phase: int):
         st = self.state
-        has_t = "t" in st
-        snapshot = _clone_state(st)  # warm-up and capture mutate the state: restore afterwards
-        s = torch.cuda.Stream()
-        s.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(s):
-            for _ in range(2):
-                if has_t:
-                    st["t"] = phase
-                self.model.step(self.token, st)
-        torch.cuda.current_stream().wait_stream(s)
-        graph = torch.cuda.CUDAGraph()
-        if has_t:
-            st["t"] = phase
-        with torch.cuda.graph(graph, pool=self.pool):
-            out = self.model.step(self.token, st)
-        _copy_state(st, snapshot)
-        self.graphs[phase] = (graph, out)
+
+        def body():
+            if "t" in st:
+                st["t"] = phase
+            return self.model.step(self.token, st)
+
+        self.graphs[phase] = _capture_graph(body, st, self.pool, warmup=2)
 
     def __call__(self, token: torch.Tensor, t: int) -> torch.Tensor:
         phase = t % self.period
@@ -104,17 +94,8 @@ class ChunkDecoder:
         self.rng[1:].add_(self.K)
 
     def _capture(self, phase: int, t0: int) -> None:
-        snapshot = _clone_state([self.state, self.tokens, self.rng])
-        s = torch.cuda.Stream()
-        s.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(s):  # warm-up: compiles kernels, sets up cuBLAS handles
-            self._body(t0)
-        torch.cuda.current_stream().wait_stream(s)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
-            self._body(t0)
-        _copy_state([self.state, self.tokens, self.rng], snapshot)
-        self.graphs[phase] = graph
+        self.graphs[phase] = _capture_graph(lambda: self._body(t0), [self.state, self.tokens, self.rng],
+                                            self.pool)[0]
 
     def __call__(self, token: torch.Tensor, t0: int) -> torch.Tensor:
         """Feed `token` (batch,) at position t0, run K steps; returns the K sampled tokens (K, batch)."""
@@ -132,9 +113,32 @@ class ChunkDecoder:
 
 
 def chunk_size(model, target: int = 32) -> int:
-    """Steps per decoding graph: a multiple of the pooling cycle, at least `target`."""
+    """Steps per decoding graph: a multiple of the pooling cycle, at least `target`; 0 when the
+    vocabulary is too large for the Triton sampler (token-by-token decoding then)."""
+    from ..kernels.triton_sample import MAX_VOCAB
+
+    if getattr(getattr(model, "config", None), "vocab_size", MAX_VOCAB + 1) > MAX_VOCAB:
+        return 0
     period = _phase_period(model)
     return period * max(1, -(-target // period))
+
+
+def _capture_graph(body, mutated, pool, warmup: int = 1):
+    """(graph, output) of `body()` captured in a CUDA graph, after `warmup` eager runs on a side
+    stream (kernels compile, cuBLAS sets up its handles). Warm-up and capture both mutate
+    `mutated` (a state, buffers): it is restored to its value before the call."""
+    snapshot = _clone_state(mutated)
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(warmup):
+            body()
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=pool):
+        out = body()
+    _copy_state(mutated, snapshot)
+    return graph, out
 
 
 def _clone_state(st):
@@ -174,8 +178,8 @@ def generate(model, prompt: torch.Tensor, n: int, temperature: float = 1.0, top_
     With `prefill` (default) and a model that supports it (isotropic S6 / attention / Hyena), the
     prompt goes through one parallel pass that fills the state; otherwise step by step.
 
-    `chunk`: steps per `ChunkDecoder` graph (None: `chunk_size(model)` when CUDA graphs are on and
-    the vocabulary fits the Triton sampler, else 0 = token by token with torch sampling). A
+    `chunk`: steps per `ChunkDecoder` graph (None: `chunk_size(model)` with CUDA graphs, else
+    0 = token by token with torch sampling). A
     chunk without CUDA graphs runs eagerly (tests). The chunked and token-by-token paths draw
     different random numbers, so their samples differ for the same generator (both are a
     function of it); greedy decoding gives the same tokens.
@@ -190,10 +194,7 @@ def generate(model, prompt: torch.Tensor, n: int, temperature: float = 1.0, top_
     use_graph = device.type == "cuda" if use_cuda_graph is None else use_cuda_graph
     step = GraphStepper(model, state, batch, device) if use_graph else None
     if chunk is None:
-        from ..kernels.triton_sample import MAX_VOCAB
-
-        vocab = getattr(getattr(model, "config", None), "vocab_size", MAX_VOCAB + 1)
-        chunk = chunk_size(model) if use_graph and vocab <= MAX_VOCAB else 0
+        chunk = chunk_size(model) if use_graph else 0
     decoder = None
     if chunk and n > chunk:
         if chunk % _phase_period(model):
