@@ -264,11 +264,11 @@ def test_step_weight_cache_follows_parameter_updates():
     with torch.no_grad():
         before = run()
         s6 = model.backbone.layers[0].mixer.mixer
-        cached = s6._step_cache[2]
+        cached = s6._step_cache.tensors["Wx"]
         for p in (s6.A_log, s6.x_proj.weight, s6.dt_proj.weight):
             p.mul_(0.9)
         after = run()
-        assert s6._step_cache[2] is cached  # refreshed in place (CUDA graphs keep their pointers)
+        assert s6._step_cache.tensors["Wx"] is cached  # refreshed in place (CUDA graphs keep their pointers)
         with torch.no_grad():
             want = model(tokens)[:, -1]
     assert not torch.allclose(before[-1], after[-1])

@@ -156,6 +156,8 @@ def test_gpu_fused_stack_step(monkeypatch, preset, dtype):
     weights and the fused error must not exceed the per-layer path's by more than 20%."""
     import copy
 
+    from fused_steps import fused_and_layer_steps
+
     from seqsuite.core import build
 
     torch.manual_seed(0)
@@ -168,11 +170,7 @@ def test_gpu_fused_stack_step(monkeypatch, preset, dtype):
     toks = torch.randint(0, model.config.vocab_size, (40, 4), device="cuda")
     rel = lambda a, b: ((a.float() - b.float()).norm() / b.float().norm()).item()  # noqa: E731
     with torch.no_grad():
-        for t in range(40):
-            monkeypatch.setenv("SEQSUITE_FUSED_STEP", "1")
-            a = model.step(toks[t], st_f)
-            monkeypatch.setenv("SEQSUITE_FUSED_STEP", "0")
-            b = model.step(toks[t], st_r)
+        for t, a, b in fused_and_layer_steps(monkeypatch, model, toks, st_f, st_r):
             if dtype == torch.float32:
                 assert rel(a, b) < 1e-4, t
             else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fused_steps import fused_and_layer_steps
 from triton_interp import skip_on_gpu, use_interpreter
 
 pytestmark = skip_on_gpu
@@ -53,11 +54,7 @@ def test_fused_stack_step_matches_layer_steps(monkeypatch, preset, overrides):
     assert _stacked_states(st_f["root"]["down"] if "root" in st_f else st_f["layers"]) is not None
     toks = torch.randint(0, model.config.vocab_size, (steps, batch), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        for t in range(steps):
-            monkeypatch.setenv("SEQSUITE_FUSED_STEP", "1")
-            a = model.step(toks[t], st_f)
-            monkeypatch.setenv("SEQSUITE_FUSED_STEP", "0")
-            b = model.step(toks[t], st_r)
+        for _, a, b in fused_and_layer_steps(monkeypatch, model, toks, st_f, st_r):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     for x, y in zip(_flat(st_f), _flat(st_r)):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
@@ -77,11 +74,7 @@ def test_tile_override_keeps_values(monkeypatch):
     st_f, st_r = model.allocate_state(2), model.allocate_state(2)
     toks = torch.randint(0, 256, (6, 2), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        for t in range(6):
-            monkeypatch.setenv("SEQSUITE_FUSED_STEP", "1")
-            a = model.step(toks[t], st_f)
-            monkeypatch.setenv("SEQSUITE_FUSED_STEP", "0")
-            b = model.step(toks[t], st_r)
+        for _, a, b in fused_and_layer_steps(monkeypatch, model, toks, st_f, st_r):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     monkeypatch.setenv("SEQSUITE_FUSED_TILES", "8,16")
     with pytest.raises(ValueError, match="BI,BK,BKO,warps"):
@@ -98,11 +91,11 @@ def test_weight_cache_follows_parameter_updates():
     with torch.no_grad():
         model.step(tok, st)
         cache = model.backbone.layers._fused_step_cache
-        w_before = cache.w["w_out"]
+        w_before = cache.weights.tensors["w_out"]
         model.backbone.layers[1].mixer.out_proj.weight.mul_(2.0)
         model.step(tok, st)
-    assert cache.w["w_out"] is w_before  # refreshed in place (a captured graph keeps its pointers)
-    torch.testing.assert_close(cache.w["w_out"][1], model.backbone.layers[1].mixer.out_proj.weight)
+    assert cache.weights.tensors["w_out"] is w_before  # refreshed in place (a captured graph keeps its pointers)
+    torch.testing.assert_close(cache.weights.tensors["w_out"][1], model.backbone.layers[1].mixer.out_proj.weight)
     scratch = cache.scratch[(2, 32, tok.device)]
     with torch.no_grad():  # another batch size gets its own scratch; the first one stays
         model.step(torch.tensor([1, 2, 3]), model.allocate_state(3))

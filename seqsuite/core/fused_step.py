@@ -7,9 +7,8 @@ needs the layers' states stacked in one tensor per kind: `alloc_layer_states` al
 that way (each layer's dict holds views), and the backbones use it, so the two paths share the
 same state and can alternate.
 
-Stacked copies of the weights are cached on
-the layer list and refreshed in place when a parameter changes, so a CUDA graph that captured
-them stays valid. SEQSUITE_FUSED_STEP=0 turns the fused path off (A/B timing), =1 forces it
+Stacked copies of the weights are cached on the layer list (core/derived.py) and refreshed in
+place when a parameter changes, so a CUDA graph that captured them stays valid. SEQSUITE_FUSED_STEP=0 turns the fused path off (A/B timing), =1 forces it
 (also on CPU tensors: tests, under TRITON_INTERPRET=1); the default uses it for CUDA tensors at
 batch <= FUSED_MAX_BATCH (one program per sequence reads every weight, so at large batch the
 batched matmuls of the per-layer path win; SEQSUITE_FUSED_MAX_BATCH overrides the bound) and
@@ -23,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from .block import MambaBlock, Residual, alloc_state
+from .derived import DerivedTensors
 from .s6 import S6
 
 FUSED_MAX_BATCH = 256
@@ -74,51 +74,39 @@ def _stacked_states(states: list):
     return conv, ssm
 
 
-class _StackWeights:
-    """Stacked weights of a layer list, refreshed in place when a parameter changes."""
+def _stack_params(layers):
+    for layer in layers:
+        b = layer.mixer
+        yield from (layer.norm.weight, b.in_proj.weight, b.conv.weight, b.conv.bias, b.mixer.x_proj.weight,
+                    b.mixer.dt_proj.weight, b.mixer.dt_proj.bias, b.mixer.A_log, b.mixer.D, b.out_proj.weight)
+
+
+def _stack_weights(layers) -> dict[str, torch.Tensor]:
+    """The kernel's weights: each parameter of the layers stacked over layers, contiguous."""
+    blocks = [(layer, layer.mixer) for layer in layers]
+    new = {
+        "norm": torch.stack([layer.norm.weight.float() for layer, _ in blocks]),
+        "w_in": torch.stack([b.in_proj.weight for _, b in blocks]),
+        "conv_w": torch.stack([b.conv.weight[:, 0, :] for _, b in blocks]),
+        "conv_b": torch.stack([b.conv.bias for _, b in blocks]),
+        "x_proj": torch.stack([b.mixer.x_proj.weight for _, b in blocks]),
+        "dt_w": torch.stack([b.mixer.dt_proj.weight for _, b in blocks]),
+        "dt_bias": torch.stack([b.mixer.dt_proj.bias.float() for _, b in blocks]),
+        "A": torch.stack([-torch.exp(b.mixer.A_log.float()) for _, b in blocks]),
+        "D": torch.stack([b.mixer.D.float() for _, b in blocks]),
+        "w_out": torch.stack([b.out_proj.weight for _, b in blocks]),
+    }
+    return {k: v.contiguous() for k, v in new.items()}
+
+
+class _FusedCache:
+    """Per layer list: the stacked weights (refreshed in place when a parameter changes) and one
+    scratch buffer per (batch, width, device), never replaced: a captured CUDA graph keeps
+    pointing at the buffer it was captured with, whatever batch another decoder uses."""
 
     def __init__(self):
-        self.key, self.w = None, None
-        # one scratch buffer per (batch, device), never replaced: a captured CUDA graph keeps
-        # pointing at the buffer it was captured with, whatever batch another decoder uses
+        self.weights = DerivedTensors()
         self.scratch: dict[tuple, torch.Tensor] = {}
-
-    @staticmethod
-    def _params(blocks):
-        for layer, b in blocks:
-            yield from (layer.norm.weight, b.in_proj.weight, b.conv.weight, b.conv.bias, b.mixer.x_proj.weight,
-                        b.mixer.dt_proj.weight, b.mixer.dt_proj.bias, b.mixer.A_log, b.mixer.D,
-                        b.out_proj.weight)
-
-    @torch.no_grad()
-    def get(self, layers, x: torch.Tensor) -> dict:
-        blocks = [(layer, layer.mixer) for layer in layers]
-        ps = list(self._params(blocks))
-        key = (tuple((p._version, p.data_ptr()) for p in ps), x.dtype, x.device)
-        if key == self.key:
-            return self.w
-        wdt = blocks[0][1].in_proj.weight.dtype
-        new = {
-            "norm": torch.stack([layer.norm.weight.float() for layer, _ in blocks]),
-            "w_in": torch.stack([b.in_proj.weight for _, b in blocks]),
-            "conv_w": torch.stack([b.conv.weight[:, 0, :] for _, b in blocks]),
-            "conv_b": torch.stack([b.conv.bias for _, b in blocks]),
-            "x_proj": torch.stack([b.mixer.x_proj.weight for _, b in blocks]),
-            "dt_w": torch.stack([b.mixer.dt_proj.weight for _, b in blocks]),
-            "dt_bias": torch.stack([b.mixer.dt_proj.bias.float() for _, b in blocks]),
-            "A": torch.stack([-torch.exp(b.mixer.A_log.float()) for _, b in blocks]),
-            "D": torch.stack([b.mixer.D.float() for _, b in blocks]),
-            "w_out": torch.stack([b.out_proj.weight for _, b in blocks]),
-        }
-        new = {k: v.contiguous() for k, v in new.items()}
-        if self.w is not None and all(self.w[k].shape == v.shape and self.w[k].dtype == v.dtype
-                                      and self.w[k].device == v.device for k, v in new.items()):
-            for k, v in new.items():  # keep the buffers a captured graph points at
-                self.w[k].copy_(v)
-        else:
-            self.w = new
-        self.key = key
-        return self.w
 
 
 def step_layers(layers: nn.ModuleList, x: torch.Tensor, states: list) -> torch.Tensor:
@@ -131,8 +119,8 @@ def step_layers(layers: nn.ModuleList, x: torch.Tensor, states: list) -> torch.T
         if stacked is not None:
             from ..kernels.triton_mamba_step import mamba_stack_step_triton
 
-            cache = layers.__dict__.setdefault("_fused_step_cache", _StackWeights())
-            w = cache.get(layers, x)
+            cache = layers.__dict__.setdefault("_fused_step_cache", _FusedCache())
+            w = cache.weights.get(list(_stack_params(layers)), lambda: _stack_weights(layers), (x.device,))
             conv, ssm = stacked
             key = (x.shape[0], conv.shape[2], x.device)
             if key not in cache.scratch:

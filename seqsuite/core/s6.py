@@ -8,6 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..kernels import selective_scan, selective_state_update
+from .derived import DerivedTensors
 
 
 class S6(nn.Module):
@@ -67,22 +68,14 @@ class S6(nn.Module):
         and C from x in a single matmul (W_Δ W_r folded), for the recurrent step. Kept between
         steps and refreshed in place when a parameter changes, so a CUDA graph that captured
         them stays valid; this saves three kernel launches per layer and step."""
-        ps = (self.A_log, self.x_proj.weight, self.dt_proj.weight)
-        key = (tuple(p._version for p in ps), tuple(p.data_ptr() for p in ps), x.dtype, state_dtype,
-               x.device)
-        cache = getattr(self, "_step_cache", None)
-        if cache is None or cache[0] != key:
-            with torch.no_grad():
-                W = self.x_proj.weight
-                Wx = torch.cat([self.dt_proj.weight @ W[: self.dt_rank], W[self.dt_rank:]]).to(x.dtype)
-                A = -torch.exp(self.A_log.to(state_dtype))
-            if cache is not None and cache[1].shape == A.shape and cache[1].dtype == A.dtype \
-                    and cache[2].dtype == Wx.dtype and cache[1].device == A.device:
-                cache[1].copy_(A)
-                cache[2].copy_(Wx)
-                A, Wx = cache[1], cache[2]
-            self._step_cache = (key, A, Wx)
-        return self._step_cache[1], self._step_cache[2]
+        def make():
+            W = self.x_proj.weight
+            return {"A": -torch.exp(self.A_log.to(state_dtype)),
+                    "Wx": torch.cat([self.dt_proj.weight @ W[: self.dt_rank], W[self.dt_rank:]]).to(x.dtype)}
+
+        cache = self.__dict__.setdefault("_step_cache", DerivedTensors())
+        t = cache.get((self.A_log, self.x_proj.weight, self.dt_proj.weight), make, (x.dtype, state_dtype, x.device))
+        return t["A"], t["Wx"]
 
     def step(self, x: torch.Tensor, z: torch.Tensor, state: dict) -> torch.Tensor:
         """x, z: (batch, d_inner) → y (batch, d_inner); state updated in place."""
