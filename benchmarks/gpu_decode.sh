@@ -9,6 +9,7 @@
 #   SEQSUITE_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_decode.sh
 # GEN_CLI=1 runs `seqsuite audio generate` (shipped model) at batch 1 and 64. ONLY_FUSED=1 skips the chunks and base runs. BIG=1 also times the fused step at batch 1024/4096 (SEQSUITE_FUSED_MAX_BATCH=8192).
 # TILES="BI,BK,BKO,warps;..." sweeps the fused kernel's tiles (decode_policy.py --tiles).
+# PROFILE=1 profiles chunk-graph replays (benchmarks/profile_decode.py; PROFILE_CASES="preset:batch ...").
 # POLICY=1 also runs benchmarks/decode_policy.py; SKIP_BENCH=1 skips the three bench runs.
 set -u
 T0=$(date +%s)
@@ -27,6 +28,13 @@ if [ -n "${TILES:-}" ]; then  # sweep the fused kernel's tiles, e.g. TILES="0,0,
   timeout ${TILES_S:-200} python3 benchmarks/decode_policy.py --out $P/tiles.json --batches 1,16 \
     --cases "sc09-unet-small:128;sc09-unet-large:128" --tiles "$TILES" > $P/tiles.log 2>&1
   echo "tiles rc=$? at $(el)s"; grep -v Warn $P/tiles.log | tail -30
+fi
+if [ -n "${PROFILE:-}" ]; then  # kernel time per decoded sample (torch.profiler over chunk-graph replays)
+  for pb in ${PROFILE_CASES:-sc09-unet-small:1 sc09-unet-large:1}; do
+    timeout 120 python3 benchmarks/profile_decode.py --preset ${pb%%:*} --batch ${pb##*:} \
+      --out $P/profile-${pb%%:*}-b${pb##*:}.json > $P/profile-${pb%%:*}-b${pb##*:}.log 2>&1
+    echo "profile $pb rc=$? at $(el)s"; grep -v Warn $P/profile-${pb%%:*}-b${pb##*:}.log | tail -32
+  done
 fi
 AB=${AUDIO_BATCHES:-1,16,64,256,1024,4096}
 bench() {  # NAME TIMEOUT ARGS...
