@@ -9,7 +9,8 @@
 #   SEQSUITE_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_decode.sh
 # GEN_CLI=1 runs `seqsuite audio generate` (shipped model) at batch 1 and 64. ONLY_FUSED=1 skips the chunks and base runs. BIG=1 also times the fused step at batch 1024/4096 (SEQSUITE_FUSED_MAX_BATCH=8192).
 # TILES="BI,BK,BKO,warps;..." sweeps the fused kernel's tiles (decode_policy.py --tiles).
-# PROFILE=1 profiles chunk-graph replays (benchmarks/profile_decode.py; PROFILE_CASES="preset:batch ...").
+# PROFILE=1 profiles chunk-graph replays (benchmarks/profile_decode.py; PROFILE_CASES="preset:batch ...",
+# PROFILE_ENVS="VAR=v VAR2=v;VAR=w" repeats them under each ';'-separated environment).
 # POLICY=1 also runs benchmarks/decode_policy.py; SKIP_BENCH=1 skips the three bench runs.
 set -u
 T0=$(date +%s)
@@ -17,9 +18,10 @@ el() { echo $(( $(date +%s) - T0 )); }
 source benchmarks/device_setup.sh
 P=$OUT/decode; mkdir -p $P
 nvidia-smi --query-gpu=name,driver_version,clocks.sm --format=csv > $P/gpu.txt 2>&1
-timeout 150 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_kernels_gpu.py -k "sampler or fused or chunked or decode" \
-  > $P/pytest-gpu.log 2>&1
-echo "gpu tests rc=$? at $(el)s"; tail -3 $P/pytest-gpu.log
+timeout ${TESTS_S:-150} python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_kernels_gpu.py \
+  -k "${TESTS_K:-sampler or fused or chunked or decode or side_streams}" > $P/pytest-gpu.log 2>&1
+rc=$?; echo "gpu tests rc=$rc at $(el)s"; tail -3 $P/pytest-gpu.log
+if [ $rc -ne 0 ] && [ -n "${STOP_ON_FAIL:-}" ]; then pack $P decode; exit 1; fi
 if [ -n "${POLICY:-}" ]; then  # fused on/off by width bound and batch (sets core/fused_step.py defaults)
   timeout ${POLICY_S:-240} python3 benchmarks/decode_policy.py --out $P/policy.json > $P/policy.log 2>&1
   echo "policy rc=$? at $(el)s"; cat $P/policy.log | grep -v Warn | tail -40
@@ -30,10 +32,15 @@ if [ -n "${TILES:-}" ]; then  # sweep the fused kernel's tiles, e.g. TILES="0,0,
   echo "tiles rc=$? at $(el)s"; grep -v Warn $P/tiles.log | tail -30
 fi
 if [ -n "${PROFILE:-}" ]; then  # kernel time per decoded sample (torch.profiler over chunk-graph replays)
-  for pb in ${PROFILE_CASES:-sc09-unet-small:1 sc09-unet-large:1}; do
-    timeout 120 python3 benchmarks/profile_decode.py --preset ${pb%%:*} --batch ${pb##*:} \
-      --out $P/profile-${pb%%:*}-b${pb##*:}.json > $P/profile-${pb%%:*}-b${pb##*:}.log 2>&1
-    echo "profile $pb rc=$? at $(el)s"; grep -v Warn $P/profile-${pb%%:*}-b${pb##*:}.log | tail -32
+  IFS=';' read -ra ENVS <<< "${PROFILE_ENVS:-}"; [ ${#ENVS[@]} -gt 0 ] || ENVS=("")
+  for i in "${!ENVS[@]}"; do
+    for pb in ${PROFILE_CASES:-sc09-unet-small:1 sc09-unet-large:1}; do
+      f=$P/profile-${pb%%:*}-b${pb##*:}-e$i
+      echo "== ${ENVS[$i]:-defaults}" > $f.log
+      env ${ENVS[$i]} timeout 120 python3 benchmarks/profile_decode.py --preset ${pb%%:*} --batch ${pb##*:} \
+        --out $f.json >> $f.log 2>&1
+      echo "profile $pb [${ENVS[$i]:-defaults}] rc=$? at $(el)s"; grep -v -i warn $f.log | grep -v "^  _warn" | tail -${PROFILE_LINES:-32}
+    done
   done
 fi
 AB=${AUDIO_BATCHES:-1,16,64,256,1024,4096}

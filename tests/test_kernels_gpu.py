@@ -194,3 +194,52 @@ def test_gpu_chunked_graph_decoding():
         runs = [generate(model, prompt, 150, top_p=0.9, generator=torch.Generator(device="cuda").manual_seed(s))
                 for s in (1, 1, 2)]
     assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
+
+
+def test_gpu_unet_inner_levels_on_side_streams(monkeypatch):
+    """Stepping a U-Net's inner levels on side streams (the default) gives bitwise the logits of
+    stepping them on the main stream, eagerly and in chunk graphs (greedy tokens equal)."""
+    from seqsuite.core import build
+    from seqsuite.core.generate import generate
+
+    torch.manual_seed(0)
+    model = build("sc09-unet-small").cuda().eval()
+    toks = torch.randint(0, 256, (40, 2), device="cuda")
+    outs = {}
+    with torch.no_grad():
+        for flag in ("0", "1"):
+            monkeypatch.setenv("SEQSUITE_OVERLAP_INNER", flag)
+            st = model.allocate_state(2)
+            outs[flag] = torch.stack([model.step(toks[t], st) for t in range(40)])
+            outs[flag + "gen"] = generate(model, toks[:3].t(), 100, temperature=0.0)
+    assert torch.equal(outs["0"], outs["1"])
+    assert torch.equal(outs["0gen"], outs["1gen"])
+
+
+@pytest.mark.parametrize("env", [
+    {"SEQSUITE_FUSED_ONESHOT": "0", "SEQSUITE_FUSED_SPLIT": "0"},  # tiled, every stack
+    {"SEQSUITE_FUSED_SPLIT": "2"},
+    {"SEQSUITE_FUSED_SPLIT": "8"},
+    {"SEQSUITE_FUSED_SPLIT": "16", "SEQSUITE_FUSED_SPLIT_WARPS": "4"},
+])
+def test_gpu_fused_kernel_variants(monkeypatch, env):
+    """Each fused-step kernel (tiled; split over 2, 8, 16 programs per sequence, whose barriers
+    only a GPU can run) against the layers' own steps, float32, 24 steps at batch 3, on a U-Net
+    of widths 32/64/128 (every stack fused, whatever the width bound)."""
+    from fused_steps import fused_and_layer_steps
+
+    from seqsuite.core import build
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    torch.manual_seed(0)
+    model = build("sc09-unet-small", d_model=32, n_layers=2).cuda().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    st_f, st_r = model.allocate_state(3), model.allocate_state(3)
+    toks = torch.randint(0, 256, (24, 3), device="cuda")
+    rel = lambda a, b: ((a - b).norm() / b.norm()).item()  # noqa: E731
+    with torch.no_grad():
+        for t, a, b in fused_and_layer_steps(monkeypatch, model, toks, st_f, st_r):
+            assert rel(a, b) < 1e-4, t

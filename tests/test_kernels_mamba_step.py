@@ -18,6 +18,8 @@ def interp(monkeypatch):
     from seqsuite.kernels import triton_mamba_step
 
     use_interpreter(triton_mamba_step._mamba_stack_step_kernel)
+    use_interpreter(triton_mamba_step._mamba_stack_step_oneshot_kernel)
+    use_interpreter(triton_mamba_step._mamba_stack_step_split_kernel)
     monkeypatch.setenv("SEQSUITE_FUSED_STEP", "1")
 
 
@@ -37,13 +39,20 @@ def _perturb(model):
             p.add_(torch.randn(p.shape, generator=g) * 0.1)
 
 
+@pytest.mark.parametrize("kernel", ["tiled", "oneshot", "split"])
 @pytest.mark.parametrize("preset,overrides", [
     ("sc09-tiny", {}),
     ("bytes-tiny", {"d_model": 24, "n_layers": 2, "d_state": 5}),
 ])
-def test_fused_stack_step_matches_layer_steps(monkeypatch, preset, overrides):
+def test_fused_stack_step_matches_layer_steps(monkeypatch, preset, overrides, kernel):
+    """The three kernels: tiled (any width), one-shot (narrow stacks) and split (here with one
+    program per sequence: the interpreter runs programs one after another, so more would wait
+    forever at the first barrier; the GPU tests run several)."""
     from seqsuite.core import build
     from seqsuite.core.fused_step import _stacked_states
+
+    monkeypatch.setenv("SEQSUITE_FUSED_ONESHOT", "1" if kernel == "oneshot" else "0")
+    monkeypatch.setenv("SEQSUITE_FUSED_SPLIT", "1" if kernel == "split" else "0")
 
     torch.manual_seed(0)
     model = build(preset, **overrides).eval()
@@ -66,6 +75,7 @@ def test_tile_override_keeps_values(monkeypatch):
     from seqsuite.core import build
     from seqsuite.kernels.triton_mamba_step import _tiles
 
+    monkeypatch.setenv("SEQSUITE_FUSED_ONESHOT", "0")  # the tiles are the tiled kernel's
     monkeypatch.setenv("SEQSUITE_FUSED_TILES", "8,16,8,4")
     assert _tiles(24, 48, 5, 2) == [8, 16, 8, 4]
     torch.manual_seed(0)
@@ -81,8 +91,10 @@ def test_tile_override_keeps_values(monkeypatch):
         _tiles(24, 48, 5, 2)
 
 
-def test_weight_cache_follows_parameter_updates():
+def test_weight_cache_follows_parameter_updates(monkeypatch):
     from seqsuite.core import build
+
+    monkeypatch.setenv("SEQSUITE_FUSED_ONESHOT", "0")  # the tiled kernel: it uses a scratch buffer
 
     torch.manual_seed(0)
     model = build("bytes-tiny", n_layers=2, d_model=16, d_state=4).eval()
@@ -96,7 +108,10 @@ def test_weight_cache_follows_parameter_updates():
         model.step(tok, st)
     assert cache.weights.tensors["w_out"] is w_before  # refreshed in place (a captured graph keeps its pointers)
     torch.testing.assert_close(cache.weights.tensors["w_out"][1], model.backbone.layers[1].mixer.out_proj.weight)
-    scratch = cache.scratch[(2, 32, tok.device)]
-    with torch.no_grad():  # another batch size gets its own scratch; the first one stays
+    key = ("scratch", (2, 96), torch.float32, tok.device)
+    scratch = cache.buffers[key]
+    buf = cache.buffer_fn(tok.device)
+    assert buf("scratch", (2, 96), torch.float32) is scratch
+    with torch.no_grad():  # another batch size gets its own buffers; the first ones stay
         model.step(torch.tensor([1, 2, 3]), model.allocate_state(3))
-    assert cache.scratch[(2, 32, tok.device)] is scratch and (3, 32, tok.device) in cache.scratch
+    assert buf("scratch", (2, 96), torch.float32) is scratch and len(cache.buffers) >= 2

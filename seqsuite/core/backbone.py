@@ -5,6 +5,8 @@ with `allocate_state` / `step`, giving the same outputs.
 """
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -12,6 +14,23 @@ import torch.nn.functional as F
 from .block import can_prefill, make_layer
 from .fused_step import alloc_layer_states, step_layers
 from .config import ModelConfig
+
+
+def _overlap_inner() -> bool:
+    """SEQSUITE_OVERLAP_INNER=0 steps a U-Net's inner levels on the main stream (A/B timing)."""
+    return os.environ.get("SEQSUITE_OVERLAP_INNER", "1").strip() != "0"
+
+
+_SIDE_STREAMS: dict = {}
+
+
+def _side_stream(device, depth: int):
+    """The side stream of the U-Net levels at `depth` on `device`, shared by every model (sharing
+    only orders their work, it cannot race)."""
+    key = (torch.device(device), depth)
+    if key not in _SIDE_STREAMS:
+        _SIDE_STREAMS[key] = torch.cuda.Stream(device=key[0])
+    return _SIDE_STREAMS[key]
 
 
 def _run_layers(owner: nn.Module, layers: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
@@ -110,6 +129,7 @@ class UNetLevel(nn.Module):
         kind = cfg.outer if depth == 0 else cfg.inner
         self.depth, self.d = depth, d
         self.is_centre = depth == len(cfg.pool)
+        self._pending = False  # an inner step runs on the side stream, not yet joined
         self.down = nn.ModuleList(make_layer(kind, d, cfg) for _ in range(cfg.n_layers))
         if not self.is_centre:
             p, d_in = cfg.pool[depth], d * cfg.pool_expand
@@ -134,25 +154,62 @@ class UNetLevel(nn.Module):
             device, wdt = device or ref.device, dtype or ref.dtype
             st["pool_buf"] = torch.zeros(batch, self.p, self.d, device=device, dtype=wdt)
             st["up_buf"] = torch.zeros(batch, self.p, self.d, device=device, dtype=wdt)
+            st["pooled"] = torch.zeros(batch, self.pool.linear.out_features, device=device, dtype=wdt)
             inner_len = None if max_len is None else -(-max_len // self.p)
             st["inner"] = self.inner.allocate_state(batch, device, dtype, inner_len)
             st["up"] = alloc_layer_states(self.up, batch, device, dtype, max_len)
         return st
 
     def step(self, x: torch.Tensor, state: dict, t: int) -> torch.Tensor:
-        """One step of this level at its own time index t (the caller runs it only when due)."""
+        """One step of this level at its own time index t (the caller runs it only when due).
+
+        On CUDA the inner level runs on a side stream (`_fork_inner`): its output is first read
+        one step later, so it overlaps this level's up layers, the head and the next step's down
+        layers, on SMs that a small batch leaves idle."""
         x = step_layers(self.down, x, state["down"])
         if self.is_centre:
             return x
         slot = t % self.p
-        up = state["up_buf"][:, slot].clone()  # produced by the previous pooled step
+        self._join_self()  # up_buf below was written by the previous pooled step's inner level
+        up = state["up_buf"][:, slot].clone()
         state["pool_buf"][:, slot] = x
         if slot == self.p - 1:  # a pooled step is complete: run the inner level once
-            pooled = self.pool.linear(state["pool_buf"].flatten(1))
-            inner_out = self.inner.step(pooled, state["inner"], t // self.p)
-            state["up_buf"].copy_(self.unpool.expand(inner_out))
+            if x.is_cuda and _overlap_inner():
+                self._fork_inner(state, t)
+            else:
+                pooled = self.pool.linear(state["pool_buf"].flatten(1))
+                inner_out = self.inner.step(pooled, state["inner"], t // self.p)
+                state["up_buf"].copy_(self.unpool.expand(inner_out))
         x = up + x
         return step_layers(self.up, x, state["up"])
+
+    def _fork_inner(self, state: dict, t: int) -> None:
+        """The inner level's step on this level's side stream. It reads only buffers that the
+        main stream leaves alone until `join_inner` (the pooled input is copied out of pool_buf
+        first, since the next step overwrites slot 0) and writes only its state and up_buf."""
+        device = state["pool_buf"].device
+        main, side = torch.cuda.current_stream(device), _side_stream(device, self.depth)
+        lin = self.pool.linear
+        torch.addmm(lin.bias, state["pool_buf"].flatten(1), lin.weight.t(), out=state["pooled"])
+        side.wait_stream(main)
+        with torch.cuda.stream(side):
+            inner_out = self.inner.step(state["pooled"], state["inner"], t // self.p)
+            state["up_buf"].copy_(self.unpool.expand(inner_out))
+        self._pending = device
+
+    def _join_self(self) -> None:
+        if self._pending:
+            torch.cuda.current_stream(self._pending).wait_stream(_side_stream(self._pending, self.depth))
+            self._pending = False
+
+    def join_inner(self) -> None:
+        """Make the current stream wait for every forked inner step of this level and the levels
+        inside it (each level joins only its own inner level when it reads up_buf). Decoders call
+        it at the end of every captured graph: a capture must not end with work left on a side
+        stream."""
+        if not self.is_centre:
+            self._join_self()
+            self.inner.join_inner()
 
 
 class UNet(nn.Module):
@@ -180,6 +237,10 @@ class UNet(nn.Module):
         y = self.root.step(x, state["root"], state["t"])
         state["t"] += 1
         return y
+
+    def join_inner(self) -> None:
+        """Wait for inner levels still running on side streams (see UNetLevel.step)."""
+        self.root.join_inner()
 
 
 def build_backbone(cfg: ModelConfig) -> nn.Module:

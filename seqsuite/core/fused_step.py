@@ -100,13 +100,21 @@ def _stack_weights(layers) -> dict[str, torch.Tensor]:
 
 
 class _FusedCache:
-    """Per layer list: the stacked weights (refreshed in place when a parameter changes) and one
-    scratch buffer per (batch, width, device), never replaced: a captured CUDA graph keeps
-    pointing at the buffer it was captured with, whatever batch another decoder uses."""
+    """Per layer list: the stacked weights (refreshed in place when a parameter changes) and the
+    kernels' work buffers by (name, shape, dtype, device), never replaced: a captured CUDA graph
+    keeps pointing at the buffers it was captured with, whatever batch another decoder uses."""
 
     def __init__(self):
         self.weights = DerivedTensors()
-        self.scratch: dict[tuple, torch.Tensor] = {}
+        self.buffers: dict[tuple, torch.Tensor] = {}
+
+    def buffer_fn(self, device):
+        def get(name: str, shape: tuple, dtype: torch.dtype) -> torch.Tensor:
+            key = (name, tuple(shape), dtype, device)
+            if key not in self.buffers:
+                self.buffers[key] = torch.zeros(shape, device=device, dtype=dtype)
+            return self.buffers[key]
+        return get
 
 
 def step_layers(layers: nn.ModuleList, x: torch.Tensor, states: list) -> torch.Tensor:
@@ -122,10 +130,7 @@ def step_layers(layers: nn.ModuleList, x: torch.Tensor, states: list) -> torch.T
             cache = layers.__dict__.setdefault("_fused_step_cache", _FusedCache())
             w = cache.weights.get(list(_stack_params(layers)), lambda: _stack_weights(layers), (x.device,))
             conv, ssm = stacked
-            key = (x.shape[0], conv.shape[2], x.device)
-            if key not in cache.scratch:
-                cache.scratch[key] = torch.empty(x.shape[0], 3 * conv.shape[2], device=x.device, dtype=torch.float32)
-            return mamba_stack_step_triton(x, w, conv, ssm, cache.scratch[key], layers[0].norm.eps)
+            return mamba_stack_step_triton(x, w, conv, ssm, layers[0].norm.eps, cache.buffer_fn(x.device))
     for layer, st in zip(layers, states):
         x = layer.step(x, st)
     return x

@@ -51,7 +51,9 @@ class GraphStepper:
         def body():
             if "t" in st:
                 st["t"] = phase
-            return self.model.step(self.token, st)
+            out = self.model.step(self.token, st)
+            _join_side_streams(self.model)
+            return out
 
         self.graphs[phase] = _capture_graph(body, st, self.pool, warmup=2)
 
@@ -92,6 +94,7 @@ class ChunkDecoder:
             logits = self.model.step(self.tokens[j], st)
             sample_triton(logits, self.tokens[j + 1], self.rng, j, temperature, top_p, top_k)
         self.rng[1:].add_(self.K)
+        _join_side_streams(self.model)
 
     def _capture(self, phase: int, t0: int) -> None:
         self.graphs[phase] = _capture_graph(lambda: self._body(t0), [self.state, self.tokens, self.rng],
@@ -110,6 +113,14 @@ class ChunkDecoder:
         if "t" in self.state:
             self.state["t"] = t0 + self.K
         return self.tokens[1:]
+
+
+def _join_side_streams(model) -> None:
+    """A U-Net steps its inner levels on side streams (core/backbone.py); a captured graph must
+    end with them joined."""
+    join = getattr(getattr(model, "backbone", None), "join_inner", None)
+    if join is not None:
+        join()
 
 
 def chunk_size(model, target: int = 32) -> int:

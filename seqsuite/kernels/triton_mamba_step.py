@@ -137,6 +137,187 @@ def _mamba_stack_step_kernel(
     tl.store(out_ptr + b * d + offs_d, x.to(out_ptr.dtype.element_ty), mask=dmask)
 
 
+@triton.jit
+def _mamba_stack_step_oneshot_kernel(
+    x_ptr, out_ptr,
+    norm_ptr, win_ptr, convw_ptr, convb_ptr, xp_ptr, dtw_ptr, dtb_ptr, A_ptr, D_ptr, wout_ptr,
+    conv_ptr, ssm_ptr,
+    n_layers, batch, eps,
+    d: tl.constexpr, di: tl.constexpr, N: tl.constexpr, R: tl.constexpr,
+    K: tl.constexpr, BDM: tl.constexpr, DI: tl.constexpr, NP: tl.constexpr, RP: tl.constexpr,
+):
+    """The same step for stacks narrow enough that one layer's weights fit in the registers of
+    one program (d_model <= 64 at 16 warps): every load of a layer (weights and states, none of
+    which depends on the activations) is issued at the top of the layer, so the layer waits on
+    global memory once instead of once per stage, and the vectors pass between stages in
+    registers (layout conversions through shared memory), not through a scratch buffer."""
+    b = tl.program_id(0).to(tl.int64)
+    offs_d = tl.arange(0, BDM)
+    dmask = offs_d < d
+    offs_i = tl.arange(0, DI)
+    imask = offs_i < di
+    offs_n = tl.arange(0, NP)
+    nmask = offs_n < N
+    offs_r = tl.arange(0, RP)
+    rmask = offs_r < R
+    offs_c = tl.arange(0, K)
+    P = R + 2 * N
+    m_id = imask[:, None] & dmask[None, :]
+    m_in = imask[:, None] & nmask[None, :]
+    m_ic = imask[:, None] & (offs_c[None, :] < K)
+    m_ni = nmask[:, None] & imask[None, :]
+    x = tl.load(x_ptr + b * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
+    for l in range(n_layers):
+        # ---- every load of the layer first ----
+        w = tl.load(norm_ptr + l * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
+        win = win_ptr + l * 2 * di * d
+        Wu = tl.load(win + offs_i[:, None] * d + offs_d[None, :], mask=m_id, other=0.0).to(tl.float32)
+        Wz = tl.load(win + (di + offs_i)[:, None] * d + offs_d[None, :], mask=m_id, other=0.0).to(tl.float32)
+        cst = conv_ptr + (l * batch + b) * di * K + offs_i[:, None] * K + offs_c[None, :]
+        nxt = tl.load(cst + 1, mask=m_ic & (offs_c[None, :] < K - 1), other=0.0).to(tl.float32)
+        cw = tl.load(convw_ptr + (l * di + offs_i[:, None]) * K + offs_c[None, :], mask=m_ic, other=0.0).to(tl.float32)
+        cb = tl.load(convb_ptr + l * di + offs_i, mask=imask, other=0.0).to(tl.float32)
+        xp = xp_ptr + l * P * di
+        Wr = tl.load(xp + offs_r[:, None] * di + offs_i[None, :], mask=rmask[:, None] & imask[None, :],
+                     other=0.0).to(tl.float32)
+        WB = tl.load(xp + (R + offs_n)[:, None] * di + offs_i[None, :], mask=m_ni, other=0.0).to(tl.float32)
+        WC = tl.load(xp + (R + N + offs_n)[:, None] * di + offs_i[None, :], mask=m_ni, other=0.0).to(tl.float32)
+        Wd = tl.load(dtw_ptr + (l * di + offs_i[:, None]) * R + offs_r[None, :], mask=imask[:, None] & rmask[None, :],
+                     other=0.0).to(tl.float32)
+        dtb = tl.load(dtb_ptr + l * di + offs_i, mask=imask, other=0.0).to(tl.float32)
+        A = tl.load(A_ptr + (l * di + offs_i[:, None]) * N + offs_n[None, :], mask=m_in, other=0.0)
+        hp = ssm_ptr + ((l * batch + b) * di + offs_i[:, None]) * N + offs_n[None, :]
+        h = tl.load(hp, mask=m_in, other=0.0)
+        Dv = tl.load(D_ptr + l * di + offs_i, mask=imask, other=0.0)
+        Wo = tl.load(wout_ptr + l * d * di + offs_d[:, None] * di + offs_i[None, :], mask=dmask[:, None] & imask[None, :],
+                     other=0.0).to(tl.float32)
+        # ---- RMSNorm, in-projection, conv window, SiLU ----
+        xn = x * tl.rsqrt(tl.sum(x * x, 0) / d + eps) * w
+        u = tl.sum(Wu * xn[None, :], 1)
+        z = tl.sum(Wz * xn[None, :], 1)
+        window = tl.where(offs_c[None, :] == K - 1, u[:, None], nxt)
+        tl.debug_barrier()  # every lane has read the old window before any writes the new one
+        tl.store(cst, window.to(conv_ptr.dtype.element_ty), mask=m_ic)
+        wv = window.to(conv_ptr.dtype.element_ty).to(tl.float32)
+        uc = _silu(tl.sum(wv * cw, 1) + cb)
+        # ---- x-projection (Δ low rank, B, C), Δ, state, output, gate ----
+        rv = tl.sum(Wr * uc[None, :], 1)
+        Bv = tl.sum(WB * uc[None, :], 1)
+        Cv = tl.sum(WC * uc[None, :], 1)
+        dt = _softplus(tl.sum(Wd * rv[None, :], 1) + dtb)
+        h = h * tl.exp(dt[:, None] * A) + (dt * uc)[:, None] * Bv[None, :]
+        tl.store(hp, h, mask=m_in)
+        y = (tl.sum(h * Cv[None, :], 1) + Dv * uc) * _silu(z)
+        # ---- out-projection and residual ----
+        x += tl.sum(Wo * y[None, :], 1)
+    tl.store(out_ptr + b * d + offs_d, x.to(out_ptr.dtype.element_ty), mask=dmask)
+
+
+@triton.jit
+def _flags_barrier(flags, s, offs_s, target):
+    """Wait until every program of this sequence has reached barrier `target`. Each program owns
+    one flag (int64, only it writes it) and raises it to the barrier's number with a release
+    store; all read all flags with acquire reads. The flags only grow, so nothing is reset: every
+    launch passes the same number of barriers and starts from its flag's value."""
+    tl.debug_barrier()  # the partial sums of every thread of this program are written
+    tl.atomic_xchg(flags + s, target, sem="release", scope="gpu")
+    seen = tl.min(tl.atomic_add(flags + offs_s, 0, sem="acquire", scope="gpu"), 0)
+    while seen < target:
+        seen = tl.min(tl.atomic_add(flags + offs_s, 0, sem="acquire", scope="gpu"), 0)
+    tl.debug_barrier()
+
+
+@triton.jit
+def _mamba_stack_step_split_kernel(
+    x_ptr, out_ptr, part_ptr, flag_ptr,
+    norm_ptr, win_ptr, convw_ptr, convb_ptr, xp_ptr, dtw_ptr, dtb_ptr, A_ptr, D_ptr, wout_ptr,
+    conv_ptr, ssm_ptr,
+    n_layers, batch, eps,
+    d: tl.constexpr, di: tl.constexpr, N: tl.constexpr, R: tl.constexpr,
+    K: tl.constexpr, BDM: tl.constexpr, BR: tl.constexpr, NP: tl.constexpr, RP: tl.constexpr,
+    S: tl.constexpr,
+):
+    """The step with each sequence split over S programs (batch 1 leaves the other SMs idle):
+    program s owns d_inner rows [s·BR, (s+1)·BR) and keeps the whole residual stream. Its rows'
+    in-projection, conv, Δ, state and gate need no other program; the x-projection (B, C, low-rank
+    Δ) and the out-projection sum over all rows, so each program writes its partial sums and
+    waits at a barrier on flags in global memory (`_flags_barrier`), then adds up all S of them:
+    two barriers per layer. Every load of a layer is issued before its first barrier. The S·batch
+    programs must all be resident at once (the caller bounds them); S = 1 runs the same code
+    alone (the CPU interpreter, which runs programs one after another)."""
+    b = tl.program_id(0).to(tl.int64)
+    s = tl.program_id(1)
+    offs_d = tl.arange(0, BDM)
+    dmask = offs_d < d
+    offs_i = s * BR + tl.arange(0, BR)
+    imask = offs_i < di
+    offs_n = tl.arange(0, NP)
+    nmask = offs_n < N
+    offs_r = tl.arange(0, RP)
+    rmask = offs_r < R
+    offs_c = tl.arange(0, K)
+    offs_s = tl.arange(0, S)
+    P = R + 2 * N
+    PW: tl.constexpr = RP + 2 * NP + BDM  # a program's partial sums: [Δ rank | B | C | out]
+    part = part_ptr + b * S * PW
+    flags = flag_ptr + b * S
+    base = tl.load(flags + s)
+    m_id = imask[:, None] & dmask[None, :]
+    m_in = imask[:, None] & nmask[None, :]
+    m_ic = imask[:, None] & (offs_c[None, :] < K)
+    m_ni = nmask[:, None] & imask[None, :]
+    x = tl.load(x_ptr + b * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
+    for l in range(n_layers):
+        w = tl.load(norm_ptr + l * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
+        win = win_ptr + l * 2 * di * d
+        Wu = tl.load(win + offs_i[:, None] * d + offs_d[None, :], mask=m_id, other=0.0).to(tl.float32)
+        Wz = tl.load(win + (di + offs_i)[:, None] * d + offs_d[None, :], mask=m_id, other=0.0).to(tl.float32)
+        cst = conv_ptr + (l * batch + b) * di * K + offs_i[:, None] * K + offs_c[None, :]
+        nxt = tl.load(cst + 1, mask=m_ic & (offs_c[None, :] < K - 1), other=0.0).to(tl.float32)
+        cw = tl.load(convw_ptr + (l * di + offs_i[:, None]) * K + offs_c[None, :], mask=m_ic, other=0.0).to(tl.float32)
+        cb = tl.load(convb_ptr + l * di + offs_i, mask=imask, other=0.0).to(tl.float32)
+        xp = xp_ptr + l * P * di
+        Wr = tl.load(xp + offs_r[:, None] * di + offs_i[None, :], mask=rmask[:, None] & imask[None, :],
+                     other=0.0).to(tl.float32)
+        WB = tl.load(xp + (R + offs_n)[:, None] * di + offs_i[None, :], mask=m_ni, other=0.0).to(tl.float32)
+        WC = tl.load(xp + (R + N + offs_n)[:, None] * di + offs_i[None, :], mask=m_ni, other=0.0).to(tl.float32)
+        Wd = tl.load(dtw_ptr + (l * di + offs_i[:, None]) * R + offs_r[None, :], mask=imask[:, None] & rmask[None, :],
+                     other=0.0).to(tl.float32)
+        dtb = tl.load(dtb_ptr + l * di + offs_i, mask=imask, other=0.0).to(tl.float32)
+        A = tl.load(A_ptr + (l * di + offs_i[:, None]) * N + offs_n[None, :], mask=m_in, other=0.0)
+        hp = ssm_ptr + ((l * batch + b) * di + offs_i[:, None]) * N + offs_n[None, :]
+        h = tl.load(hp, mask=m_in, other=0.0)
+        Dv = tl.load(D_ptr + l * di + offs_i, mask=imask, other=0.0)
+        Wo = tl.load(wout_ptr + l * d * di + offs_d[:, None] * di + offs_i[None, :], mask=dmask[:, None] & imask[None, :],
+                     other=0.0).to(tl.float32)
+        xn = x * tl.rsqrt(tl.sum(x * x, 0) / d + eps) * w
+        u = tl.sum(Wu * xn[None, :], 1)
+        z = tl.sum(Wz * xn[None, :], 1)
+        window = tl.where(offs_c[None, :] == K - 1, u[:, None], nxt)
+        tl.debug_barrier()  # every lane has read the old window before any writes the new one
+        tl.store(cst, window.to(conv_ptr.dtype.element_ty), mask=m_ic)
+        wv = window.to(conv_ptr.dtype.element_ty).to(tl.float32)
+        uc = _silu(tl.sum(wv * cw, 1) + cb)
+        # ---- x-projection: partial sums over this program's rows, then all programs' ----
+        tl.store(part + s * PW + offs_r, tl.sum(Wr * uc[None, :], 1))
+        tl.store(part + s * PW + RP + offs_n, tl.sum(WB * uc[None, :], 1))
+        tl.store(part + s * PW + RP + NP + offs_n, tl.sum(WC * uc[None, :], 1))
+        _flags_barrier(flags, s, offs_s, base + 2 * l + 1)
+        rv = tl.sum(tl.load(part + offs_s[:, None] * PW + offs_r[None, :], cache_modifier=".cg"), 0)
+        Bv = tl.sum(tl.load(part + offs_s[:, None] * PW + RP + offs_n[None, :], cache_modifier=".cg"), 0)
+        Cv = tl.sum(tl.load(part + offs_s[:, None] * PW + RP + NP + offs_n[None, :], cache_modifier=".cg"), 0)
+        dt = _softplus(tl.sum(Wd * rv[None, :], 1) + dtb)
+        h = h * tl.exp(dt[:, None] * A) + (dt * uc)[:, None] * Bv[None, :]
+        tl.store(hp, h, mask=m_in)
+        y = (tl.sum(h * Cv[None, :], 1) + Dv * uc) * _silu(z)
+        # ---- out-projection: partial sums, barrier, residual ----
+        tl.store(part + s * PW + RP + 2 * NP + offs_d, tl.sum(Wo * y[None, :], 1))
+        _flags_barrier(flags, s, offs_s, base + 2 * l + 2)
+        x += tl.sum(tl.load(part + offs_s[:, None] * PW + RP + 2 * NP + offs_d[None, :], cache_modifier=".cg"), 0)
+    if s == 0:
+        tl.store(out_ptr + b * d + offs_d, x.to(out_ptr.dtype.element_ty), mask=dmask)
+
+
 def _pow2(n: int) -> int:
     return max(triton.next_power_of_2(int(n)), 2)
 
@@ -161,14 +342,57 @@ def _tiles(d: int, di: int, N: int, R: int) -> list[int]:
     return cfg
 
 
-def mamba_stack_step_triton(x: torch.Tensor, w: dict, conv: torch.Tensor, ssm: torch.Tensor,
-                            scratch: torch.Tensor, eps: float, out: torch.Tensor | None = None) -> torch.Tensor:
+ONESHOT_MAX = 64 * 128  # padded d_model x d_inner up to which a layer's weights fit in registers
+SPLIT_MAX_PROGRAMS = 64  # batch x S programs of the split kernel: all resident (also beside a second one)
+SPLIT_TILE = 4096  # padded d_model x rows per program of the split kernel
+
+
+def _env(name: str) -> str:
+    return os.environ.get(name, "auto").strip().lower() or "auto"
+
+
+def _oneshot_warps(d: int, di: int) -> int:
+    """Warps of the one-shot kernel for this width, 0 to use the tiled kernel.
+    SEQSUITE_FUSED_ONESHOT=0 turns it off, =1 forces it (any width: register spills),
+    SEQSUITE_FUSED_ONESHOT_WARPS sets its warps (default 16)."""
+    mode = _env("SEQSUITE_FUSED_ONESHOT")
+    if mode == "0" or (mode != "1" and _pow2(d) * _pow2(di) > ONESHOT_MAX):
+        return 0
+    return int(os.environ.get("SEQSUITE_FUSED_ONESHOT_WARPS", 16))
+
+
+def split_programs(batch: int, d: int, di: int, interpreted: bool = False) -> int:
+    """Programs per sequence of the split kernel, 0 for the single-program kernels. By default
+    stacks too wide for the one-shot kernel are split so that each program holds SPLIT_TILE
+    weights per matrix, while batch x S <= SPLIT_MAX_PROGRAMS. SEQSUITE_FUSED_SPLIT=0 turns
+    it off, =S forces S programs (a power of two; under the CPU interpreter only S = 1 can run,
+    its programs run one after another)."""
+    mode = _env("SEQSUITE_FUSED_SPLIT")
+    DI = _pow2(di)
+    if mode == "auto":
+        if interpreted or _pow2(d) * DI <= ONESHOT_MAX and _env("SEQSUITE_FUSED_ONESHOT") != "0":
+            return 0
+        S = min(max(1, _pow2(d) * DI // SPLIT_TILE), max(1, DI // 16))
+        return S if S > 1 and batch * S <= SPLIT_MAX_PROGRAMS else 0
+    S = int(mode)
+    if S and (S & (S - 1) or S > DI):
+        raise ValueError(f"SEQSUITE_FUSED_SPLIT={mode}: use a power of two <= {DI}")
+    return S
+
+
+def mamba_stack_step_triton(x: torch.Tensor, w: dict, conv: torch.Tensor, ssm: torch.Tensor, eps: float,
+                            buffer, out: torch.Tensor | None = None) -> torch.Tensor:
     """x (batch, d) → x after every layer of the stack; `conv` (layers, batch, d_inner, K) and
     `ssm` (layers, batch, d_inner, N) float32 updated in place. `w`: stacked contiguous weights
     norm (L, d), w_in (L, 2·d_inner, d), conv_w (L, d_inner, K), conv_b (L, d_inner),
     x_proj (L, R + 2N, d_inner) (rows: Δ in rank R, B, C), dt_w (L, d_inner, R), dt_bias
     (L, d_inner), A (L, d_inner, N) float32, D (L, d_inner) float32, w_out (L, d, d_inner).
-    `scratch`: float32 (batch, 3·d_inner)."""
+    `buffer(name, shape, dtype)` returns a zero-initialised work buffer that lives as long as
+    the stack and is never replaced (a CUDA graph keeps its pointer): the tiled kernel's
+    scratch, the split kernel's partial sums and barrier flags.
+
+    Three kernels: split over several programs per sequence (small batch, wide stacks), one-shot
+    (a layer's weights fit in one program's registers) and tiled (any width)."""
     n_layers, batch, di, K = conv.shape
     N = ssm.shape[-1]
     R = w["dt_w"].shape[-1]
@@ -177,11 +401,23 @@ def mamba_stack_step_triton(x: torch.Tensor, w: dict, conv: torch.Tensor, ssm: t
         raise ValueError(f"the fused step needs a power-of-two conv width, got {K}")
     x = x.contiguous()
     out = torch.empty_like(x) if out is None else out
-    BDM = _pow2(d)
+    BDM, DI, NP, RP = _pow2(d), _pow2(di), _pow2(N), _pow2(R)
+    weights = (w["norm"], w["w_in"], w["conv_w"], w["conv_b"], w["x_proj"], w["dt_w"], w["dt_bias"],
+               w["A"], w["D"], w["w_out"], conv, ssm, n_layers, batch, float(eps))
+    sizes = dict(d=d, di=di, N=N, R=R, K=K, BDM=BDM, NP=NP, RP=RP)
+    S = split_programs(batch, d, di, interpreted=not x.is_cuda)
+    if S:
+        part = buffer("split_part", (batch, S, RP + 2 * NP + BDM), torch.float32)
+        flags = buffer("split_flags", (batch, S), torch.int64)
+        warps = int(os.environ.get("SEQSUITE_FUSED_SPLIT_WARPS", 8))
+        _mamba_stack_step_split_kernel[(batch, S)](x, out, part, flags, *weights, **sizes, BR=DI // S, S=S,
+                                                   num_warps=warps)
+        return out
+    oneshot = _oneshot_warps(d, di)
+    if oneshot:
+        _mamba_stack_step_oneshot_kernel[(batch,)](x, out, *weights, **sizes, DI=DI, num_warps=oneshot)
+        return out
     BI, BK, BKO, warps = _tiles(d, di, N, R)
-    _mamba_stack_step_kernel[(batch,)](
-        x, out, scratch, w["norm"], w["w_in"], w["conv_w"], w["conv_b"], w["x_proj"], w["dt_w"], w["dt_bias"],
-        w["A"], w["D"], w["w_out"], conv, ssm, n_layers, batch, float(eps), d=d, di=di, N=N, R=R,
-        K=K, BDM=BDM, BI=BI, BK=BK, NP=_pow2(N), RP=_pow2(R), BKO=BKO, num_warps=warps,
-    )
+    scratch = buffer("scratch", (batch, 3 * di), torch.float32)
+    _mamba_stack_step_kernel[(batch,)](x, out, scratch, *weights, **sizes, BI=BI, BK=BK, BKO=BKO, num_warps=warps)
     return out
