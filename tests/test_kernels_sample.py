@@ -65,6 +65,30 @@ def test_sampler_rng_is_keyed_by_seed_and_step(interp):
     assert (a != draw(8, 0, 0)).float().mean() > 0.5
 
 
+@pytest.mark.parametrize("V,d,rows", [(256, 16, 6), (12, 24, 24)])
+def test_head_sampler_equals_head_then_sampler(V, d, rows):
+    """sample_head_triton (final RMSNorm and head computed in the kernel) draws the tokens that
+    sample_triton draws from the logits of torch's norm and head, with the same RNG: greedy,
+    plain, top-p and top-k."""
+    from seqsuite.core.block import RMSNorm
+    from seqsuite.kernels.triton_sample import fits_head, sample_head_triton, sample_triton
+
+    g = torch.Generator().manual_seed(V)
+    norm = RMSNorm(d)
+    with torch.no_grad():
+        norm.weight.add_(torch.randn(d, generator=g) * 0.3)
+    W = torch.randn(V, d, generator=g)
+    h = torch.randn(rows, 2 * d, generator=g)[:, ::2]  # row-strided input
+    logits = torch.nn.functional.linear(norm(h.contiguous()), W)
+    rng = torch.tensor([5, 3])
+    assert fits_head(V, d) and not fits_head(4096, 64)
+    for temperature, top_p, top_k in [(0.0, 1.0, 0), (1.0, 1.0, 0), (0.8, 0.9, 0), (1.0, 1.0, 5)]:
+        a = sample_head_triton(h, norm.weight, norm.eps, W, torch.empty(rows, dtype=torch.long), rng, 2,
+                               temperature, top_p, top_k)
+        b = sample_triton(logits, torch.empty(rows, dtype=torch.long), rng, 2, temperature, top_p, top_k)
+        assert torch.equal(a, b), (temperature, top_p, top_k)
+
+
 def _tiny_unet():
     from seqsuite.core import build
 

@@ -166,13 +166,12 @@ class UNetLevel(nn.Module):
         On CUDA the inner level runs on a side stream (`_fork_inner`): its output is first read
         one step later, so it overlaps this level's up layers, the head and the next step's down
         layers, on SMs that a small batch leaves idle."""
-        x = step_layers(self.down, x, state["down"])
         if self.is_centre:
-            return x
+            return step_layers(self.down, x, state["down"])
         slot = t % self.p
+        x = step_layers(self.down, x, state["down"], out=state["pool_buf"][:, slot])
         self._join_self()  # up_buf below was written by the previous pooled step's inner level
-        up = state["up_buf"][:, slot].clone()
-        state["pool_buf"][:, slot] = x
+        up = state["up_buf"][:, slot].clone()  # the inner step forked below overwrites up_buf
         if slot == self.p - 1:  # a pooled step is complete: run the inner level once
             if x.is_cuda and _overlap_inner():
                 self._fork_inner(state, t)
@@ -180,8 +179,7 @@ class UNetLevel(nn.Module):
                 pooled = self.pool.linear(state["pool_buf"].flatten(1))
                 inner_out = self.inner.step(pooled, state["inner"], t // self.p)
                 state["up_buf"].copy_(self.unpool.expand(inner_out))
-        x = up + x
-        return step_layers(self.up, x, state["up"])
+        return step_layers(self.up, x, state["up"], add=up)
 
     def _fork_inner(self, state: dict, t: int) -> None:
         """The inner level's step on this level's side stream. It reads only buffers that the

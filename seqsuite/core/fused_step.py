@@ -12,7 +12,8 @@ place when a parameter changes, so a CUDA graph that captured them stays valid. 
 (also on CPU tensors: tests, under TRITON_INTERPRET=1); the default uses it for CUDA tensors at
 batch <= FUSED_MAX_BATCH (one program per sequence reads every weight, so at large batch the
 batched matmuls of the per-layer path win; SEQSUITE_FUSED_MAX_BATCH overrides the bound) and
-width d_model <= FUSED_MAX_D (SEQSUITE_FUSED_MAX_D).
+width d_model <= FUSED_MAX_D (SEQSUITE_FUSED_MAX_D), or any width where the split kernel runs
+(small batch: kernels/triton_mamba_step.py split_programs).
 """
 from __future__ import annotations
 
@@ -117,12 +118,25 @@ class _FusedCache:
         return get
 
 
-def step_layers(layers: nn.ModuleList, x: torch.Tensor, states: list) -> torch.Tensor:
-    """x (batch, d) through every layer's recurrent step, fused into one kernel when possible."""
+def _auto(layers, x: torch.Tensor) -> bool:
+    """The default policy on CUDA: batch <= FUSED_MAX_BATCH, and width <= FUSED_MAX_D unless the
+    split kernel takes the stack (several programs per sequence: it beats the per-layer path at
+    every width measured, 2026-11-29)."""
+    from ..kernels.triton_mamba_step import split_programs
+
+    batch, d = x.shape
+    if not x.is_cuda or batch > int(os.environ.get("SEQSUITE_FUSED_MAX_BATCH", FUSED_MAX_BATCH)):
+        return False
+    return d <= int(os.environ.get("SEQSUITE_FUSED_MAX_D", FUSED_MAX_D)) or \
+        split_programs(batch, d, layers[0].mixer.d_inner) > 0
+
+
+def step_layers(layers: nn.ModuleList, x: torch.Tensor, states: list, add: torch.Tensor | None = None,
+                out: torch.Tensor | None = None) -> torch.Tensor:
+    """x (+ add) (batch, d) through every layer's recurrent step, fused into one kernel when
+    possible; written into `out` (a row-strided view is fine) when given."""
     mode = _mode()
-    auto = (x.is_cuda and x.shape[0] <= int(os.environ.get("SEQSUITE_FUSED_MAX_BATCH", FUSED_MAX_BATCH))
-            and x.shape[1] <= int(os.environ.get("SEQSUITE_FUSED_MAX_D", FUSED_MAX_D)))
-    if mode != "0" and (auto or mode == "1") and x.dtype != torch.float64 and fusable(layers):
+    if mode != "0" and x.dtype != torch.float64 and fusable(layers) and (mode == "1" or _auto(layers, x)):
         stacked = _stacked_states(states)
         if stacked is not None:
             from ..kernels.triton_mamba_step import mamba_stack_step_triton
@@ -130,7 +144,13 @@ def step_layers(layers: nn.ModuleList, x: torch.Tensor, states: list) -> torch.T
             cache = layers.__dict__.setdefault("_fused_step_cache", _FusedCache())
             w = cache.weights.get(list(_stack_params(layers)), lambda: _stack_weights(layers), (x.device,))
             conv, ssm = stacked
-            return mamba_stack_step_triton(x, w, conv, ssm, layers[0].norm.eps, cache.buffer_fn(x.device))
+            return mamba_stack_step_triton(x, w, conv, ssm, layers[0].norm.eps, cache.buffer_fn(x.device),
+                                           out=out, add=add)
+    if add is not None:
+        x = x + add
     for layer, st in zip(layers, states):
         x = layer.step(x, st)
+    if out is not None:
+        out.copy_(x)
+        return out
     return x

@@ -9,6 +9,8 @@ replay a one-step graph (`GraphStepper`) and sample with torch.
 """
 from __future__ import annotations
 
+import os
+
 import torch
 
 
@@ -85,12 +87,17 @@ class ChunkDecoder:
         self.pool = torch.cuda.graph_pool_handle() if capture else None
 
     def _body(self, t0: int) -> None:
-        from ..kernels.triton_sample import sample_triton
+        from ..kernels.triton_sample import sample_head_triton, sample_triton
 
         st, (temperature, top_p, top_k) = self.state, self.sampling
+        head = _fusable_head(self.model)
         for j in range(self.K):
             if "t" in st:
                 st["t"] = t0 + j
+            if head is not None:  # final norm, head and sampling in one kernel
+                h = self.model.step_hidden(self.tokens[j], st)
+                sample_head_triton(h, *head, self.tokens[j + 1], self.rng, j, temperature, top_p, top_k)
+                continue
             logits = self.model.step(self.tokens[j], st)
             sample_triton(logits, self.tokens[j + 1], self.rng, j, temperature, top_p, top_k)
         self.rng[1:].add_(self.K)
@@ -113,6 +120,23 @@ class ChunkDecoder:
         if "t" in self.state:
             self.state["t"] = t0 + self.K
         return self.tokens[1:]
+
+
+def _fusable_head(model):
+    """(norm weight, eps, head weight) when the model's final RMSNorm, bias-free head and the
+    sampling can run as one kernel (kernels/triton_sample.py sample_head_triton); None otherwise
+    or with SEQSUITE_FUSED_HEAD=0."""
+    from ..kernels.triton_sample import fits_head
+    from .block import RMSNorm
+
+    norm, head = getattr(model, "norm", None), getattr(model, "head", None)
+    if os.environ.get("SEQSUITE_FUSED_HEAD", "1").strip() == "0" or not hasattr(model, "step_hidden"):
+        return None
+    if not isinstance(norm, RMSNorm) or not isinstance(head, torch.nn.Linear) or head.bias is not None:
+        return None
+    if not fits_head(head.out_features, head.in_features):
+        return None
+    return norm.weight, norm.eps, head.weight
 
 
 def _join_side_streams(model) -> None:

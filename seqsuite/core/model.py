@@ -34,7 +34,12 @@ class LMModel(nn.Module):
 
     def step(self, token: torch.Tensor, state: dict) -> torch.Tensor:
         """token (batch,) → logits (batch, vocab) for the next position; state updated in place."""
-        return self.head(self.norm(self.backbone.step(self.embedding(token), state)))
+        return self.head(self.norm(self.step_hidden(token, state)))
+
+    def step_hidden(self, token: torch.Tensor, state: dict) -> torch.Tensor:
+        """`step` up to the backbone's output (batch, d_model), before the final norm and head
+        (decoders fuse those with sampling)."""
+        return self.backbone.step(self.embedding(token), state)
 
     def can_prefill(self) -> bool:
         """True when prefill() is available (isotropic stacks of S6, attention or Hyena layers)."""

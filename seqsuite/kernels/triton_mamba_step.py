@@ -34,12 +34,12 @@ def _silu(x):
 
 @triton.jit
 def _mamba_stack_step_kernel(
-    x_ptr, out_ptr, scratch_ptr,
+    x_ptr, add_ptr, out_ptr, scratch_ptr, x_stride, out_stride,
     norm_ptr, win_ptr, convw_ptr, convb_ptr, xp_ptr, dtw_ptr, dtb_ptr, A_ptr, D_ptr, wout_ptr,
     conv_ptr, ssm_ptr,
     n_layers, batch, eps,
     d: tl.constexpr, di: tl.constexpr, N: tl.constexpr, R: tl.constexpr,  # constexpr: aligned, vectorised loads
-    K: tl.constexpr, BDM: tl.constexpr, BI: tl.constexpr, BK: tl.constexpr, NP: tl.constexpr,
+    HAS_ADD: tl.constexpr, K: tl.constexpr, BDM: tl.constexpr, BI: tl.constexpr, BK: tl.constexpr, NP: tl.constexpr,
     RP: tl.constexpr, BKO: tl.constexpr,
 ):
     b = tl.program_id(0).to(tl.int64)
@@ -55,7 +55,9 @@ def _mamba_stack_step_kernel(
     offs_ko = tl.arange(0, BKO)
     P = R + 2 * N  # rows of the x-projection: [Δ (low rank) | B | C]
     scr = scratch_ptr + b * 3 * di  # [u | z | y] of this sequence
-    x = tl.load(x_ptr + b * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
+    x = tl.load(x_ptr + b * x_stride + offs_d, mask=dmask, other=0.0).to(tl.float32)
+    if HAS_ADD:  # the stack's input is x + add (a U-Net's skip plus the unpooled inner output)
+        x += tl.load(add_ptr + b * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
     for l in range(n_layers):
         # ---- RMSNorm ----
         w = tl.load(norm_ptr + l * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
@@ -134,17 +136,17 @@ def _mamba_stack_step_kernel(
             acc += tl.sum(Wo * yk[None, :], 1)
         x += acc
         tl.debug_barrier()  # the next layer overwrites the scratch
-    tl.store(out_ptr + b * d + offs_d, x.to(out_ptr.dtype.element_ty), mask=dmask)
+    tl.store(out_ptr + b * out_stride + offs_d, x.to(out_ptr.dtype.element_ty), mask=dmask)
 
 
 @triton.jit
 def _mamba_stack_step_oneshot_kernel(
-    x_ptr, out_ptr,
+    x_ptr, add_ptr, out_ptr, x_stride, out_stride,
     norm_ptr, win_ptr, convw_ptr, convb_ptr, xp_ptr, dtw_ptr, dtb_ptr, A_ptr, D_ptr, wout_ptr,
     conv_ptr, ssm_ptr,
     n_layers, batch, eps,
     d: tl.constexpr, di: tl.constexpr, N: tl.constexpr, R: tl.constexpr,
-    K: tl.constexpr, BDM: tl.constexpr, DI: tl.constexpr, NP: tl.constexpr, RP: tl.constexpr,
+    HAS_ADD: tl.constexpr, K: tl.constexpr, BDM: tl.constexpr, DI: tl.constexpr, NP: tl.constexpr, RP: tl.constexpr,
 ):
     """The same step for stacks narrow enough that one layer's weights fit in the registers of
     one program (d_model <= 64 at 16 warps): every load of a layer (weights and states, none of
@@ -166,7 +168,9 @@ def _mamba_stack_step_oneshot_kernel(
     m_in = imask[:, None] & nmask[None, :]
     m_ic = imask[:, None] & (offs_c[None, :] < K)
     m_ni = nmask[:, None] & imask[None, :]
-    x = tl.load(x_ptr + b * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
+    x = tl.load(x_ptr + b * x_stride + offs_d, mask=dmask, other=0.0).to(tl.float32)
+    if HAS_ADD:  # the stack's input is x + add (a U-Net's skip plus the unpooled inner output)
+        x += tl.load(add_ptr + b * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
     for l in range(n_layers):
         # ---- every load of the layer first ----
         w = tl.load(norm_ptr + l * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
@@ -210,7 +214,7 @@ def _mamba_stack_step_oneshot_kernel(
         y = (tl.sum(h * Cv[None, :], 1) + Dv * uc) * _silu(z)
         # ---- out-projection and residual ----
         x += tl.sum(Wo * y[None, :], 1)
-    tl.store(out_ptr + b * d + offs_d, x.to(out_ptr.dtype.element_ty), mask=dmask)
+    tl.store(out_ptr + b * out_stride + offs_d, x.to(out_ptr.dtype.element_ty), mask=dmask)
 
 
 @triton.jit
@@ -221,20 +225,22 @@ def _flags_barrier(flags, s, offs_s, target):
     launch passes the same number of barriers and starts from its flag's value."""
     tl.debug_barrier()  # the partial sums of every thread of this program are written
     tl.atomic_xchg(flags + s, target, sem="release", scope="gpu")
-    seen = tl.min(tl.atomic_add(flags + offs_s, 0, sem="acquire", scope="gpu"), 0)
+    # poll with volatile loads (served by L2, cheaper than atomics); the partial sums are then
+    # read from L2 too (cache modifier .cg), after the flags that were released after them
+    seen = tl.min(tl.load(flags + offs_s, volatile=True), 0)
     while seen < target:
-        seen = tl.min(tl.atomic_add(flags + offs_s, 0, sem="acquire", scope="gpu"), 0)
+        seen = tl.min(tl.load(flags + offs_s, volatile=True), 0)
     tl.debug_barrier()
 
 
 @triton.jit
 def _mamba_stack_step_split_kernel(
-    x_ptr, out_ptr, part_ptr, flag_ptr,
+    x_ptr, add_ptr, out_ptr, x_stride, out_stride, part_ptr, flag_ptr,
     norm_ptr, win_ptr, convw_ptr, convb_ptr, xp_ptr, dtw_ptr, dtb_ptr, A_ptr, D_ptr, wout_ptr,
     conv_ptr, ssm_ptr,
     n_layers, batch, eps,
     d: tl.constexpr, di: tl.constexpr, N: tl.constexpr, R: tl.constexpr,
-    K: tl.constexpr, BDM: tl.constexpr, BR: tl.constexpr, NP: tl.constexpr, RP: tl.constexpr,
+    HAS_ADD: tl.constexpr, K: tl.constexpr, BDM: tl.constexpr, BR: tl.constexpr, NP: tl.constexpr, RP: tl.constexpr,
     S: tl.constexpr,
 ):
     """The step with each sequence split over S programs (batch 1 leaves the other SMs idle):
@@ -266,7 +272,9 @@ def _mamba_stack_step_split_kernel(
     m_in = imask[:, None] & nmask[None, :]
     m_ic = imask[:, None] & (offs_c[None, :] < K)
     m_ni = nmask[:, None] & imask[None, :]
-    x = tl.load(x_ptr + b * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
+    x = tl.load(x_ptr + b * x_stride + offs_d, mask=dmask, other=0.0).to(tl.float32)
+    if HAS_ADD:  # the stack's input is x + add (a U-Net's skip plus the unpooled inner output)
+        x += tl.load(add_ptr + b * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
     for l in range(n_layers):
         w = tl.load(norm_ptr + l * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
         win = win_ptr + l * 2 * di * d
@@ -315,7 +323,7 @@ def _mamba_stack_step_split_kernel(
         _flags_barrier(flags, s, offs_s, base + 2 * l + 2)
         x += tl.sum(tl.load(part + offs_s[:, None] * PW + RP + 2 * NP + offs_d[None, :], cache_modifier=".cg"), 0)
     if s == 0:
-        tl.store(out_ptr + b * d + offs_d, x.to(out_ptr.dtype.element_ty), mask=dmask)
+        tl.store(out_ptr + b * out_stride + offs_d, x.to(out_ptr.dtype.element_ty), mask=dmask)
 
 
 def _pow2(n: int) -> int:
@@ -381,8 +389,9 @@ def split_programs(batch: int, d: int, di: int, interpreted: bool = False) -> in
 
 
 def mamba_stack_step_triton(x: torch.Tensor, w: dict, conv: torch.Tensor, ssm: torch.Tensor, eps: float,
-                            buffer, out: torch.Tensor | None = None) -> torch.Tensor:
-    """x (batch, d) → x after every layer of the stack; `conv` (layers, batch, d_inner, K) and
+                            buffer, out: torch.Tensor | None = None, add: torch.Tensor | None = None) -> torch.Tensor:
+    """x (batch, d) → x after every layer of the stack (x + `add` goes in when given); x and
+    `out` may be row-strided views (e.g. one slot of a pooling buffer). `conv` (layers, batch, d_inner, K) and
     `ssm` (layers, batch, d_inner, N) float32 updated in place. `w`: stacked contiguous weights
     norm (L, d), w_in (L, 2·d_inner, d), conv_w (L, d_inner, K), conv_b (L, d_inner),
     x_proj (L, R + 2N, d_inner) (rows: Δ in rank R, B, C), dt_w (L, d_inner, R), dt_bias
@@ -399,25 +408,31 @@ def mamba_stack_step_triton(x: torch.Tensor, w: dict, conv: torch.Tensor, ssm: t
     d = x.shape[1]
     if K & (K - 1):
         raise ValueError(f"the fused step needs a power-of-two conv width, got {K}")
-    x = x.contiguous()
-    out = torch.empty_like(x) if out is None else out
+    if x.stride(1) != 1:
+        x = x.contiguous()
+    out = torch.empty(x.shape, device=x.device, dtype=x.dtype) if out is None else out
+    if out.stride(1) != 1:
+        raise ValueError("the fused step writes rows of unit stride")
+    add = x if add is None else add.contiguous()
+    io = (x, add, out)
+    strides = (x.stride(0), out.stride(0))
     BDM, DI, NP, RP = _pow2(d), _pow2(di), _pow2(N), _pow2(R)
     weights = (w["norm"], w["w_in"], w["conv_w"], w["conv_b"], w["x_proj"], w["dt_w"], w["dt_bias"],
                w["A"], w["D"], w["w_out"], conv, ssm, n_layers, batch, float(eps))
-    sizes = dict(d=d, di=di, N=N, R=R, K=K, BDM=BDM, NP=NP, RP=RP)
+    sizes = dict(d=d, di=di, N=N, R=R, K=K, BDM=BDM, NP=NP, RP=RP, HAS_ADD=add is not x)
     S = split_programs(batch, d, di, interpreted=not x.is_cuda)
     if S:
         part = buffer("split_part", (batch, S, RP + 2 * NP + BDM), torch.float32)
         flags = buffer("split_flags", (batch, S), torch.int64)
         warps = int(os.environ.get("SEQSUITE_FUSED_SPLIT_WARPS", 8))
-        _mamba_stack_step_split_kernel[(batch, S)](x, out, part, flags, *weights, **sizes, BR=DI // S, S=S,
+        _mamba_stack_step_split_kernel[(batch, S)](*io, *strides, part, flags, *weights, **sizes, BR=DI // S, S=S,
                                                    num_warps=warps)
         return out
     oneshot = _oneshot_warps(d, di)
     if oneshot:
-        _mamba_stack_step_oneshot_kernel[(batch,)](x, out, *weights, **sizes, DI=DI, num_warps=oneshot)
+        _mamba_stack_step_oneshot_kernel[(batch,)](*io, *strides, *weights, **sizes, DI=DI, num_warps=oneshot)
         return out
     BI, BK, BKO, warps = _tiles(d, di, N, R)
     scratch = buffer("scratch", (batch, 3 * di), torch.float32)
-    _mamba_stack_step_kernel[(batch,)](x, out, scratch, *weights, **sizes, BI=BI, BK=BK, BKO=BKO, num_warps=warps)
+    _mamba_stack_step_kernel[(batch,)](*io, scratch, *strides, *weights, **sizes, BI=BI, BK=BK, BKO=BKO, num_warps=warps)
     return out

@@ -26,13 +26,21 @@ MAX_VOCAB = 4096  # one program holds a row; larger vocabularies use torch's sam
 
 @triton.jit
 def _sample_kernel(logits_ptr, out_ptr, rng_ptr, u_ptr, V, s_lb, s_lv, s_ob, step_offset,
-                   inv_temp, top_p, top_k,
+                   inv_temp, top_p, top_k, w_ptr, nw_ptr, D, eps,
                    BV: tl.constexpr, GREEDY: tl.constexpr, TOP_P: tl.constexpr, TOP_K: tl.constexpr,
-                   HAS_U: tl.constexpr):
+                   HAS_U: tl.constexpr, HEAD: tl.constexpr, BD: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     offs = tl.arange(0, BV)
     m = offs < V
-    x = tl.load(logits_ptr + row * s_lb + offs * s_lv, mask=m, other=float("-inf")).to(tl.float32)
+    if HEAD:  # logits = W · (RMSNorm(h) · w_norm), with logits_ptr = h (batch, D), w_ptr = W (V, D)
+        offs_d = tl.arange(0, BD)
+        dm = offs_d < D
+        h = tl.load(logits_ptr + row * s_lb + offs_d, mask=dm, other=0.0).to(tl.float32)
+        h = h * tl.rsqrt(tl.sum(h * h, 0) / D + eps) * tl.load(nw_ptr + offs_d, mask=dm, other=0.0).to(tl.float32)
+        W = tl.load(w_ptr + offs[:, None] * D + offs_d[None, :], mask=m[:, None] & dm[None, :], other=0.0)
+        x = tl.where(m, tl.sum(W.to(tl.float32) * h[None, :], 1), float("-inf"))
+    else:
+        x = tl.load(logits_ptr + row * s_lb + offs * s_lv, mask=m, other=float("-inf")).to(tl.float32)
     if GREEDY:
         tok = tl.argmax(x, 0)
     else:
@@ -83,8 +91,38 @@ def sample_triton(logits: torch.Tensor, out: torch.Tensor, rng: torch.Tensor | N
     dummy_r = rng if rng is not None else out
     _sample_kernel[(batch,)](
         logits, out, dummy_r, dummy_u, V, logits.stride(0), logits.stride(1), out.stride(0),
-        int(step_offset), 1.0 / temperature if not greedy else 1.0, float(top_p), int(top_k),
-        BV=BV, GREEDY=greedy, TOP_P=use_p, TOP_K=use_k, HAS_U=uniforms is not None,
+        int(step_offset), 1.0 / temperature if not greedy else 1.0, float(top_p), int(top_k), logits, logits, 1, 0.0,
+        BV=BV, GREEDY=greedy, TOP_P=use_p, TOP_K=use_k, HAS_U=uniforms is not None, HEAD=False, BD=2,
         num_warps=1 if BV <= 512 else 4,
+    )
+    return out
+
+
+HEAD_MAX = 32768  # padded vocabulary x width of a head that one program computes
+
+
+def fits_head(V: int, d: int) -> bool:
+    """Whether `sample_head_triton` takes a head of V tokens over width d."""
+    return V <= MAX_VOCAB and max(triton.next_power_of_2(V), 2) * max(triton.next_power_of_2(d), 2) <= HEAD_MAX
+
+
+def sample_head_triton(h: torch.Tensor, norm_w: torch.Tensor, eps: float, W: torch.Tensor, out: torch.Tensor,
+                       rng: torch.Tensor, step_offset: int = 0, temperature: float = 1.0, top_p: float = 1.0,
+                       top_k: int = 0) -> torch.Tensor:
+    """`sample_triton` of the logits W · RMSNorm(h) (an LM's final norm and bias-free head),
+    computed in the same kernel in float32: two launches fewer per decoded token. h (batch, d)."""
+    batch, d = h.shape
+    V = W.shape[0]
+    if not fits_head(V, d) or W.shape[1] != d:
+        raise ValueError(f"sample_head_triton: head {tuple(W.shape)} over width {d} is too large")
+    greedy = temperature <= 0
+    BV, BD = max(triton.next_power_of_2(V), 2), max(triton.next_power_of_2(d), 2)
+    h = h if h.stride(1) == 1 else h.contiguous()
+    W = W.contiguous()
+    _sample_kernel[(batch,)](
+        h, out, rng if rng is not None else out, h, V, h.stride(0), 1, out.stride(0),
+        int(step_offset), 1.0 / temperature if not greedy else 1.0, float(top_p), int(top_k), W, norm_w, d, float(eps),
+        BV=BV, GREEDY=greedy, TOP_P=(not greedy) and top_p < 1.0, TOP_K=(not greedy) and 0 < top_k < V,
+        HAS_U=False, HEAD=True, BD=BD, num_warps=8 if BV * BD <= 16384 else 16,
     )
     return out
