@@ -96,14 +96,16 @@ def _tiny_unet():
     return build("sc09-tiny").eval()
 
 
-@pytest.mark.parametrize("kind", ["unet", "attention"])
-def test_chunked_greedy_equals_step_by_step(kind):
+@pytest.mark.parametrize("kind,fused_head", [("unet", "0"), ("unet", "1"), ("attention", "0")])
+def test_chunked_greedy_equals_step_by_step(monkeypatch, kind, fused_head):
     """The chunk body (K steps + in-kernel sampling, as captured in the CUDA graph) produces
     the token-by-token path's tokens when decoding is greedy: across U-Net phases, with a KV
     cache (attention), a prompt that does not end on a chunk boundary and a tail shorter than
-    a chunk."""
+    a chunk; also with the final norm and head computed in the sampler (SEQSUITE_FUSED_HEAD=1)."""
     from seqsuite.core import build
     from seqsuite.core.generate import generate
+
+    monkeypatch.setenv("SEQSUITE_FUSED_HEAD", fused_head)
 
     torch.manual_seed(0)
     model = _tiny_unet() if kind == "unet" else build("bytes-tiny", layer="attn", n_heads=2, n_layers=2).eval()

@@ -424,7 +424,7 @@ def mamba_stack_step_triton(x: torch.Tensor, w: dict, conv: torch.Tensor, ssm: t
     if S:
         part = buffer("split_part", (batch, S, RP + 2 * NP + BDM), torch.float32)
         flags = buffer("split_flags", (batch, S), torch.int64)
-        warps = int(os.environ.get("SEQSUITE_FUSED_SPLIT_WARPS", 8))
+        warps = int(os.environ.get("SEQSUITE_FUSED_SPLIT_WARPS", 4))  # 4 beat 8 at batch 1 (2026-11-29)
         _mamba_stack_step_split_kernel[(batch, S)](*io, *strides, part, flags, *weights, **sizes, BR=DI // S, S=S,
                                                    num_warps=warps)
         return out
