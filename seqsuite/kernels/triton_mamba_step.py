@@ -8,13 +8,22 @@ For each layer l of the stack, with x the residual stream of one sequence:
     h = exp(Δ A) h + Δ B u;  y = (Σ_n C_n h_n + D u) · SiLU(z)
     x = x + W_out y
 
-One program per sequence runs every layer in turn: the whole stack step is one launch instead
-of about ten per layer, which is what bounds decoding at small batch (one launch costs about
-as much as the arithmetic of a layer at batch 1). The u, z and y vectors of a layer pass
-through a small scratch buffer (batch, 3, d_inner) that the same program writes and then
-reads after a barrier. Weights are stacked over layers (see core/fused_step.py); states are
-the stacked conv windows (layers, batch, d_inner, K) and SSM states (layers, batch, d_inner, N)
-float32, updated in place. The reference is the layers' own `step` (core/block.py).
+The whole stack step is one launch instead of about ten per layer, which is what bounds
+decoding at small batch (one launch costs about as much as the arithmetic of a layer at
+batch 1). Three kernels, chosen by `mamba_stack_step_triton`:
+
+* tiled (`_mamba_stack_step_kernel`): one program per sequence, any width; the u, z and y
+  vectors of a layer pass through a small scratch buffer (batch, 3·d_inner) that the same
+  program writes and then reads after a barrier;
+* one-shot (`_mamba_stack_step_oneshot_kernel`): one program per sequence for narrow stacks,
+  every load of a layer issued at once and the vectors kept in registers;
+* split (`_mamba_stack_step_split_kernel`): several programs per sequence at small batch,
+  meeting at two flag barriers per layer.
+
+Weights are stacked over layers (see core/fused_step.py); states are the stacked conv windows
+(layers, batch, d_inner, K) and SSM states (layers, batch, d_inner, N) float32, updated in
+place. The reference is the layers' own `step` (core/block.py). Measurements:
+benchmarks/notes-kernels.md, "Decode v3".
 """
 from __future__ import annotations
 
