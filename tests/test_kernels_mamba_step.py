@@ -115,3 +115,22 @@ def test_weight_cache_follows_parameter_updates(monkeypatch):
     with torch.no_grad():  # another batch size gets its own buffers; the first ones stay
         model.step(torch.tensor([1, 2, 3]), model.allocate_state(3))
     assert buf("scratch", (2, 96), torch.float32) is scratch and len(cache.buffers) >= 2
+
+
+def test_split_policy(monkeypatch):
+    """Which stacks the split kernel takes: widths beyond the one-shot kernel, while batch x
+    programs stays within what may run at once; SEQSUITE_FUSED_SPLIT forces or stops it."""
+    from seqsuite.kernels.triton_mamba_step import SPLIT_MAX_PROGRAMS, split_programs
+
+    assert split_programs(1, 64, 128) == 0  # one-shot width
+    assert split_programs(1, 128, 256) == 8 and split_programs(1, 96, 192) == 8
+    assert split_programs(SPLIT_MAX_PROGRAMS // 8, 128, 256) == 8
+    assert split_programs(SPLIT_MAX_PROGRAMS // 8 + 1, 128, 256) == 0  # too many programs
+    assert split_programs(1, 128, 256, interpreted=True) == 0
+    monkeypatch.setenv("SEQSUITE_FUSED_ONESHOT", "0")
+    assert split_programs(1, 64, 128) == 2
+    monkeypatch.setenv("SEQSUITE_FUSED_SPLIT", "4")
+    assert split_programs(1000, 64, 128) == 4
+    monkeypatch.setenv("SEQSUITE_FUSED_SPLIT", "3")
+    with pytest.raises(ValueError, match="power of two"):
+        split_programs(1, 64, 128)

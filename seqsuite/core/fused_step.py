@@ -128,7 +128,7 @@ def _auto(layers, x: torch.Tensor) -> bool:
     if not x.is_cuda or batch > int(os.environ.get("SEQSUITE_FUSED_MAX_BATCH", FUSED_MAX_BATCH)):
         return False
     return d <= int(os.environ.get("SEQSUITE_FUSED_MAX_D", FUSED_MAX_D)) or \
-        split_programs(batch, d, layers[0].mixer.d_inner) > 0
+        split_programs(batch, d, layers[0].mixer.d_inner, x.device) > 0
 
 
 def step_layers(layers: nn.ModuleList, x: torch.Tensor, states: list, add: torch.Tensor | None = None,

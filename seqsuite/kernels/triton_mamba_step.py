@@ -27,6 +27,7 @@ benchmarks/notes-kernels.md, "Decode v3".
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -378,19 +379,35 @@ def _oneshot_warps(d: int, di: int) -> int:
     return int(os.environ.get("SEQSUITE_FUSED_ONESHOT_WARPS", 16))
 
 
-def split_programs(batch: int, d: int, di: int, interpreted: bool = False) -> int:
+def _max_programs(device) -> int:
+    """Split programs that may run at once on `device`: SPLIT_MAX_PROGRAMS, and at most half its
+    SMs (every program must be resident while others wait at a barrier, and a second split
+    kernel may run beside it on a U-Net's side stream; a program takes a whole SM's registers
+    in the worst case)."""
+    if device is None or torch.device(device).type != "cuda":
+        return SPLIT_MAX_PROGRAMS
+    return min(SPLIT_MAX_PROGRAMS, _sm_count(torch.device(device).index or 0) // 2)
+
+
+@functools.lru_cache(maxsize=None)
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def split_programs(batch: int, d: int, di: int, device=None, interpreted: bool = False) -> int:
     """Programs per sequence of the split kernel, 0 for the single-program kernels. By default
     stacks too wide for the one-shot kernel are split so that each program holds SPLIT_TILE
-    weights per matrix, while batch x S <= SPLIT_MAX_PROGRAMS. SEQSUITE_FUSED_SPLIT=0 turns
-    it off, =S forces S programs (a power of two; under the CPU interpreter only S = 1 can run,
-    its programs run one after another)."""
+    weights per matrix, while batch x S <= `_max_programs(device)`. SEQSUITE_FUSED_SPLIT=0
+    turns it off, =S forces S programs (a power of two; the caller must then keep batch x S
+    within what the GPU holds at once, or the kernel waits forever; under the CPU interpreter
+    only S = 1 can run, its programs run one after another)."""
     mode = _env("SEQSUITE_FUSED_SPLIT")
     DI = _pow2(di)
     if mode == "auto":
         if interpreted or _pow2(d) * DI <= ONESHOT_MAX and _env("SEQSUITE_FUSED_ONESHOT") != "0":
             return 0
         S = min(max(1, _pow2(d) * DI // SPLIT_TILE), max(1, DI // 16))
-        return S if S > 1 and batch * S <= SPLIT_MAX_PROGRAMS else 0
+        return S if S > 1 and batch * S <= _max_programs(device) else 0
     S = int(mode)
     if S and (S & (S - 1) or S > DI):
         raise ValueError(f"SEQSUITE_FUSED_SPLIT={mode}: use a power of two <= {DI}")
@@ -429,7 +446,7 @@ def mamba_stack_step_triton(x: torch.Tensor, w: dict, conv: torch.Tensor, ssm: t
     weights = (w["norm"], w["w_in"], w["conv_w"], w["conv_b"], w["x_proj"], w["dt_w"], w["dt_bias"],
                w["A"], w["D"], w["w_out"], conv, ssm, n_layers, batch, float(eps))
     sizes = dict(d=d, di=di, N=N, R=R, K=K, BDM=BDM, NP=NP, RP=RP, HAS_ADD=add is not x)
-    S = split_programs(batch, d, di, interpreted=not x.is_cuda)
+    S = split_programs(batch, d, di, x.device, interpreted=not x.is_cuda)
     if S:
         part = buffer("split_part", (batch, S, RP + 2 * NP + BDM), torch.float32)
         flags = buffer("split_flags", (batch, S), torch.int64)
