@@ -43,6 +43,73 @@ def _silu(x):
 
 
 @triton.jit
+def _load_input(x_ptr, add_ptr, b, x_stride, offs_d, dmask, d: tl.constexpr, HAS_ADD: tl.constexpr):
+    """Row b of the stack's input, float32; x + add when HAS_ADD (a U-Net's skip plus the
+    unpooled inner output)."""
+    x = tl.load(x_ptr + b * x_stride + offs_d, mask=dmask, other=0.0).to(tl.float32)
+    if HAS_ADD:
+        x += tl.load(add_ptr + b * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
+    return x
+
+
+@triton.jit
+def _load_layer(l, b, batch, offs_d, dmask, offs_i, imask, offs_n, offs_r, rmask, offs_c, m_id, m_in, m_ic, m_ni,
+                norm_ptr, win_ptr, convw_ptr, convb_ptr, xp_ptr, dtw_ptr, dtb_ptr, A_ptr, D_ptr, wout_ptr,
+                conv_ptr, ssm_ptr, d: tl.constexpr, di: tl.constexpr, N: tl.constexpr, R: tl.constexpr,
+                K: tl.constexpr):
+    """Every load of layer l for sequence b and the d_inner rows offs_i (the one-shot and split
+    kernels): weights and states, none of which depends on the activations, so all are issued
+    before the layer computes. Also returns the conv-window and SSM-state pointers (stored to)."""
+    P = R + 2 * N  # rows of the x-projection: [Δ (low rank) | B | C]
+    w = tl.load(norm_ptr + l * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
+    win = win_ptr + l * 2 * di * d
+    Wu = tl.load(win + offs_i[:, None] * d + offs_d[None, :], mask=m_id, other=0.0).to(tl.float32)
+    Wz = tl.load(win + (di + offs_i)[:, None] * d + offs_d[None, :], mask=m_id, other=0.0).to(tl.float32)
+    cst = conv_ptr + (l * batch + b) * di * K + offs_i[:, None] * K + offs_c[None, :]
+    nxt = tl.load(cst + 1, mask=m_ic & (offs_c[None, :] < K - 1), other=0.0).to(tl.float32)
+    cw = tl.load(convw_ptr + (l * di + offs_i[:, None]) * K + offs_c[None, :], mask=m_ic, other=0.0).to(tl.float32)
+    cb = tl.load(convb_ptr + l * di + offs_i, mask=imask, other=0.0).to(tl.float32)
+    xp = xp_ptr + l * P * di
+    Wr = tl.load(xp + offs_r[:, None] * di + offs_i[None, :], mask=rmask[:, None] & imask[None, :],
+                 other=0.0).to(tl.float32)
+    WB = tl.load(xp + (R + offs_n)[:, None] * di + offs_i[None, :], mask=m_ni, other=0.0).to(tl.float32)
+    WC = tl.load(xp + (R + N + offs_n)[:, None] * di + offs_i[None, :], mask=m_ni, other=0.0).to(tl.float32)
+    Wd = tl.load(dtw_ptr + (l * di + offs_i[:, None]) * R + offs_r[None, :], mask=imask[:, None] & rmask[None, :],
+                 other=0.0).to(tl.float32)
+    dtb = tl.load(dtb_ptr + l * di + offs_i, mask=imask, other=0.0).to(tl.float32)
+    A = tl.load(A_ptr + (l * di + offs_i[:, None]) * N + offs_n[None, :], mask=m_in, other=0.0)
+    hp = ssm_ptr + ((l * batch + b) * di + offs_i[:, None]) * N + offs_n[None, :]
+    h = tl.load(hp, mask=m_in, other=0.0)
+    Dv = tl.load(D_ptr + l * di + offs_i, mask=imask, other=0.0)
+    Wo = tl.load(wout_ptr + l * d * di + offs_d[:, None] * di + offs_i[None, :], mask=dmask[:, None] & imask[None, :],
+                 other=0.0).to(tl.float32)
+    return w, Wu, Wz, cst, nxt, cw, cb, Wr, WB, WC, Wd, dtb, A, hp, h, Dv, Wo
+
+
+@triton.jit
+def _norm_in_conv(x, w, Wu, Wz, nxt, cw, cb, cst, m_ic, offs_c, conv_ptr, eps, d: tl.constexpr, K: tl.constexpr):
+    """RMSNorm, in-projection, the conv window (shifted and stored) and SiLU for the loaded rows:
+    returns (u after the conv, z)."""
+    xn = x * tl.rsqrt(tl.sum(x * x, 0) / d + eps) * w
+    u = tl.sum(Wu * xn[None, :], 1)
+    z = tl.sum(Wz * xn[None, :], 1)
+    window = tl.where(offs_c[None, :] == K - 1, u[:, None], nxt)
+    tl.debug_barrier()  # every lane has read the old window before any writes the new one
+    tl.store(cst, window.to(conv_ptr.dtype.element_ty), mask=m_ic)
+    wv = window.to(conv_ptr.dtype.element_ty).to(tl.float32)
+    return _silu(tl.sum(wv * cw, 1) + cb), z
+
+
+@triton.jit
+def _ssm_gate(rv, Bv, Cv, Wd, dtb, A, h, hp, m_in, Dv, uc, z):
+    """Δ from its low-rank form, the state update (stored) and the gated output y of the rows."""
+    dt = _softplus(tl.sum(Wd * rv[None, :], 1) + dtb)
+    h = h * tl.exp(dt[:, None] * A) + (dt * uc)[:, None] * Bv[None, :]
+    tl.store(hp, h, mask=m_in)
+    return (tl.sum(h * Cv[None, :], 1) + Dv * uc) * _silu(z)
+
+
+@triton.jit
 def _mamba_stack_step_kernel(
     x_ptr, add_ptr, out_ptr, scratch_ptr, x_stride, out_stride,
     norm_ptr, win_ptr, convw_ptr, convb_ptr, xp_ptr, dtw_ptr, dtb_ptr, A_ptr, D_ptr, wout_ptr,
@@ -65,9 +132,7 @@ def _mamba_stack_step_kernel(
     offs_ko = tl.arange(0, BKO)
     P = R + 2 * N  # rows of the x-projection: [Δ (low rank) | B | C]
     scr = scratch_ptr + b * 3 * di  # [u | z | y] of this sequence
-    x = tl.load(x_ptr + b * x_stride + offs_d, mask=dmask, other=0.0).to(tl.float32)
-    if HAS_ADD:  # the stack's input is x + add (a U-Net's skip plus the unpooled inner output)
-        x += tl.load(add_ptr + b * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
+    x = _load_input(x_ptr, add_ptr, b, x_stride, offs_d, dmask, d, HAS_ADD)
     for l in range(n_layers):
         # ---- RMSNorm ----
         w = tl.load(norm_ptr + l * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
@@ -173,55 +238,24 @@ def _mamba_stack_step_oneshot_kernel(
     offs_r = tl.arange(0, RP)
     rmask = offs_r < R
     offs_c = tl.arange(0, K)
-    P = R + 2 * N
     m_id = imask[:, None] & dmask[None, :]
     m_in = imask[:, None] & nmask[None, :]
     m_ic = imask[:, None] & (offs_c[None, :] < K)
     m_ni = nmask[:, None] & imask[None, :]
-    x = tl.load(x_ptr + b * x_stride + offs_d, mask=dmask, other=0.0).to(tl.float32)
-    if HAS_ADD:  # the stack's input is x + add (a U-Net's skip plus the unpooled inner output)
-        x += tl.load(add_ptr + b * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
+    x = _load_input(x_ptr, add_ptr, b, x_stride, offs_d, dmask, d, HAS_ADD)
     for l in range(n_layers):
         # ---- every load of the layer first ----
-        w = tl.load(norm_ptr + l * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
-        win = win_ptr + l * 2 * di * d
-        Wu = tl.load(win + offs_i[:, None] * d + offs_d[None, :], mask=m_id, other=0.0).to(tl.float32)
-        Wz = tl.load(win + (di + offs_i)[:, None] * d + offs_d[None, :], mask=m_id, other=0.0).to(tl.float32)
-        cst = conv_ptr + (l * batch + b) * di * K + offs_i[:, None] * K + offs_c[None, :]
-        nxt = tl.load(cst + 1, mask=m_ic & (offs_c[None, :] < K - 1), other=0.0).to(tl.float32)
-        cw = tl.load(convw_ptr + (l * di + offs_i[:, None]) * K + offs_c[None, :], mask=m_ic, other=0.0).to(tl.float32)
-        cb = tl.load(convb_ptr + l * di + offs_i, mask=imask, other=0.0).to(tl.float32)
-        xp = xp_ptr + l * P * di
-        Wr = tl.load(xp + offs_r[:, None] * di + offs_i[None, :], mask=rmask[:, None] & imask[None, :],
-                     other=0.0).to(tl.float32)
-        WB = tl.load(xp + (R + offs_n)[:, None] * di + offs_i[None, :], mask=m_ni, other=0.0).to(tl.float32)
-        WC = tl.load(xp + (R + N + offs_n)[:, None] * di + offs_i[None, :], mask=m_ni, other=0.0).to(tl.float32)
-        Wd = tl.load(dtw_ptr + (l * di + offs_i[:, None]) * R + offs_r[None, :], mask=imask[:, None] & rmask[None, :],
-                     other=0.0).to(tl.float32)
-        dtb = tl.load(dtb_ptr + l * di + offs_i, mask=imask, other=0.0).to(tl.float32)
-        A = tl.load(A_ptr + (l * di + offs_i[:, None]) * N + offs_n[None, :], mask=m_in, other=0.0)
-        hp = ssm_ptr + ((l * batch + b) * di + offs_i[:, None]) * N + offs_n[None, :]
-        h = tl.load(hp, mask=m_in, other=0.0)
-        Dv = tl.load(D_ptr + l * di + offs_i, mask=imask, other=0.0)
-        Wo = tl.load(wout_ptr + l * d * di + offs_d[:, None] * di + offs_i[None, :], mask=dmask[:, None] & imask[None, :],
-                     other=0.0).to(tl.float32)
+        w, Wu, Wz, cst, nxt, cw, cb, Wr, WB, WC, Wd, dtb, A, hp, h, Dv, Wo = _load_layer(
+            l, b, batch, offs_d, dmask, offs_i, imask, offs_n, offs_r, rmask, offs_c, m_id, m_in, m_ic, m_ni,
+            norm_ptr, win_ptr, convw_ptr, convb_ptr, xp_ptr, dtw_ptr, dtb_ptr, A_ptr, D_ptr, wout_ptr,
+            conv_ptr, ssm_ptr, d, di, N, R, K)
         # ---- RMSNorm, in-projection, conv window, SiLU ----
-        xn = x * tl.rsqrt(tl.sum(x * x, 0) / d + eps) * w
-        u = tl.sum(Wu * xn[None, :], 1)
-        z = tl.sum(Wz * xn[None, :], 1)
-        window = tl.where(offs_c[None, :] == K - 1, u[:, None], nxt)
-        tl.debug_barrier()  # every lane has read the old window before any writes the new one
-        tl.store(cst, window.to(conv_ptr.dtype.element_ty), mask=m_ic)
-        wv = window.to(conv_ptr.dtype.element_ty).to(tl.float32)
-        uc = _silu(tl.sum(wv * cw, 1) + cb)
+        uc, z = _norm_in_conv(x, w, Wu, Wz, nxt, cw, cb, cst, m_ic, offs_c, conv_ptr, eps, d, K)
         # ---- x-projection (Δ low rank, B, C), Δ, state, output, gate ----
         rv = tl.sum(Wr * uc[None, :], 1)
         Bv = tl.sum(WB * uc[None, :], 1)
         Cv = tl.sum(WC * uc[None, :], 1)
-        dt = _softplus(tl.sum(Wd * rv[None, :], 1) + dtb)
-        h = h * tl.exp(dt[:, None] * A) + (dt * uc)[:, None] * Bv[None, :]
-        tl.store(hp, h, mask=m_in)
-        y = (tl.sum(h * Cv[None, :], 1) + Dv * uc) * _silu(z)
+        y = _ssm_gate(rv, Bv, Cv, Wd, dtb, A, h, hp, m_in, Dv, uc, z)
         # ---- out-projection and residual ----
         x += tl.sum(Wo * y[None, :], 1)
     tl.store(out_ptr + b * out_stride + offs_d, x.to(out_ptr.dtype.element_ty), mask=dmask)
@@ -273,7 +307,6 @@ def _mamba_stack_step_split_kernel(
     rmask = offs_r < R
     offs_c = tl.arange(0, K)
     offs_s = tl.arange(0, S)
-    P = R + 2 * N
     PW: tl.constexpr = RP + 2 * NP + BDM  # a program's partial sums: [Δ rank | B | C | out]
     part = part_ptr + b * S * PW
     flags = flag_ptr + b * S
@@ -282,40 +315,13 @@ def _mamba_stack_step_split_kernel(
     m_in = imask[:, None] & nmask[None, :]
     m_ic = imask[:, None] & (offs_c[None, :] < K)
     m_ni = nmask[:, None] & imask[None, :]
-    x = tl.load(x_ptr + b * x_stride + offs_d, mask=dmask, other=0.0).to(tl.float32)
-    if HAS_ADD:  # the stack's input is x + add (a U-Net's skip plus the unpooled inner output)
-        x += tl.load(add_ptr + b * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
+    x = _load_input(x_ptr, add_ptr, b, x_stride, offs_d, dmask, d, HAS_ADD)
     for l in range(n_layers):
-        w = tl.load(norm_ptr + l * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
-        win = win_ptr + l * 2 * di * d
-        Wu = tl.load(win + offs_i[:, None] * d + offs_d[None, :], mask=m_id, other=0.0).to(tl.float32)
-        Wz = tl.load(win + (di + offs_i)[:, None] * d + offs_d[None, :], mask=m_id, other=0.0).to(tl.float32)
-        cst = conv_ptr + (l * batch + b) * di * K + offs_i[:, None] * K + offs_c[None, :]
-        nxt = tl.load(cst + 1, mask=m_ic & (offs_c[None, :] < K - 1), other=0.0).to(tl.float32)
-        cw = tl.load(convw_ptr + (l * di + offs_i[:, None]) * K + offs_c[None, :], mask=m_ic, other=0.0).to(tl.float32)
-        cb = tl.load(convb_ptr + l * di + offs_i, mask=imask, other=0.0).to(tl.float32)
-        xp = xp_ptr + l * P * di
-        Wr = tl.load(xp + offs_r[:, None] * di + offs_i[None, :], mask=rmask[:, None] & imask[None, :],
-                     other=0.0).to(tl.float32)
-        WB = tl.load(xp + (R + offs_n)[:, None] * di + offs_i[None, :], mask=m_ni, other=0.0).to(tl.float32)
-        WC = tl.load(xp + (R + N + offs_n)[:, None] * di + offs_i[None, :], mask=m_ni, other=0.0).to(tl.float32)
-        Wd = tl.load(dtw_ptr + (l * di + offs_i[:, None]) * R + offs_r[None, :], mask=imask[:, None] & rmask[None, :],
-                     other=0.0).to(tl.float32)
-        dtb = tl.load(dtb_ptr + l * di + offs_i, mask=imask, other=0.0).to(tl.float32)
-        A = tl.load(A_ptr + (l * di + offs_i[:, None]) * N + offs_n[None, :], mask=m_in, other=0.0)
-        hp = ssm_ptr + ((l * batch + b) * di + offs_i[:, None]) * N + offs_n[None, :]
-        h = tl.load(hp, mask=m_in, other=0.0)
-        Dv = tl.load(D_ptr + l * di + offs_i, mask=imask, other=0.0)
-        Wo = tl.load(wout_ptr + l * d * di + offs_d[:, None] * di + offs_i[None, :], mask=dmask[:, None] & imask[None, :],
-                     other=0.0).to(tl.float32)
-        xn = x * tl.rsqrt(tl.sum(x * x, 0) / d + eps) * w
-        u = tl.sum(Wu * xn[None, :], 1)
-        z = tl.sum(Wz * xn[None, :], 1)
-        window = tl.where(offs_c[None, :] == K - 1, u[:, None], nxt)
-        tl.debug_barrier()  # every lane has read the old window before any writes the new one
-        tl.store(cst, window.to(conv_ptr.dtype.element_ty), mask=m_ic)
-        wv = window.to(conv_ptr.dtype.element_ty).to(tl.float32)
-        uc = _silu(tl.sum(wv * cw, 1) + cb)
+        w, Wu, Wz, cst, nxt, cw, cb, Wr, WB, WC, Wd, dtb, A, hp, h, Dv, Wo = _load_layer(
+            l, b, batch, offs_d, dmask, offs_i, imask, offs_n, offs_r, rmask, offs_c, m_id, m_in, m_ic, m_ni,
+            norm_ptr, win_ptr, convw_ptr, convb_ptr, xp_ptr, dtw_ptr, dtb_ptr, A_ptr, D_ptr, wout_ptr,
+            conv_ptr, ssm_ptr, d, di, N, R, K)
+        uc, z = _norm_in_conv(x, w, Wu, Wz, nxt, cw, cb, cst, m_ic, offs_c, conv_ptr, eps, d, K)
         # ---- x-projection: partial sums over this program's rows, then all programs' ----
         tl.store(part + s * PW + offs_r, tl.sum(Wr * uc[None, :], 1))
         tl.store(part + s * PW + RP + offs_n, tl.sum(WB * uc[None, :], 1))
@@ -324,10 +330,7 @@ def _mamba_stack_step_split_kernel(
         rv = tl.sum(tl.load(part + offs_s[:, None] * PW + offs_r[None, :], cache_modifier=".cg"), 0)
         Bv = tl.sum(tl.load(part + offs_s[:, None] * PW + RP + offs_n[None, :], cache_modifier=".cg"), 0)
         Cv = tl.sum(tl.load(part + offs_s[:, None] * PW + RP + NP + offs_n[None, :], cache_modifier=".cg"), 0)
-        dt = _softplus(tl.sum(Wd * rv[None, :], 1) + dtb)
-        h = h * tl.exp(dt[:, None] * A) + (dt * uc)[:, None] * Bv[None, :]
-        tl.store(hp, h, mask=m_in)
-        y = (tl.sum(h * Cv[None, :], 1) + Dv * uc) * _silu(z)
+        y = _ssm_gate(rv, Bv, Cv, Wd, dtb, A, h, hp, m_in, Dv, uc, z)
         # ---- out-projection: partial sums, barrier, residual ----
         tl.store(part + s * PW + RP + 2 * NP + offs_d, tl.sum(Wo * y[None, :], 1))
         _flags_barrier(flags, s, offs_s, base + 2 * l + 2)
