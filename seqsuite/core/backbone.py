@@ -171,20 +171,25 @@ class UNetLevel(nn.Module):
         slot = t % self.p
         x = step_layers(self.down, x, state["down"], out=state["pool_buf"][:, slot])
         self._join_self()  # up_buf below was written by the previous pooled step's inner level
-        up = state["up_buf"][:, slot].clone()  # the inner step forked below overwrites up_buf
-        if slot == self.p - 1:  # a pooled step is complete: run the inner level once
-            if x.is_cuda and _overlap_inner():
-                self._fork_inner(state, t)
-            else:
-                pooled = self.pool.linear(state["pool_buf"].flatten(1))
-                inner_out = self.inner.step(pooled, state["inner"], t // self.p)
-                state["up_buf"].copy_(self.unpool.expand(inner_out))
+        up = state["up_buf"][:, slot]
+        if slot < self.p - 1:
+            return step_layers(self.up, x, state["up"], add=up)
+        # a pooled step is complete: run the inner level once; it overwrites up_buf
+        if x.is_cuda and _overlap_inner():
+            inner_out = self._fork_inner(state, t)
+            x = step_layers(self.up, x, state["up"], add=up)
+            self._unpool_after(state, inner_out)
+            return x
+        up = up.clone()
+        pooled = self.pool.linear(state["pool_buf"].flatten(1))
+        inner_out = self.inner.step(pooled, state["inner"], t // self.p)
+        state["up_buf"].copy_(self.unpool.expand(inner_out))
         return step_layers(self.up, x, state["up"], add=up)
 
-    def _fork_inner(self, state: dict, t: int) -> None:
-        """The inner level's step on this level's side stream. It reads only buffers that the
-        main stream leaves alone until `join_inner` (the pooled input is copied out of pool_buf
-        first, since the next step overwrites slot 0) and writes only its state and up_buf."""
+    def _fork_inner(self, state: dict, t: int) -> torch.Tensor:
+        """The inner level's step on this level's side stream; returns its output (on that
+        stream). It reads only buffers that the main stream leaves alone until `join_inner` (the
+        pooled input is copied out of pool_buf first, since the next step overwrites slot 0)."""
         device = state["pool_buf"].device
         main, side = torch.cuda.current_stream(device), _side_stream(device, self.depth)
         lin = self.pool.linear
@@ -192,8 +197,20 @@ class UNetLevel(nn.Module):
         side.wait_stream(main)
         with torch.cuda.stream(side):
             inner_out = self.inner.step(state["pooled"], state["inner"], t // self.p)
-            state["up_buf"].copy_(self.unpool.expand(inner_out))
         self._pending = device
+        return inner_out
+
+    def _unpool_after(self, state: dict, inner_out: torch.Tensor) -> None:
+        """Unpool the forked inner output into up_buf on the side stream, once the main stream
+        has enqueued everything that reads the old up_buf (this step's up layers): no copy of
+        up_buf on the main stream, and the side stream rarely waits (the up layers take less
+        time than the inner level)."""
+        device = state["up_buf"].device
+        side = _side_stream(device, self.depth)
+        side.wait_stream(torch.cuda.current_stream(device))
+        lin = self.unpool.linear
+        with torch.cuda.stream(side):
+            torch.addmm(lin.bias, inner_out, lin.weight.t(), out=state["up_buf"].view(inner_out.shape[0], -1))
 
     def _join_self(self) -> None:
         if self._pending:

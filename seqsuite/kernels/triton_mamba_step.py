@@ -43,24 +43,21 @@ def _silu(x):
 
 
 @triton.jit
-def _load_input(x_ptr, add_ptr, b, x_stride, offs_d, dmask, d: tl.constexpr, HAS_ADD: tl.constexpr):
+def _load_input(x_ptr, add_ptr, b, x_stride, add_stride, offs_d, dmask, d: tl.constexpr, HAS_ADD: tl.constexpr):
     """Row b of the stack's input, float32; x + add when HAS_ADD (a U-Net's skip plus the
     unpooled inner output)."""
     x = tl.load(x_ptr + b * x_stride + offs_d, mask=dmask, other=0.0).to(tl.float32)
     if HAS_ADD:
-        x += tl.load(add_ptr + b * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
+        x += tl.load(add_ptr + b * add_stride + offs_d, mask=dmask, other=0.0).to(tl.float32)
     return x
 
 
 @triton.jit
-def _load_layer(l, b, batch, offs_d, dmask, offs_i, imask, offs_n, offs_r, rmask, offs_c, m_id, m_in, m_ic, m_ni,
-                norm_ptr, win_ptr, convw_ptr, convb_ptr, xp_ptr, dtw_ptr, dtb_ptr, A_ptr, D_ptr, wout_ptr,
-                conv_ptr, ssm_ptr, d: tl.constexpr, di: tl.constexpr, N: tl.constexpr, R: tl.constexpr,
+def _load_front(l, b, batch, offs_d, dmask, offs_i, offs_c, m_id, m_ic, imask,
+                norm_ptr, win_ptr, convw_ptr, convb_ptr, conv_ptr, d: tl.constexpr, di: tl.constexpr,
                 K: tl.constexpr):
-    """Every load of layer l for sequence b and the d_inner rows offs_i (the one-shot and split
-    kernels): weights and states, none of which depends on the activations, so all are issued
-    before the layer computes. Also returns the conv-window and SSM-state pointers (stored to)."""
-    P = R + 2 * N  # rows of the x-projection: [Δ (low rank) | B | C]
+    """The loads of layer l that its first stage needs (norm, in-projection, conv): the split
+    kernel issues them for the next layer before its last barrier."""
     w = tl.load(norm_ptr + l * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
     win = win_ptr + l * 2 * di * d
     Wu = tl.load(win + offs_i[:, None] * d + offs_d[None, :], mask=m_id, other=0.0).to(tl.float32)
@@ -69,6 +66,15 @@ def _load_layer(l, b, batch, offs_d, dmask, offs_i, imask, offs_n, offs_r, rmask
     nxt = tl.load(cst + 1, mask=m_ic & (offs_c[None, :] < K - 1), other=0.0).to(tl.float32)
     cw = tl.load(convw_ptr + (l * di + offs_i[:, None]) * K + offs_c[None, :], mask=m_ic, other=0.0).to(tl.float32)
     cb = tl.load(convb_ptr + l * di + offs_i, mask=imask, other=0.0).to(tl.float32)
+    return w, Wu, Wz, cst, nxt, cw, cb
+
+
+@triton.jit
+def _load_back(l, b, batch, offs_d, dmask, offs_i, imask, offs_n, offs_r, rmask, m_in, m_ni,
+               xp_ptr, dtw_ptr, dtb_ptr, A_ptr, D_ptr, wout_ptr, ssm_ptr,
+               d: tl.constexpr, di: tl.constexpr, N: tl.constexpr, R: tl.constexpr):
+    """The rest of layer l's loads: x-projection, Δ, A, state, D, out-projection."""
+    P = R + 2 * N  # rows of the x-projection: [Δ (low rank) | B | C]
     xp = xp_ptr + l * P * di
     Wr = tl.load(xp + offs_r[:, None] * di + offs_i[None, :], mask=rmask[:, None] & imask[None, :],
                  other=0.0).to(tl.float32)
@@ -83,6 +89,22 @@ def _load_layer(l, b, batch, offs_d, dmask, offs_i, imask, offs_n, offs_r, rmask
     Dv = tl.load(D_ptr + l * di + offs_i, mask=imask, other=0.0)
     Wo = tl.load(wout_ptr + l * d * di + offs_d[:, None] * di + offs_i[None, :], mask=dmask[:, None] & imask[None, :],
                  other=0.0).to(tl.float32)
+    return Wr, WB, WC, Wd, dtb, A, hp, h, Dv, Wo
+
+
+@triton.jit
+def _load_layer(l, b, batch, offs_d, dmask, offs_i, imask, offs_n, offs_r, rmask, offs_c, m_id, m_in, m_ic, m_ni,
+                norm_ptr, win_ptr, convw_ptr, convb_ptr, xp_ptr, dtw_ptr, dtb_ptr, A_ptr, D_ptr, wout_ptr,
+                conv_ptr, ssm_ptr, d: tl.constexpr, di: tl.constexpr, N: tl.constexpr, R: tl.constexpr,
+                K: tl.constexpr):
+    """Every load of layer l for sequence b and the d_inner rows offs_i (the one-shot and split
+    kernels): weights and states, none of which depends on the activations, so all are issued
+    before the layer computes. Also returns the conv-window and SSM-state pointers (stored to)."""
+    w, Wu, Wz, cst, nxt, cw, cb = _load_front(l, b, batch, offs_d, dmask, offs_i, offs_c, m_id, m_ic, imask,
+                                              norm_ptr, win_ptr, convw_ptr, convb_ptr, conv_ptr, d, di, K)
+    Wr, WB, WC, Wd, dtb, A, hp, h, Dv, Wo = _load_back(l, b, batch, offs_d, dmask, offs_i, imask, offs_n, offs_r,
+                                                       rmask, m_in, m_ni, xp_ptr, dtw_ptr, dtb_ptr, A_ptr, D_ptr,
+                                                       wout_ptr, ssm_ptr, d, di, N, R)
     return w, Wu, Wz, cst, nxt, cw, cb, Wr, WB, WC, Wd, dtb, A, hp, h, Dv, Wo
 
 
@@ -111,7 +133,7 @@ def _ssm_gate(rv, Bv, Cv, Wd, dtb, A, h, hp, m_in, Dv, uc, z):
 
 @triton.jit
 def _mamba_stack_step_kernel(
-    x_ptr, add_ptr, out_ptr, scratch_ptr, x_stride, out_stride,
+    x_ptr, add_ptr, out_ptr, scratch_ptr, x_stride, add_stride, out_stride,
     norm_ptr, win_ptr, convw_ptr, convb_ptr, xp_ptr, dtw_ptr, dtb_ptr, A_ptr, D_ptr, wout_ptr,
     conv_ptr, ssm_ptr,
     n_layers, batch, eps,
@@ -132,7 +154,7 @@ def _mamba_stack_step_kernel(
     offs_ko = tl.arange(0, BKO)
     P = R + 2 * N  # rows of the x-projection: [Δ (low rank) | B | C]
     scr = scratch_ptr + b * 3 * di  # [u | z | y] of this sequence
-    x = _load_input(x_ptr, add_ptr, b, x_stride, offs_d, dmask, d, HAS_ADD)
+    x = _load_input(x_ptr, add_ptr, b, x_stride, add_stride, offs_d, dmask, d, HAS_ADD)
     for l in range(n_layers):
         # ---- RMSNorm ----
         w = tl.load(norm_ptr + l * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
@@ -216,7 +238,7 @@ def _mamba_stack_step_kernel(
 
 @triton.jit
 def _mamba_stack_step_oneshot_kernel(
-    x_ptr, add_ptr, out_ptr, x_stride, out_stride,
+    x_ptr, add_ptr, out_ptr, x_stride, add_stride, out_stride,
     norm_ptr, win_ptr, convw_ptr, convb_ptr, xp_ptr, dtw_ptr, dtb_ptr, A_ptr, D_ptr, wout_ptr,
     conv_ptr, ssm_ptr,
     n_layers, batch, eps,
@@ -242,7 +264,7 @@ def _mamba_stack_step_oneshot_kernel(
     m_in = imask[:, None] & nmask[None, :]
     m_ic = imask[:, None] & (offs_c[None, :] < K)
     m_ni = nmask[:, None] & imask[None, :]
-    x = _load_input(x_ptr, add_ptr, b, x_stride, offs_d, dmask, d, HAS_ADD)
+    x = _load_input(x_ptr, add_ptr, b, x_stride, add_stride, offs_d, dmask, d, HAS_ADD)
     for l in range(n_layers):
         # ---- every load of the layer first ----
         w, Wu, Wz, cst, nxt, cw, cb, Wr, WB, WC, Wd, dtb, A, hp, h, Dv, Wo = _load_layer(
@@ -278,23 +300,73 @@ def _flags_barrier(flags, s, offs_s, target):
 
 
 @triton.jit
+def _tagged(v, tag):
+    """float32 values as int64 words: the value's bits low, the barrier's 32-bit tag high."""
+    return (v.to(tl.int32, bitcast=True).to(tl.int64) & 0xFFFFFFFF) | (tag.to(tl.int64) << 32)
+
+
+@triton.jit
+def _untag(v, tag):
+    """(float32 values, 1 where the word carries `tag`) of tagged int64 words."""
+    return (v & 0xFFFFFFFF).to(tl.int32).to(tl.float32, bitcast=True), ((v >> 32).to(tl.int32) == tag).to(tl.int32)
+
+
+@triton.jit
+def _gather_xproj(part, offs_s, offs_r, offs_n, tag, RP: tl.constexpr, NP: tl.constexpr, PW: tl.constexpr):
+    """Every program's tagged x-projection partial sums of barrier `tag`, polled until all carry
+    it (one L2 round trip per poll, no flag and no fence: each word proves its own arrival);
+    returns the sums over programs (Δ rank, B, C)."""
+    pr = part + offs_s[:, None] * PW + offs_r[None, :]
+    pb = part + offs_s[:, None] * PW + RP + offs_n[None, :]
+    pc = pb + NP
+    r, okr = _untag(tl.load(pr, volatile=True), tag)
+    B, okb = _untag(tl.load(pb, volatile=True), tag)
+    C, okc = _untag(tl.load(pc, volatile=True), tag)
+    ok = tl.min(okr) * tl.min(okb) * tl.min(okc)
+    while ok == 0:
+        r, okr = _untag(tl.load(pr, volatile=True), tag)
+        B, okb = _untag(tl.load(pb, volatile=True), tag)
+        C, okc = _untag(tl.load(pc, volatile=True), tag)
+        ok = tl.min(okr) * tl.min(okb) * tl.min(okc)
+    return tl.sum(r, 0), tl.sum(B, 0), tl.sum(C, 0)
+
+
+@triton.jit
+def _gather_out(po, tag):
+    """Every program's tagged out-projection partial sums (S, d), polled; their sum."""
+    o, ok = _untag(tl.load(po, volatile=True), tag)
+    okall = tl.min(ok)
+    while okall == 0:
+        o, ok = _untag(tl.load(po, volatile=True), tag)
+        okall = tl.min(ok)
+    return tl.sum(o, 0)
+
+
+@triton.jit
 def _mamba_stack_step_split_kernel(
-    x_ptr, add_ptr, out_ptr, x_stride, out_stride, part_ptr, flag_ptr,
+    x_ptr, add_ptr, out_ptr, x_stride, add_stride, out_stride, part_ptr, flag_ptr,
     norm_ptr, win_ptr, convw_ptr, convb_ptr, xp_ptr, dtw_ptr, dtb_ptr, A_ptr, D_ptr, wout_ptr,
     conv_ptr, ssm_ptr,
     n_layers, batch, eps,
     d: tl.constexpr, di: tl.constexpr, N: tl.constexpr, R: tl.constexpr,
     HAS_ADD: tl.constexpr, K: tl.constexpr, BDM: tl.constexpr, BR: tl.constexpr, NP: tl.constexpr, RP: tl.constexpr,
-    S: tl.constexpr,
+    S: tl.constexpr, TAGS: tl.constexpr, PREFETCH: tl.constexpr,
 ):
     """The step with each sequence split over S programs (batch 1 leaves the other SMs idle):
     program s owns d_inner rows [s·BR, (s+1)·BR) and keeps the whole residual stream. Its rows'
     in-projection, conv, Δ, state and gate need no other program; the x-projection (B, C, low-rank
     Δ) and the out-projection sum over all rows, so each program writes its partial sums and
-    waits at a barrier on flags in global memory (`_flags_barrier`), then adds up all S of them:
-    two barriers per layer. Every load of a layer is issued before its first barrier. The S·batch
-    programs must all be resident at once (the caller bounds them); S = 1 runs the same code
-    alone (the CPU interpreter, which runs programs one after another)."""
+    waits for everyone's, then adds up all S of them: two barriers per layer. Every load of a
+    layer is issued before its first barrier; with PREFETCH the next layer's first loads are
+    issued before this layer's last barrier. Two barriers:
+
+    * TAGS: the partial sums are int64 words carrying the barrier's number (`_tagged`), and the
+      readers poll the words themselves. A program's first tag is its last launch's last one
+      (read back from its own words), so nothing is reset between launches or graph replays.
+    * flags (`_flags_barrier`): a release flag per program, polled, then the sums read.
+
+    The S·batch programs must all be resident at once (the caller bounds them); S = 1 runs the
+    same code alone (the CPU interpreter, which runs programs one after another)."""
     b = tl.program_id(0).to(tl.int64)
     s = tl.program_id(1)
     offs_d = tl.arange(0, BDM)
@@ -308,33 +380,63 @@ def _mamba_stack_step_split_kernel(
     offs_c = tl.arange(0, K)
     offs_s = tl.arange(0, S)
     PW: tl.constexpr = RP + 2 * NP + BDM  # a program's partial sums: [Δ rank | B | C | out]
+    OUT: tl.constexpr = RP + 2 * NP
     part = part_ptr + b * S * PW
     flags = flag_ptr + b * S
-    base = tl.load(flags + s)
+    if TAGS:
+        base = (tl.load(part + s * PW + OUT) >> 32).to(tl.int32)
+    else:
+        base = tl.load(flags + s)
     m_id = imask[:, None] & dmask[None, :]
     m_in = imask[:, None] & nmask[None, :]
     m_ic = imask[:, None] & (offs_c[None, :] < K)
     m_ni = nmask[:, None] & imask[None, :]
-    x = _load_input(x_ptr, add_ptr, b, x_stride, offs_d, dmask, d, HAS_ADD)
+    x = _load_input(x_ptr, add_ptr, b, x_stride, add_stride, offs_d, dmask, d, HAS_ADD)
+    w, Wu, Wz, cst, nxt, cw, cb = _load_front(0, b, batch, offs_d, dmask, offs_i, offs_c, m_id, m_ic, imask,
+                                              norm_ptr, win_ptr, convw_ptr, convb_ptr, conv_ptr, d, di, K)
     for l in range(n_layers):
-        w, Wu, Wz, cst, nxt, cw, cb, Wr, WB, WC, Wd, dtb, A, hp, h, Dv, Wo = _load_layer(
-            l, b, batch, offs_d, dmask, offs_i, imask, offs_n, offs_r, rmask, offs_c, m_id, m_in, m_ic, m_ni,
-            norm_ptr, win_ptr, convw_ptr, convb_ptr, xp_ptr, dtw_ptr, dtb_ptr, A_ptr, D_ptr, wout_ptr,
-            conv_ptr, ssm_ptr, d, di, N, R, K)
+        if not PREFETCH:
+            w, Wu, Wz, cst, nxt, cw, cb = _load_front(l, b, batch, offs_d, dmask, offs_i, offs_c, m_id, m_ic, imask,
+                                                      norm_ptr, win_ptr, convw_ptr, convb_ptr, conv_ptr, d, di, K)
+        Wr, WB, WC, Wd, dtb, A, hp, h, Dv, Wo = _load_back(l, b, batch, offs_d, dmask, offs_i, imask, offs_n, offs_r,
+                                                           rmask, m_in, m_ni, xp_ptr, dtw_ptr, dtb_ptr, A_ptr, D_ptr,
+                                                           wout_ptr, ssm_ptr, d, di, N, R)
         uc, z = _norm_in_conv(x, w, Wu, Wz, nxt, cw, cb, cst, m_ic, offs_c, conv_ptr, eps, d, K)
         # ---- x-projection: partial sums over this program's rows, then all programs' ----
-        tl.store(part + s * PW + offs_r, tl.sum(Wr * uc[None, :], 1))
-        tl.store(part + s * PW + RP + offs_n, tl.sum(WB * uc[None, :], 1))
-        tl.store(part + s * PW + RP + NP + offs_n, tl.sum(WC * uc[None, :], 1))
-        _flags_barrier(flags, s, offs_s, base + 2 * l + 1)
-        rv = tl.sum(tl.load(part + offs_s[:, None] * PW + offs_r[None, :], cache_modifier=".cg"), 0)
-        Bv = tl.sum(tl.load(part + offs_s[:, None] * PW + RP + offs_n[None, :], cache_modifier=".cg"), 0)
-        Cv = tl.sum(tl.load(part + offs_s[:, None] * PW + RP + NP + offs_n[None, :], cache_modifier=".cg"), 0)
+        t1 = base + 2 * l + 1
+        pr = tl.sum(Wr * uc[None, :], 1)
+        pb = tl.sum(WB * uc[None, :], 1)
+        pc = tl.sum(WC * uc[None, :], 1)
+        if TAGS:
+            tl.store(part + s * PW + offs_r, _tagged(pr, t1))
+            tl.store(part + s * PW + RP + offs_n, _tagged(pb, t1))
+            tl.store(part + s * PW + RP + NP + offs_n, _tagged(pc, t1))
+            rv, Bv, Cv = _gather_xproj(part, offs_s, offs_r, offs_n, t1, RP, NP, PW)
+        else:
+            tl.store(part + s * PW + offs_r, pr)
+            tl.store(part + s * PW + RP + offs_n, pb)
+            tl.store(part + s * PW + RP + NP + offs_n, pc)
+            _flags_barrier(flags, s, offs_s, t1)
+            rv = tl.sum(tl.load(part + offs_s[:, None] * PW + offs_r[None, :], cache_modifier=".cg"), 0)
+            Bv = tl.sum(tl.load(part + offs_s[:, None] * PW + RP + offs_n[None, :], cache_modifier=".cg"), 0)
+            Cv = tl.sum(tl.load(part + offs_s[:, None] * PW + RP + NP + offs_n[None, :], cache_modifier=".cg"), 0)
         y = _ssm_gate(rv, Bv, Cv, Wd, dtb, A, h, hp, m_in, Dv, uc, z)
         # ---- out-projection: partial sums, barrier, residual ----
-        tl.store(part + s * PW + RP + 2 * NP + offs_d, tl.sum(Wo * y[None, :], 1))
-        _flags_barrier(flags, s, offs_s, base + 2 * l + 2)
-        x += tl.sum(tl.load(part + offs_s[:, None] * PW + RP + 2 * NP + offs_d[None, :], cache_modifier=".cg"), 0)
+        t2 = base + 2 * l + 2
+        po = tl.sum(Wo * y[None, :], 1)
+        if TAGS:
+            tl.store(part + s * PW + OUT + offs_d, _tagged(po, t2))
+        else:
+            tl.store(part + s * PW + OUT + offs_d, po)
+        if PREFETCH:  # the next layer's first loads wait out the barrier (the last layer reloads itself)
+            w, Wu, Wz, cst, nxt, cw, cb = _load_front(tl.minimum(l + 1, n_layers - 1), b, batch, offs_d, dmask,
+                                                      offs_i, offs_c, m_id, m_ic, imask, norm_ptr, win_ptr,
+                                                      convw_ptr, convb_ptr, conv_ptr, d, di, K)
+        if TAGS:
+            x += _gather_out(part + offs_s[:, None] * PW + OUT + offs_d[None, :], t2)
+        else:
+            _flags_barrier(flags, s, offs_s, t2)
+            x += tl.sum(tl.load(part + offs_s[:, None] * PW + OUT + offs_d[None, :], cache_modifier=".cg"), 0)
     if s == 0:
         tl.store(out_ptr + b * out_stride + offs_d, x.to(out_ptr.dtype.element_ty), mask=dmask)
 
@@ -409,7 +511,8 @@ def split_programs(batch: int, d: int, di: int, device=None, interpreted: bool =
     if mode == "auto":
         if interpreted or _pow2(d) * DI <= ONESHOT_MAX and _env("SEQSUITE_FUSED_ONESHOT") != "0":
             return 0
-        S = min(max(1, _pow2(d) * DI // SPLIT_TILE), max(1, DI // 16))
+        tile = int(os.environ.get("SEQSUITE_FUSED_SPLIT_TILE", SPLIT_TILE))
+        S = min(max(1, _pow2(d) * DI // tile), max(1, DI // 16))
         return S if S > 1 and batch * S <= _max_programs(device) else 0
     S = int(mode)
     if S and (S & (S - 1) or S > DI):
@@ -419,7 +522,7 @@ def split_programs(batch: int, d: int, di: int, device=None, interpreted: bool =
 
 def mamba_stack_step_triton(x: torch.Tensor, w: dict, conv: torch.Tensor, ssm: torch.Tensor, eps: float,
                             buffer, out: torch.Tensor | None = None, add: torch.Tensor | None = None) -> torch.Tensor:
-    """x (batch, d) → x after every layer of the stack (x + `add` goes in when given); x and
+    """x (batch, d) → x after every layer of the stack (x + `add` goes in when given); x, `add` and
     `out` may be row-strided views (e.g. one slot of a pooling buffer). `conv` (layers, batch, d_inner, K) and
     `ssm` (layers, batch, d_inner, N) float32 updated in place. `w`: stacked contiguous weights
     norm (L, d), w_in (L, 2·d_inner, d), conv_w (L, d_inner, K), conv_b (L, d_inner),
@@ -442,20 +545,24 @@ def mamba_stack_step_triton(x: torch.Tensor, w: dict, conv: torch.Tensor, ssm: t
     out = torch.empty(x.shape, device=x.device, dtype=x.dtype) if out is None else out
     if out.stride(1) != 1:
         raise ValueError("the fused step writes rows of unit stride")
-    add = x if add is None else add.contiguous()
+    add = x if add is None else add if add.stride(1) == 1 else add.contiguous()
     io = (x, add, out)
-    strides = (x.stride(0), out.stride(0))
+    strides = (x.stride(0), add.stride(0), out.stride(0))
     BDM, DI, NP, RP = _pow2(d), _pow2(di), _pow2(N), _pow2(R)
     weights = (w["norm"], w["w_in"], w["conv_w"], w["conv_b"], w["x_proj"], w["dt_w"], w["dt_bias"],
                w["A"], w["D"], w["w_out"], conv, ssm, n_layers, batch, float(eps))
     sizes = dict(d=d, di=di, N=N, R=R, K=K, BDM=BDM, NP=NP, RP=RP, HAS_ADD=add is not x)
     S = split_programs(batch, d, di, x.device, interpreted=not x.is_cuda)
     if S:
-        part = buffer("split_part", (batch, S, RP + 2 * NP + BDM), torch.float32)
+        tags = _env("SEQSUITE_FUSED_SPLIT_BARRIER") != "flags"
+        prefetch = _env("SEQSUITE_FUSED_SPLIT_PREFETCH") != "0"
+        # the two barriers' buffers under different names: a tagged buffer must start at tag 0
+        part = buffer("split_tagged" if tags else "split_part", (batch, S, RP + 2 * NP + BDM),
+                      torch.int64 if tags else torch.float32)
         flags = buffer("split_flags", (batch, S), torch.int64)
         warps = int(os.environ.get("SEQSUITE_FUSED_SPLIT_WARPS", 4))  # 4 beat 8 at batch 1 (2026-11-29)
         _mamba_stack_step_split_kernel[(batch, S)](*io, *strides, part, flags, *weights, **sizes, BR=DI // S, S=S,
-                                                   num_warps=warps)
+                                                   TAGS=tags, PREFETCH=prefetch, num_warps=warps)
         return out
     oneshot = _oneshot_warps(d, di)
     if oneshot:
