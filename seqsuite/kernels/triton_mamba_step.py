@@ -306,6 +306,14 @@ def _tagged(v, tag):
 
 
 @triton.jit
+def _publish(ptr, v, tag):
+    """Store tagged partial sums. A relaxed atomic exchange, not a plain store: with plain
+    (weak) 64-bit stores the GPU tests saw words whose tag had arrived with stale values
+    (2026-11-29, H200); strong stores are single-copy atomic under the PTX memory model."""
+    tl.atomic_xchg(ptr, _tagged(v, tag), sem="relaxed", scope="gpu")
+
+
+@triton.jit
 def _untag(v, tag):
     """(float32 values, 1 where the word carries `tag`) of tagged int64 words."""
     return (v & 0xFFFFFFFF).to(tl.int32).to(tl.float32, bitcast=True), ((v >> 32).to(tl.int32) == tag).to(tl.int32)
@@ -408,9 +416,9 @@ def _mamba_stack_step_split_kernel(
         pb = tl.sum(WB * uc[None, :], 1)
         pc = tl.sum(WC * uc[None, :], 1)
         if TAGS:
-            tl.store(part + s * PW + offs_r, _tagged(pr, t1))
-            tl.store(part + s * PW + RP + offs_n, _tagged(pb, t1))
-            tl.store(part + s * PW + RP + NP + offs_n, _tagged(pc, t1))
+            _publish(part + s * PW + offs_r, pr, t1)
+            _publish(part + s * PW + RP + offs_n, pb, t1)
+            _publish(part + s * PW + RP + NP + offs_n, pc, t1)
             rv, Bv, Cv = _gather_xproj(part, offs_s, offs_r, offs_n, t1, RP, NP, PW)
         else:
             tl.store(part + s * PW + offs_r, pr)
@@ -425,7 +433,7 @@ def _mamba_stack_step_split_kernel(
         t2 = base + 2 * l + 2
         po = tl.sum(Wo * y[None, :], 1)
         if TAGS:
-            tl.store(part + s * PW + OUT + offs_d, _tagged(po, t2))
+            _publish(part + s * PW + OUT + offs_d, po, t2)
         else:
             tl.store(part + s * PW + OUT + offs_d, po)
         if PREFETCH:  # the next layer's first loads wait out the barrier (the last layer reloads itself)
