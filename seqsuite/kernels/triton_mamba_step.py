@@ -70,16 +70,23 @@ def _load_front(l, b, batch, offs_d, dmask, offs_i, offs_c, m_id, m_ic, imask,
 
 
 @triton.jit
-def _load_back(l, b, batch, offs_d, dmask, offs_i, imask, offs_n, offs_r, rmask, m_in, m_ni,
-               xp_ptr, dtw_ptr, dtb_ptr, A_ptr, D_ptr, wout_ptr, ssm_ptr,
-               d: tl.constexpr, di: tl.constexpr, N: tl.constexpr, R: tl.constexpr):
-    """The rest of layer l's loads: x-projection, Δ, A, state, D, out-projection."""
+def _load_xproj_w(l, offs_i, imask, offs_n, offs_r, rmask, m_ni, xp_ptr, di: tl.constexpr, N: tl.constexpr,
+                  R: tl.constexpr):
+    """The x-projection rows of layer l (low-rank Δ, B, C) for the d_inner columns offs_i."""
     P = R + 2 * N  # rows of the x-projection: [Δ (low rank) | B | C]
     xp = xp_ptr + l * P * di
     Wr = tl.load(xp + offs_r[:, None] * di + offs_i[None, :], mask=rmask[:, None] & imask[None, :],
                  other=0.0).to(tl.float32)
     WB = tl.load(xp + (R + offs_n)[:, None] * di + offs_i[None, :], mask=m_ni, other=0.0).to(tl.float32)
     WC = tl.load(xp + (R + N + offs_n)[:, None] * di + offs_i[None, :], mask=m_ni, other=0.0).to(tl.float32)
+    return Wr, WB, WC
+
+
+@triton.jit
+def _load_ssm(l, b, batch, offs_d, dmask, offs_i, imask, offs_n, offs_r, rmask, m_in,
+              dtw_ptr, dtb_ptr, A_ptr, D_ptr, wout_ptr, ssm_ptr, d: tl.constexpr, di: tl.constexpr,
+              N: tl.constexpr, R: tl.constexpr):
+    """Layer l's loads after the x-projection: Δ, A, the state, D, the out-projection."""
     Wd = tl.load(dtw_ptr + (l * di + offs_i[:, None]) * R + offs_r[None, :], mask=imask[:, None] & rmask[None, :],
                  other=0.0).to(tl.float32)
     dtb = tl.load(dtb_ptr + l * di + offs_i, mask=imask, other=0.0).to(tl.float32)
@@ -89,7 +96,7 @@ def _load_back(l, b, batch, offs_d, dmask, offs_i, imask, offs_n, offs_r, rmask,
     Dv = tl.load(D_ptr + l * di + offs_i, mask=imask, other=0.0)
     Wo = tl.load(wout_ptr + l * d * di + offs_d[:, None] * di + offs_i[None, :], mask=dmask[:, None] & imask[None, :],
                  other=0.0).to(tl.float32)
-    return Wr, WB, WC, Wd, dtb, A, hp, h, Dv, Wo
+    return Wd, dtb, A, hp, h, Dv, Wo
 
 
 @triton.jit
@@ -102,33 +109,52 @@ def _load_layer(l, b, batch, offs_d, dmask, offs_i, imask, offs_n, offs_r, rmask
     before the layer computes. Also returns the conv-window and SSM-state pointers (stored to)."""
     w, Wu, Wz, cst, nxt, cw, cb = _load_front(l, b, batch, offs_d, dmask, offs_i, offs_c, m_id, m_ic, imask,
                                               norm_ptr, win_ptr, convw_ptr, convb_ptr, conv_ptr, d, di, K)
-    Wr, WB, WC, Wd, dtb, A, hp, h, Dv, Wo = _load_back(l, b, batch, offs_d, dmask, offs_i, imask, offs_n, offs_r,
-                                                       rmask, m_in, m_ni, xp_ptr, dtw_ptr, dtb_ptr, A_ptr, D_ptr,
-                                                       wout_ptr, ssm_ptr, d, di, N, R)
+    Wr, WB, WC = _load_xproj_w(l, offs_i, imask, offs_n, offs_r, rmask, m_ni, xp_ptr, di, N, R)
+    Wd, dtb, A, hp, h, Dv, Wo = _load_ssm(l, b, batch, offs_d, dmask, offs_i, imask, offs_n, offs_r, rmask, m_in,
+                                          dtw_ptr, dtb_ptr, A_ptr, D_ptr, wout_ptr, ssm_ptr, d, di, N, R)
     return w, Wu, Wz, cst, nxt, cw, cb, Wr, WB, WC, Wd, dtb, A, hp, h, Dv, Wo
+
+
+@triton.jit
+def _norm_in_window(x, w, Wu, Wz, nxt, offs_c, eps, d: tl.constexpr, K: tl.constexpr):
+    """RMSNorm and in-projection of the loaded rows: (the new conv window, z)."""
+    xn = x * tl.rsqrt(tl.sum(x * x, 0) / d + eps) * w
+    u = tl.sum(Wu * xn[None, :], 1)
+    z = tl.sum(Wz * xn[None, :], 1)
+    return tl.where(offs_c[None, :] == K - 1, u[:, None], nxt), z
+
+
+@triton.jit
+def _conv_silu(window, cw, cb, conv_ptr):
+    """The depthwise conv on the window as stored (the state's dtype, as the layer's step does), SiLU."""
+    wv = window.to(conv_ptr.dtype.element_ty).to(tl.float32)
+    return _silu(tl.sum(wv * cw, 1) + cb)
 
 
 @triton.jit
 def _norm_in_conv(x, w, Wu, Wz, nxt, cw, cb, cst, m_ic, offs_c, conv_ptr, eps, d: tl.constexpr, K: tl.constexpr):
     """RMSNorm, in-projection, the conv window (shifted and stored) and SiLU for the loaded rows:
     returns (u after the conv, z)."""
-    xn = x * tl.rsqrt(tl.sum(x * x, 0) / d + eps) * w
-    u = tl.sum(Wu * xn[None, :], 1)
-    z = tl.sum(Wz * xn[None, :], 1)
-    window = tl.where(offs_c[None, :] == K - 1, u[:, None], nxt)
+    window, z = _norm_in_window(x, w, Wu, Wz, nxt, offs_c, eps, d, K)
     tl.debug_barrier()  # every lane has read the old window before any writes the new one
     tl.store(cst, window.to(conv_ptr.dtype.element_ty), mask=m_ic)
-    wv = window.to(conv_ptr.dtype.element_ty).to(tl.float32)
-    return _silu(tl.sum(wv * cw, 1) + cb), z
+    return _conv_silu(window, cw, cb, conv_ptr), z
+
+
+@triton.jit
+def _ssm_update(rv, Bv, Cv, Wd, dtb, A, h, Dv, uc, z):
+    """Δ from its low-rank form, the new state and the gated output y of the rows."""
+    dt = _softplus(tl.sum(Wd * rv[None, :], 1) + dtb)
+    h = h * tl.exp(dt[:, None] * A) + (dt * uc)[:, None] * Bv[None, :]
+    return h, (tl.sum(h * Cv[None, :], 1) + Dv * uc) * _silu(z)
 
 
 @triton.jit
 def _ssm_gate(rv, Bv, Cv, Wd, dtb, A, h, hp, m_in, Dv, uc, z):
-    """Δ from its low-rank form, the state update (stored) and the gated output y of the rows."""
-    dt = _softplus(tl.sum(Wd * rv[None, :], 1) + dtb)
-    h = h * tl.exp(dt[:, None] * A) + (dt * uc)[:, None] * Bv[None, :]
+    """`_ssm_update`, the state stored."""
+    h, y = _ssm_update(rv, Bv, Cv, Wd, dtb, A, h, Dv, uc, z)
     tl.store(hp, h, mask=m_in)
-    return (tl.sum(h * Cv[None, :], 1) + Dv * uc) * _silu(z)
+    return y
 
 
 @triton.jit
@@ -284,70 +310,25 @@ def _mamba_stack_step_oneshot_kernel(
 
 
 @triton.jit
-def _flags_barrier(flags, s, offs_s, target):
-    """Wait until every program of this sequence has reached barrier `target`. Each program owns
-    one flag (int64, only it writes it) and raises it to the barrier's number with a release
-    store; all read all flags with acquire reads. The flags only grow, so nothing is reset: every
-    launch passes the same number of barriers and starts from its flag's value."""
-    tl.debug_barrier()  # the partial sums of every thread of this program are written
+def _arrive(flags, s, target):
+    """Raise this program's flag to barrier `target` (int64, only it writes it) with a release
+    exchange, after every thread of the program has written its partial sums. The release
+    fence waits for this program's earlier memory operations, so loads that the barrier should
+    overlap are issued after `_arrive`, not before. The flags only grow, so nothing is reset:
+    every launch passes the same number of barriers and starts from its flag's value."""
+    tl.debug_barrier()
     tl.atomic_xchg(flags + s, target, sem="release", scope="gpu")
-    # poll with volatile loads (served by L2, cheaper than atomics); the partial sums are then
-    # read from L2 too (cache modifier .cg), after the flags that were released after them
+
+
+@triton.jit
+def _wait(flags, offs_s, target):
+    """Wait until every program of this sequence has arrived at barrier `target`: volatile polls
+    (served by L2, cheaper than atomics); the partial sums are then read from L2 as well (cache
+    modifier .cg), after the flags that were released after them."""
     seen = tl.min(tl.load(flags + offs_s, volatile=True), 0)
     while seen < target:
         seen = tl.min(tl.load(flags + offs_s, volatile=True), 0)
     tl.debug_barrier()
-
-
-@triton.jit
-def _tagged(v, tag):
-    """float32 values as int64 words: the value's bits low, the barrier's 32-bit tag high."""
-    return (v.to(tl.int32, bitcast=True).to(tl.int64) & 0xFFFFFFFF) | (tag.to(tl.int64) << 32)
-
-
-@triton.jit
-def _publish(ptr, v, tag):
-    """Store tagged partial sums. A relaxed atomic exchange, not a plain store: with plain
-    (weak) 64-bit stores the GPU tests saw words whose tag had arrived with stale values
-    (2026-11-29, H200); strong stores are single-copy atomic under the PTX memory model."""
-    tl.atomic_xchg(ptr, _tagged(v, tag), sem="relaxed", scope="gpu")
-
-
-@triton.jit
-def _untag(v, tag):
-    """(float32 values, 1 where the word carries `tag`) of tagged int64 words."""
-    return (v & 0xFFFFFFFF).to(tl.int32).to(tl.float32, bitcast=True), ((v >> 32).to(tl.int32) == tag).to(tl.int32)
-
-
-@triton.jit
-def _gather_xproj(part, offs_s, offs_r, offs_n, tag, RP: tl.constexpr, NP: tl.constexpr, PW: tl.constexpr):
-    """Every program's tagged x-projection partial sums of barrier `tag`, polled until all carry
-    it (one L2 round trip per poll, no flag and no fence: each word proves its own arrival);
-    returns the sums over programs (Δ rank, B, C)."""
-    pr = part + offs_s[:, None] * PW + offs_r[None, :]
-    pb = part + offs_s[:, None] * PW + RP + offs_n[None, :]
-    pc = pb + NP
-    r, okr = _untag(tl.load(pr, volatile=True), tag)
-    B, okb = _untag(tl.load(pb, volatile=True), tag)
-    C, okc = _untag(tl.load(pc, volatile=True), tag)
-    ok = tl.min(okr) * tl.min(okb) * tl.min(okc)
-    while ok == 0:
-        r, okr = _untag(tl.load(pr, volatile=True), tag)
-        B, okb = _untag(tl.load(pb, volatile=True), tag)
-        C, okc = _untag(tl.load(pc, volatile=True), tag)
-        ok = tl.min(okr) * tl.min(okb) * tl.min(okc)
-    return tl.sum(r, 0), tl.sum(B, 0), tl.sum(C, 0)
-
-
-@triton.jit
-def _gather_out(po, tag):
-    """Every program's tagged out-projection partial sums (S, d), polled; their sum."""
-    o, ok = _untag(tl.load(po, volatile=True), tag)
-    okall = tl.min(ok)
-    while okall == 0:
-        o, ok = _untag(tl.load(po, volatile=True), tag)
-        okall = tl.min(ok)
-    return tl.sum(o, 0)
 
 
 @triton.jit
@@ -358,23 +339,19 @@ def _mamba_stack_step_split_kernel(
     n_layers, batch, eps,
     d: tl.constexpr, di: tl.constexpr, N: tl.constexpr, R: tl.constexpr,
     HAS_ADD: tl.constexpr, K: tl.constexpr, BDM: tl.constexpr, BR: tl.constexpr, NP: tl.constexpr, RP: tl.constexpr,
-    S: tl.constexpr, TAGS: tl.constexpr, PREFETCH: tl.constexpr,
+    S: tl.constexpr, PREFETCH: tl.constexpr,
 ):
     """The step with each sequence split over S programs (batch 1 leaves the other SMs idle):
     program s owns d_inner rows [s·BR, (s+1)·BR) and keeps the whole residual stream. Its rows'
     in-projection, conv, Δ, state and gate need no other program; the x-projection (B, C, low-rank
-    Δ) and the out-projection sum over all rows, so each program writes its partial sums and
-    waits for everyone's, then adds up all S of them: two barriers per layer. Every load of a
-    layer is issued before its first barrier; with PREFETCH the next layer's first loads are
-    issued before this layer's last barrier. Two barriers:
-
-    * TAGS: the partial sums are int64 words carrying the barrier's number (`_tagged`), and the
-      readers poll the words themselves. A program's first tag is its last launch's last one
-      (read back from its own words), so nothing is reset between launches or graph replays.
-    * flags (`_flags_barrier`): a release flag per program, polled, then the sums read.
-
-    The S·batch programs must all be resident at once (the caller bounds them); S = 1 runs the
-    same code alone (the CPU interpreter, which runs programs one after another)."""
+    Δ) and the out-projection sum over all rows, so each program writes its partial sums, arrives
+    at a barrier on flags in global memory (`_arrive`, `_wait`) and adds up all S of them: two
+    barriers per layer. Between arriving and waiting a program stores its conv and SSM states and
+    issues the loads needed after the barrier: the Δ/A/state/out-projection loads at the first,
+    the next layer's norm/in-projection/conv/x-projection loads at the second (PREFETCH; without
+    it they are issued at the top of the layer). The S·batch programs must all be resident at once
+    (the caller bounds them); S = 1 runs the same code alone (the CPU interpreter, which runs
+    programs one after another)."""
     b = tl.program_id(0).to(tl.int64)
     s = tl.program_id(1)
     offs_d = tl.arange(0, BDM)
@@ -391,10 +368,7 @@ def _mamba_stack_step_split_kernel(
     OUT: tl.constexpr = RP + 2 * NP
     part = part_ptr + b * S * PW
     flags = flag_ptr + b * S
-    if TAGS:
-        base = (tl.load(part + s * PW + OUT) >> 32).to(tl.int32)
-    else:
-        base = tl.load(flags + s)
+    base = tl.load(flags + s)
     m_id = imask[:, None] & dmask[None, :]
     m_in = imask[:, None] & nmask[None, :]
     m_ic = imask[:, None] & (offs_c[None, :] < K)
@@ -402,49 +376,38 @@ def _mamba_stack_step_split_kernel(
     x = _load_input(x_ptr, add_ptr, b, x_stride, add_stride, offs_d, dmask, d, HAS_ADD)
     w, Wu, Wz, cst, nxt, cw, cb = _load_front(0, b, batch, offs_d, dmask, offs_i, offs_c, m_id, m_ic, imask,
                                               norm_ptr, win_ptr, convw_ptr, convb_ptr, conv_ptr, d, di, K)
+    Wr, WB, WC = _load_xproj_w(0, offs_i, imask, offs_n, offs_r, rmask, m_ni, xp_ptr, di, N, R)
     for l in range(n_layers):
         if not PREFETCH:
             w, Wu, Wz, cst, nxt, cw, cb = _load_front(l, b, batch, offs_d, dmask, offs_i, offs_c, m_id, m_ic, imask,
                                                       norm_ptr, win_ptr, convw_ptr, convb_ptr, conv_ptr, d, di, K)
-        Wr, WB, WC, Wd, dtb, A, hp, h, Dv, Wo = _load_back(l, b, batch, offs_d, dmask, offs_i, imask, offs_n, offs_r,
-                                                           rmask, m_in, m_ni, xp_ptr, dtw_ptr, dtb_ptr, A_ptr, D_ptr,
-                                                           wout_ptr, ssm_ptr, d, di, N, R)
-        uc, z = _norm_in_conv(x, w, Wu, Wz, nxt, cw, cb, cst, m_ic, offs_c, conv_ptr, eps, d, K)
+            Wr, WB, WC = _load_xproj_w(l, offs_i, imask, offs_n, offs_r, rmask, m_ni, xp_ptr, di, N, R)
+        window, z = _norm_in_window(x, w, Wu, Wz, nxt, offs_c, eps, d, K)
+        uc = _conv_silu(window, cw, cb, conv_ptr)
         # ---- x-projection: partial sums over this program's rows, then all programs' ----
-        t1 = base + 2 * l + 1
-        pr = tl.sum(Wr * uc[None, :], 1)
-        pb = tl.sum(WB * uc[None, :], 1)
-        pc = tl.sum(WC * uc[None, :], 1)
-        if TAGS:
-            _publish(part + s * PW + offs_r, pr, t1)
-            _publish(part + s * PW + RP + offs_n, pb, t1)
-            _publish(part + s * PW + RP + NP + offs_n, pc, t1)
-            rv, Bv, Cv = _gather_xproj(part, offs_s, offs_r, offs_n, t1, RP, NP, PW)
-        else:
-            tl.store(part + s * PW + offs_r, pr)
-            tl.store(part + s * PW + RP + offs_n, pb)
-            tl.store(part + s * PW + RP + NP + offs_n, pc)
-            _flags_barrier(flags, s, offs_s, t1)
-            rv = tl.sum(tl.load(part + offs_s[:, None] * PW + offs_r[None, :], cache_modifier=".cg"), 0)
-            Bv = tl.sum(tl.load(part + offs_s[:, None] * PW + RP + offs_n[None, :], cache_modifier=".cg"), 0)
-            Cv = tl.sum(tl.load(part + offs_s[:, None] * PW + RP + NP + offs_n[None, :], cache_modifier=".cg"), 0)
-        y = _ssm_gate(rv, Bv, Cv, Wd, dtb, A, h, hp, m_in, Dv, uc, z)
+        tl.store(part + s * PW + offs_r, tl.sum(Wr * uc[None, :], 1))
+        tl.store(part + s * PW + RP + offs_n, tl.sum(WB * uc[None, :], 1))
+        tl.store(part + s * PW + RP + NP + offs_n, tl.sum(WC * uc[None, :], 1))
+        _arrive(flags, s, base + 2 * l + 1)
+        tl.store(cst, window.to(conv_ptr.dtype.element_ty), mask=m_ic)
+        Wd, dtb, A, hp, h, Dv, Wo = _load_ssm(l, b, batch, offs_d, dmask, offs_i, imask, offs_n, offs_r, rmask, m_in,
+                                              dtw_ptr, dtb_ptr, A_ptr, D_ptr, wout_ptr, ssm_ptr, d, di, N, R)
+        _wait(flags, offs_s, base + 2 * l + 1)
+        rv = tl.sum(tl.load(part + offs_s[:, None] * PW + offs_r[None, :], cache_modifier=".cg"), 0)
+        Bv = tl.sum(tl.load(part + offs_s[:, None] * PW + RP + offs_n[None, :], cache_modifier=".cg"), 0)
+        Cv = tl.sum(tl.load(part + offs_s[:, None] * PW + RP + NP + offs_n[None, :], cache_modifier=".cg"), 0)
+        h, y = _ssm_update(rv, Bv, Cv, Wd, dtb, A, h, Dv, uc, z)
         # ---- out-projection: partial sums, barrier, residual ----
-        t2 = base + 2 * l + 2
-        po = tl.sum(Wo * y[None, :], 1)
-        if TAGS:
-            _publish(part + s * PW + OUT + offs_d, po, t2)
-        else:
-            tl.store(part + s * PW + OUT + offs_d, po)
+        tl.store(part + s * PW + OUT + offs_d, tl.sum(Wo * y[None, :], 1))
+        _arrive(flags, s, base + 2 * l + 2)
+        tl.store(hp, h, mask=m_in)
         if PREFETCH:  # the next layer's first loads wait out the barrier (the last layer reloads itself)
-            w, Wu, Wz, cst, nxt, cw, cb = _load_front(tl.minimum(l + 1, n_layers - 1), b, batch, offs_d, dmask,
-                                                      offs_i, offs_c, m_id, m_ic, imask, norm_ptr, win_ptr,
-                                                      convw_ptr, convb_ptr, conv_ptr, d, di, K)
-        if TAGS:
-            x += _gather_out(part + offs_s[:, None] * PW + OUT + offs_d[None, :], t2)
-        else:
-            _flags_barrier(flags, s, offs_s, t2)
-            x += tl.sum(tl.load(part + offs_s[:, None] * PW + OUT + offs_d[None, :], cache_modifier=".cg"), 0)
+            nl = tl.minimum(l + 1, n_layers - 1)
+            w, Wu, Wz, cst, nxt, cw, cb = _load_front(nl, b, batch, offs_d, dmask, offs_i, offs_c, m_id, m_ic, imask,
+                                                      norm_ptr, win_ptr, convw_ptr, convb_ptr, conv_ptr, d, di, K)
+            Wr, WB, WC = _load_xproj_w(nl, offs_i, imask, offs_n, offs_r, rmask, m_ni, xp_ptr, di, N, R)
+        _wait(flags, offs_s, base + 2 * l + 2)
+        x += tl.sum(tl.load(part + offs_s[:, None] * PW + OUT + offs_d[None, :], cache_modifier=".cg"), 0)
     if s == 0:
         tl.store(out_ptr + b * out_stride + offs_d, x.to(out_ptr.dtype.element_ty), mask=dmask)
 
@@ -562,15 +525,12 @@ def mamba_stack_step_triton(x: torch.Tensor, w: dict, conv: torch.Tensor, ssm: t
     sizes = dict(d=d, di=di, N=N, R=R, K=K, BDM=BDM, NP=NP, RP=RP, HAS_ADD=add is not x)
     S = split_programs(batch, d, di, x.device, interpreted=not x.is_cuda)
     if S:
-        tags = _env("SEQSUITE_FUSED_SPLIT_BARRIER") != "flags"
         prefetch = _env("SEQSUITE_FUSED_SPLIT_PREFETCH") != "0"
-        # the two barriers' buffers under different names: a tagged buffer must start at tag 0
-        part = buffer("split_tagged" if tags else "split_part", (batch, S, RP + 2 * NP + BDM),
-                      torch.int64 if tags else torch.float32)
+        part = buffer("split_part", (batch, S, RP + 2 * NP + BDM), torch.float32)
         flags = buffer("split_flags", (batch, S), torch.int64)
         warps = int(os.environ.get("SEQSUITE_FUSED_SPLIT_WARPS", 4))  # 4 beat 8 at batch 1 (2026-11-29)
         _mamba_stack_step_split_kernel[(batch, S)](*io, *strides, part, flags, *weights, **sizes, BR=DI // S, S=S,
-                                                   TAGS=tags, PREFETCH=prefetch, num_warps=warps)
+                                                   PREFETCH=prefetch, num_warps=warps)
         return out
     oneshot = _oneshot_warps(d, di)
     if oneshot:
