@@ -222,8 +222,7 @@ def test_gpu_unet_inner_levels_on_side_streams(monkeypatch):
     {"SEQSUITE_FUSED_SPLIT": "8"},
     {"SEQSUITE_FUSED_SPLIT": "16", "SEQSUITE_FUSED_SPLIT_WARPS": "4"},
     {"SEQSUITE_FUSED_SPLIT": "4", "SEQSUITE_FUSED_SPLIT_WARPS": "8"},
-    {"SEQSUITE_FUSED_SPLIT": "8", "SEQSUITE_FUSED_SPLIT_BARRIER": "flags"},
-    {"SEQSUITE_FUSED_SPLIT": "16", "SEQSUITE_FUSED_SPLIT_BARRIER": "flags", "SEQSUITE_FUSED_SPLIT_PREFETCH": "0"},
+    {"SEQSUITE_FUSED_SPLIT": "16", "SEQSUITE_FUSED_SPLIT_PREFETCH": "0"},
     {"SEQSUITE_FUSED_SPLIT": "8", "SEQSUITE_FUSED_SPLIT_PREFETCH": "0", "SEQSUITE_FUSED_SPLIT_WARPS": "8"},
 ])
 def test_gpu_fused_kernel_variants(monkeypatch, env):

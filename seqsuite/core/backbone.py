@@ -251,6 +251,12 @@ class UNet(nn.Module):
     def step(self, x: torch.Tensor, state: dict) -> torch.Tensor:
         y = self.root.step(x, state["root"], state["t"])
         state["t"] += 1
+        if y.is_cuda and not torch.cuda.is_current_stream_capturing():
+            # eager steps leave no work on the side streams: the state's tensors are the main
+            # stream's, and the caching allocator would hand their memory to the next allocation
+            # once the caller drops them while a forked inner step still writes it (captured
+            # decoders join at the end of each graph instead, see core/generate.py)
+            self.root.join_inner()
         return y
 
     def join_inner(self) -> None:

@@ -332,62 +332,6 @@ def _wait(flags, offs_s, target):
 
 
 @triton.jit
-def _tagged(v, tag):
-    """float32 values as int64 words: the value's bits low, the barrier's 32-bit tag high."""
-    return (v.to(tl.int32, bitcast=True).to(tl.int64) & 0xFFFFFFFF) | (tag.to(tl.int64) << 32)
-
-
-@triton.jit
-def _publish(ptr, v, tag, STRONG: tl.constexpr):
-    """Store partial sums as tagged words with strong (st.relaxed.gpu) stores. Plain (weak)
-    64-bit stores let readers see a new tag with a stale value on the H200 (2026-11-29); strong
-    stores are single-copy atomic under the PTX memory model. Atomic exchanges were correct but
-    slower. STRONG=False (the CPU interpreter, which has no inline assembly) stores plainly."""
-    if STRONG:
-        tl.inline_asm_elementwise("st.relaxed.gpu.global.b64 [$1], $2;\n\tmov.u32 $0, 0;", "=r,l,l",
-                                  [ptr, _tagged(v, tag)], dtype=tl.int32, is_pure=False, pack=1)
-    else:
-        tl.store(ptr, _tagged(v, tag))
-
-
-@triton.jit
-def _untag(v, tag):
-    """(float32 values, 1 where the word carries `tag`) of tagged int64 words."""
-    return (v & 0xFFFFFFFF).to(tl.int32).to(tl.float32, bitcast=True), ((v >> 32).to(tl.int32) == tag).to(tl.int32)
-
-
-@triton.jit
-def _gather_xproj(part, offs_s, offs_r, offs_n, tag, RP: tl.constexpr, NP: tl.constexpr, PW: tl.constexpr):
-    """Every program's tagged x-projection partial sums of barrier `tag`, polled until all carry
-    it (each word proves its own arrival: no flag, no fence, no second read); their sums over
-    programs (Δ rank, B, C)."""
-    pr = part + offs_s[:, None] * PW + offs_r[None, :]
-    pb = part + offs_s[:, None] * PW + RP + offs_n[None, :]
-    pc = pb + NP
-    r, okr = _untag(tl.load(pr, volatile=True), tag)
-    B, okb = _untag(tl.load(pb, volatile=True), tag)
-    C, okc = _untag(tl.load(pc, volatile=True), tag)
-    ok = tl.min(okr) * tl.min(okb) * tl.min(okc)
-    while ok == 0:
-        r, okr = _untag(tl.load(pr, volatile=True), tag)
-        B, okb = _untag(tl.load(pb, volatile=True), tag)
-        C, okc = _untag(tl.load(pc, volatile=True), tag)
-        ok = tl.min(okr) * tl.min(okb) * tl.min(okc)
-    return tl.sum(r, 0), tl.sum(B, 0), tl.sum(C, 0)
-
-
-@triton.jit
-def _gather_out(po, tag):
-    """Every program's tagged out-projection partial sums (S, d), polled; their sum."""
-    o, ok = _untag(tl.load(po, volatile=True), tag)
-    okall = tl.min(ok)
-    while okall == 0:
-        o, ok = _untag(tl.load(po, volatile=True), tag)
-        okall = tl.min(ok)
-    return tl.sum(o, 0)
-
-
-@triton.jit
 def _mamba_stack_step_split_kernel(
     x_ptr, add_ptr, out_ptr, x_stride, add_stride, out_stride, part_ptr, flag_ptr,
     norm_ptr, win_ptr, convw_ptr, convb_ptr, xp_ptr, dtw_ptr, dtb_ptr, A_ptr, D_ptr, wout_ptr,
@@ -395,7 +339,7 @@ def _mamba_stack_step_split_kernel(
     n_layers, batch, eps,
     d: tl.constexpr, di: tl.constexpr, N: tl.constexpr, R: tl.constexpr,
     HAS_ADD: tl.constexpr, K: tl.constexpr, BDM: tl.constexpr, BR: tl.constexpr, NP: tl.constexpr, RP: tl.constexpr,
-    S: tl.constexpr, PREFETCH: tl.constexpr, TAGS: tl.constexpr, STRONG: tl.constexpr,
+    S: tl.constexpr, PREFETCH: tl.constexpr,
 ):
     """The step with each sequence split over S programs (batch 1 leaves the other SMs idle):
     program s owns d_inner rows [s·BR, (s+1)·BR) and keeps the whole residual stream. Its rows'
@@ -424,10 +368,7 @@ def _mamba_stack_step_split_kernel(
     OUT: tl.constexpr = RP + 2 * NP
     part = part_ptr + b * S * PW
     flags = flag_ptr + b * S
-    if TAGS:  # the last tag of this program's previous launch, in its own words
-        base = (tl.load(part + s * PW + OUT) >> 32).to(tl.int32)
-    else:
-        base = tl.load(flags + s)
+    base = tl.load(flags + s)
     m_id = imask[:, None] & dmask[None, :]
     m_in = imask[:, None] & nmask[None, :]
     m_ic = imask[:, None] & (offs_c[None, :] < K)
@@ -445,48 +386,30 @@ def _mamba_stack_step_split_kernel(
         uc = _conv_silu(window, cw, cb, conv_ptr)
         # ---- x-projection: partial sums over this program's rows, then all programs' ----
         t1 = base + 2 * l + 1
-        pr = tl.sum(Wr * uc[None, :], 1)
-        pb = tl.sum(WB * uc[None, :], 1)
-        pc = tl.sum(WC * uc[None, :], 1)
-        if TAGS:
-            _publish(part + s * PW + offs_r, pr, t1, STRONG)
-            _publish(part + s * PW + RP + offs_n, pb, t1, STRONG)
-            _publish(part + s * PW + RP + NP + offs_n, pc, t1, STRONG)
-        else:
-            tl.store(part + s * PW + offs_r, pr)
-            tl.store(part + s * PW + RP + offs_n, pb)
-            tl.store(part + s * PW + RP + NP + offs_n, pc)
-            _arrive(flags, s, t1)
+        tl.store(part + s * PW + offs_r, tl.sum(Wr * uc[None, :], 1))
+        tl.store(part + s * PW + RP + offs_n, tl.sum(WB * uc[None, :], 1))
+        tl.store(part + s * PW + RP + NP + offs_n, tl.sum(WC * uc[None, :], 1))
+        _arrive(flags, s, t1)
         tl.store(cst, window.to(conv_ptr.dtype.element_ty), mask=m_ic)
         Wd, dtb, A, hp, h, Dv, Wo = _load_ssm(l, b, batch, offs_d, dmask, offs_i, imask, offs_n, offs_r, rmask, m_in,
                                               dtw_ptr, dtb_ptr, A_ptr, D_ptr, wout_ptr, ssm_ptr, d, di, N, R)
-        if TAGS:
-            rv, Bv, Cv = _gather_xproj(part, offs_s, offs_r, offs_n, t1, RP, NP, PW)
-        else:
-            _wait(flags, offs_s, t1)
-            rv = tl.sum(tl.load(part + offs_s[:, None] * PW + offs_r[None, :], cache_modifier=".cg"), 0)
-            Bv = tl.sum(tl.load(part + offs_s[:, None] * PW + RP + offs_n[None, :], cache_modifier=".cg"), 0)
-            Cv = tl.sum(tl.load(part + offs_s[:, None] * PW + RP + NP + offs_n[None, :], cache_modifier=".cg"), 0)
+        _wait(flags, offs_s, t1)
+        rv = tl.sum(tl.load(part + offs_s[:, None] * PW + offs_r[None, :], cache_modifier=".cg"), 0)
+        Bv = tl.sum(tl.load(part + offs_s[:, None] * PW + RP + offs_n[None, :], cache_modifier=".cg"), 0)
+        Cv = tl.sum(tl.load(part + offs_s[:, None] * PW + RP + NP + offs_n[None, :], cache_modifier=".cg"), 0)
         h, y = _ssm_update(rv, Bv, Cv, Wd, dtb, A, h, Dv, uc, z)
         # ---- out-projection: partial sums, barrier, residual ----
         t2 = base + 2 * l + 2
-        po = tl.sum(Wo * y[None, :], 1)
-        if TAGS:
-            _publish(part + s * PW + OUT + offs_d, po, t2, STRONG)
-        else:
-            tl.store(part + s * PW + OUT + offs_d, po)
-            _arrive(flags, s, t2)
+        tl.store(part + s * PW + OUT + offs_d, tl.sum(Wo * y[None, :], 1))
+        _arrive(flags, s, t2)
         tl.store(hp, h, mask=m_in)
         if PREFETCH:  # the next layer's first loads wait out the barrier (the last layer reloads itself)
             nl = tl.minimum(l + 1, n_layers - 1)
             w, Wu, Wz, cst, nxt, cw, cb = _load_front(nl, b, batch, offs_d, dmask, offs_i, offs_c, m_id, m_ic, imask,
                                                       norm_ptr, win_ptr, convw_ptr, convb_ptr, conv_ptr, d, di, K)
             Wr, WB, WC = _load_xproj_w(nl, offs_i, imask, offs_n, offs_r, rmask, m_ni, xp_ptr, di, N, R)
-        if TAGS:
-            x += _gather_out(part + offs_s[:, None] * PW + OUT + offs_d[None, :], t2)
-        else:
-            _wait(flags, offs_s, t2)
-            x += tl.sum(tl.load(part + offs_s[:, None] * PW + OUT + offs_d[None, :], cache_modifier=".cg"), 0)
+        _wait(flags, offs_s, t2)
+        x += tl.sum(tl.load(part + offs_s[:, None] * PW + OUT + offs_d[None, :], cache_modifier=".cg"), 0)
     if s == 0:
         tl.store(out_ptr + b * out_stride + offs_d, x.to(out_ptr.dtype.element_ty), mask=dmask)
 
@@ -605,14 +528,11 @@ def mamba_stack_step_triton(x: torch.Tensor, w: dict, conv: torch.Tensor, ssm: t
     S = split_programs(batch, d, di, x.device, interpreted=not x.is_cuda)
     if S:
         prefetch = _env("SEQSUITE_FUSED_SPLIT_PREFETCH") != "0"
-        tags = _env("SEQSUITE_FUSED_SPLIT_BARRIER") != "flags"
-        # under its own name: a tagged buffer starts at tag 0 and only this kernel writes it
-        part = buffer("split_tagged" if tags else "split_part", (batch, S, RP + 2 * NP + BDM),
-                      torch.int64 if tags else torch.float32)
+        part = buffer("split_part", (batch, S, RP + 2 * NP + BDM), torch.float32)
         flags = buffer("split_flags", (batch, S), torch.int64)
         warps = int(os.environ.get("SEQSUITE_FUSED_SPLIT_WARPS", 4))  # 4 beat 8 at batch 1 (2026-11-29)
         _mamba_stack_step_split_kernel[(batch, S)](*io, *strides, part, flags, *weights, **sizes, BR=DI // S, S=S,
-                                                   PREFETCH=prefetch, TAGS=tags, STRONG=x.is_cuda, num_warps=warps)
+                                                   PREFETCH=prefetch, num_warps=warps)
         return out
     oneshot = _oneshot_warps(d, di)
     if oneshot:
