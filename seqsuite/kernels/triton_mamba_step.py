@@ -386,9 +386,12 @@ def _mamba_stack_step_split_kernel(
         uc = _conv_silu(window, cw, cb, conv_ptr)
         # ---- x-projection: partial sums over this program's rows, then all programs' ----
         t1 = base + 2 * l + 1
-        tl.store(part + s * PW + offs_r, tl.sum(Wr * uc[None, :], 1))
-        tl.store(part + s * PW + RP + offs_n, tl.sum(WB * uc[None, :], 1))
-        tl.store(part + s * PW + RP + NP + offs_n, tl.sum(WC * uc[None, :], 1))
+        pr = tl.sum(Wr * uc[None, :], 1)
+        pb = tl.sum(WB * uc[None, :], 1)
+        pc = tl.sum(WC * uc[None, :], 1)
+        tl.store(part + s * PW + offs_r, pr)
+        tl.store(part + s * PW + RP + offs_n, pb)
+        tl.store(part + s * PW + RP + NP + offs_n, pc)
         _arrive(flags, s, t1)
         tl.store(cst, window.to(conv_ptr.dtype.element_ty), mask=m_ic)
         Wd, dtb, A, hp, h, Dv, Wo = _load_ssm(l, b, batch, offs_d, dmask, offs_i, imask, offs_n, offs_r, rmask, m_in,
@@ -400,7 +403,8 @@ def _mamba_stack_step_split_kernel(
         h, y = _ssm_update(rv, Bv, Cv, Wd, dtb, A, h, Dv, uc, z)
         # ---- out-projection: partial sums, barrier, residual ----
         t2 = base + 2 * l + 2
-        tl.store(part + s * PW + OUT + offs_d, tl.sum(Wo * y[None, :], 1))
+        po = tl.sum(Wo * y[None, :], 1)
+        tl.store(part + s * PW + OUT + offs_d, po)
         _arrive(flags, s, t2)
         tl.store(hp, h, mask=m_in)
         if PREFETCH:  # the next layer's first loads wait out the barrier (the last layer reloads itself)
