@@ -310,12 +310,18 @@ def _mamba_stack_step_oneshot_kernel(
 
 
 @triton.jit
-def _arrive(flags, s, target):
-    """Raise this program's flag to barrier `target` (int64, only it writes it) with a release
-    exchange, after every thread of the program has written its partial sums. The release
-    fence waits for this program's earlier memory operations, so loads that the barrier should
-    overlap are issued after `_arrive`, not before. The flags only grow, so nothing is reset:
-    every launch passes the same number of barriers and starts from its flag's value."""
+def _arrive(flags, s, target, FENCE: tl.constexpr):
+    """Raise this program's flag to barrier `target` (int64, only it writes it) once its partial
+    sums are visible to the whole GPU. Every thread fences its own stores (fence.acq_rel.gpu:
+    a fence orders only the calling thread's writes, and the flag's release exchange runs in one
+    thread), then the program meets at a CTA barrier, then the flag is raised. The fences wait for
+    this program's earlier memory operations, so loads that the barrier should overlap are issued
+    after `_arrive`, not before. The flags only grow, so nothing is reset: every launch passes the
+    same number of barriers and starts from its flag's value. FENCE=False: the CPU interpreter
+    (no inline assembly; it runs programs one after another)."""
+    if FENCE:
+        tl.inline_asm_elementwise("fence.acq_rel.gpu;\n\tmov.b32 $0, $1;", "=r,r", [target.to(tl.int32)],
+                                  dtype=tl.int32, is_pure=False, pack=1)
     tl.debug_barrier()
     tl.atomic_xchg(flags + s, target, sem="release", scope="gpu")
 
@@ -339,7 +345,7 @@ def _mamba_stack_step_split_kernel(
     n_layers, batch, eps,
     d: tl.constexpr, di: tl.constexpr, N: tl.constexpr, R: tl.constexpr,
     HAS_ADD: tl.constexpr, K: tl.constexpr, BDM: tl.constexpr, BR: tl.constexpr, NP: tl.constexpr, RP: tl.constexpr,
-    S: tl.constexpr, PREFETCH: tl.constexpr,
+    S: tl.constexpr, PREFETCH: tl.constexpr, FENCE: tl.constexpr,
 ):
     """The step with each sequence split over S programs (batch 1 leaves the other SMs idle):
     program s owns d_inner rows [s·BR, (s+1)·BR) and keeps the whole residual stream. Its rows'
@@ -392,7 +398,7 @@ def _mamba_stack_step_split_kernel(
         tl.store(part + s * PW + offs_r, pr)
         tl.store(part + s * PW + RP + offs_n, pb)
         tl.store(part + s * PW + RP + NP + offs_n, pc)
-        _arrive(flags, s, t1)
+        _arrive(flags, s, t1, FENCE)
         tl.store(cst, window.to(conv_ptr.dtype.element_ty), mask=m_ic)
         Wd, dtb, A, hp, h, Dv, Wo = _load_ssm(l, b, batch, offs_d, dmask, offs_i, imask, offs_n, offs_r, rmask, m_in,
                                               dtw_ptr, dtb_ptr, A_ptr, D_ptr, wout_ptr, ssm_ptr, d, di, N, R)
@@ -405,7 +411,7 @@ def _mamba_stack_step_split_kernel(
         t2 = base + 2 * l + 2
         po = tl.sum(Wo * y[None, :], 1)
         tl.store(part + s * PW + OUT + offs_d, po)
-        _arrive(flags, s, t2)
+        _arrive(flags, s, t2, FENCE)
         tl.store(hp, h, mask=m_in)
         if PREFETCH:  # the next layer's first loads wait out the barrier (the last layer reloads itself)
             nl = tl.minimum(l + 1, n_layers - 1)
@@ -536,7 +542,7 @@ def mamba_stack_step_triton(x: torch.Tensor, w: dict, conv: torch.Tensor, ssm: t
         flags = buffer("split_flags", (batch, S), torch.int64)
         warps = int(os.environ.get("SEQSUITE_FUSED_SPLIT_WARPS", 4))  # 4 beat 8 at batch 1 (2026-11-29)
         _mamba_stack_step_split_kernel[(batch, S)](*io, *strides, part, flags, *weights, **sizes, BR=DI // S, S=S,
-                                                   PREFETCH=prefetch, num_warps=warps)
+                                                   PREFETCH=prefetch, FENCE=x.is_cuda, num_warps=warps)
         return out
     oneshot = _oneshot_warps(d, di)
     if oneshot:
