@@ -72,8 +72,11 @@ class Isotropic(nn.Module):
     def allocate_state(self, batch: int, device=None, dtype=None, max_len: int | None = None) -> dict:
         return {"layers": alloc_layer_states(self.layers, batch, device, dtype, max_len)}
 
-    def step(self, x: torch.Tensor, state: dict) -> torch.Tensor:
-        return step_layers(self.layers, x, state["layers"])
+    def step(self, x: torch.Tensor, state: dict, index: torch.Tensor | None = None,
+             norm: nn.Module | None = None) -> torch.Tensor:
+        """One recurrent step; `index`: x is an embedding table and x[index] the input; `norm`
+        applied to the output (see fused_step.step_layers, which fuses both)."""
+        return step_layers(self.layers, x, state["layers"], index=index, norm=norm)
 
     def can_prefill(self) -> bool:
         return all(can_prefill(layer) for layer in self.layers)
@@ -160,31 +163,34 @@ class UNetLevel(nn.Module):
             st["up"] = alloc_layer_states(self.up, batch, device, dtype, max_len)
         return st
 
-    def step(self, x: torch.Tensor, state: dict, t: int) -> torch.Tensor:
+    def step(self, x: torch.Tensor, state: dict, t: int, index: torch.Tensor | None = None,
+             norm: nn.Module | None = None) -> torch.Tensor:
         """One step of this level at its own time index t (the caller runs it only when due).
 
         On CUDA the inner level runs on a side stream (`_fork_inner`): its output is first read
         one step later, so it overlaps this level's up layers, the head and the next step's down
-        layers, on SMs that a small batch leaves idle."""
+        layers, on SMs that a small batch leaves idle. `index` and `norm` (the root level of a
+        language model): x is an embedding table and x[index] the input; `norm` is applied to
+        the output (fused into the first and last stack kernels where they run)."""
         if self.is_centre:
-            return step_layers(self.down, x, state["down"])
+            return step_layers(self.down, x, state["down"], index=index, norm=norm)
         slot = t % self.p
-        x = step_layers(self.down, x, state["down"], out=state["pool_buf"][:, slot])
+        x = step_layers(self.down, x, state["down"], out=state["pool_buf"][:, slot], index=index)
         self._join_self()  # up_buf below was written by the previous pooled step's inner level
         up = state["up_buf"][:, slot]
         if slot < self.p - 1:
-            return step_layers(self.up, x, state["up"], add=up)
+            return step_layers(self.up, x, state["up"], add=up, norm=norm)
         # a pooled step is complete: run the inner level once; it overwrites up_buf
         if x.is_cuda and _overlap_inner():
             inner_out = self._fork_inner(state, t)
-            x = step_layers(self.up, x, state["up"], add=up)
+            x = step_layers(self.up, x, state["up"], add=up, norm=norm)
             self._unpool_after(state, inner_out)
             return x
         up = up.clone()
         pooled = self.pool.linear(state["pool_buf"].flatten(1))
         inner_out = self.inner.step(pooled, state["inner"], t // self.p)
         state["up_buf"].copy_(self.unpool.expand(inner_out))
-        return step_layers(self.up, x, state["up"], add=up)
+        return step_layers(self.up, x, state["up"], add=up, norm=norm)
 
     def _fork_inner(self, state: dict, t: int) -> torch.Tensor:
         """The inner level's step on this level's side stream; returns its output (on that
@@ -248,8 +254,10 @@ class UNet(nn.Module):
     def allocate_state(self, batch: int, device=None, dtype=None, max_len: int | None = None) -> dict:
         return {"t": 0, "root": self.root.allocate_state(batch, device, dtype, max_len)}
 
-    def step(self, x: torch.Tensor, state: dict) -> torch.Tensor:
-        y = self.root.step(x, state["root"], state["t"])
+    def step(self, x: torch.Tensor, state: dict, index: torch.Tensor | None = None,
+             norm: nn.Module | None = None) -> torch.Tensor:
+        """One recurrent step; `index` and `norm` as in UNetLevel.step."""
+        y = self.root.step(x, state["root"], state["t"], index=index, norm=norm)
         state["t"] += 1
         if y.is_cuda and not torch.cuda.is_current_stream_capturing():
             # eager steps leave no work on the side streams: the state's tensors are the main

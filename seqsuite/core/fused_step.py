@@ -21,8 +21,9 @@ import os
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from .block import MambaBlock, Residual, alloc_state
+from .block import MambaBlock, Residual, RMSNorm, alloc_state
 from .derived import DerivedTensors
 from .s6 import S6
 
@@ -118,38 +119,60 @@ class _FusedCache:
         return get
 
 
-def _auto(layers, x: torch.Tensor) -> bool:
+def _auto(layers, x: torch.Tensor, batch: int) -> bool:
     """The default policy on CUDA: batch <= FUSED_MAX_BATCH, and width <= FUSED_MAX_D unless the
     split kernel takes the stack (several programs per sequence: it beats the per-layer path at
     every width measured, 2026-11-29)."""
     from ..kernels.triton_mamba_step import split_programs
 
-    batch, d = x.shape
+    d = x.shape[1]
     if not x.is_cuda or batch > int(os.environ.get("SEQSUITE_FUSED_MAX_BATCH", FUSED_MAX_BATCH)):
         return False
     return d <= int(os.environ.get("SEQSUITE_FUSED_MAX_D", FUSED_MAX_D)) or \
         split_programs(batch, d, layers[0].mixer.d_inner, x.device) > 0
 
 
+def _fused_io() -> bool:
+    return os.environ.get("SEQSUITE_FUSED_IO", "1").strip() != "0"
+
+
 def step_layers(layers: nn.ModuleList, x: torch.Tensor, states: list, add: torch.Tensor | None = None,
-                out: torch.Tensor | None = None) -> torch.Tensor:
+                out: torch.Tensor | None = None, index: torch.Tensor | None = None,
+                norm: nn.Module | None = None) -> torch.Tensor:
     """x (+ add) (batch, d) through every layer's recurrent step, fused into one kernel when
-    possible; written into `out` (a row-strided view is fine) when given."""
+    possible; written into `out` (a row-strided view is fine) when given.
+
+    `index` (batch,): x is an embedding table and the input is x[index]. `norm` (an RMSNorm):
+    the result is norm(output). The fused kernel does both in the same launch (a model's
+    embedding and final norm at batch 1 are launches of their own otherwise);
+    SEQSUITE_FUSED_IO=0 leaves them to torch (A/B timing)."""
     mode = _mode()
-    if mode != "0" and x.dtype != torch.float64 and fusable(layers) and (mode == "1" or _auto(layers, x)):
+    batch = x.shape[0] if index is None else index.shape[0]
+    if mode != "0" and x.dtype != torch.float64 and fusable(layers) and (mode == "1" or _auto(layers, x, batch)):
         stacked = _stacked_states(states)
         if stacked is not None:
             from ..kernels.triton_mamba_step import mamba_stack_step_triton
 
+            io = _fused_io()
+            if index is not None and not io:
+                x, index = F.embedding(index, x), None
+            final = None
+            if norm is not None and io and isinstance(norm, RMSNorm):
+                final, norm = (norm.weight, norm.eps), None
             cache = layers.__dict__.setdefault("_fused_step_cache", _FusedCache())
             w = cache.weights.get(list(_stack_params(layers)), lambda: _stack_weights(layers), (x.device,))
             conv, ssm = stacked
-            return mamba_stack_step_triton(x, w, conv, ssm, layers[0].norm.eps, cache.buffer_fn(x.device),
-                                           out=out, add=add)
+            y = mamba_stack_step_triton(x, w, conv, ssm, layers[0].norm.eps, cache.buffer_fn(x.device),
+                                        out=out, add=add, index=index, final_norm=final)
+            return y if norm is None else norm(y)
+    if index is not None:
+        x = F.embedding(index, x)
     if add is not None:
         x = x + add
     for layer, st in zip(layers, states):
         x = layer.step(x, st)
+    if norm is not None:
+        x = norm(x)
     if out is not None:
         out.copy_(x)
         return out

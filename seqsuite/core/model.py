@@ -33,8 +33,10 @@ class LMModel(nn.Module):
         return self.backbone.allocate_state(batch, device, dtype, max_len)
 
     def step(self, token: torch.Tensor, state: dict) -> torch.Tensor:
-        """token (batch,) → logits (batch, vocab) for the next position; state updated in place."""
-        return self.head(self.norm(self.step_hidden(token, state)))
+        """token (batch,) → logits (batch, vocab) for the next position; state updated in place.
+        The embedding lookup and the final norm go to the backbone, whose first and last fused
+        stack kernels do them (core/fused_step.py step_layers)."""
+        return self.head(self.backbone.step(self.embedding.weight, state, index=token, norm=self.norm))
 
     def step_hidden(self, token: torch.Tensor, state: dict) -> torch.Tensor:
         """`step` up to the backbone's output (batch, d_model), before the final norm and head

@@ -43,10 +43,14 @@ def _silu(x):
 
 
 @triton.jit
-def _load_input(x_ptr, add_ptr, b, x_stride, add_stride, offs_d, dmask, d: tl.constexpr, HAS_ADD: tl.constexpr):
-    """Row b of the stack's input, float32; x + add when HAS_ADD (a U-Net's skip plus the
-    unpooled inner output)."""
-    x = tl.load(x_ptr + b * x_stride + offs_d, mask=dmask, other=0.0).to(tl.float32)
+def _load_input(x_ptr, add_ptr, idx_ptr, b, x_stride, add_stride, offs_d, dmask, d: tl.constexpr,
+                HAS_ADD: tl.constexpr, GATHER: tl.constexpr):
+    """Row b of the stack's input, float32: row idx[b] of x (an embedding table) when GATHER,
+    else row b; x + add when HAS_ADD (a U-Net's skip plus the unpooled inner output)."""
+    row = b
+    if GATHER:
+        row = tl.load(idx_ptr + b).to(tl.int64)
+    x = tl.load(x_ptr + row * x_stride + offs_d, mask=dmask, other=0.0).to(tl.float32)
     if HAS_ADD:
         x += tl.load(add_ptr + b * add_stride + offs_d, mask=dmask, other=0.0).to(tl.float32)
     return x
@@ -97,6 +101,14 @@ def _load_ssm(l, b, batch, offs_d, dmask, offs_i, imask, offs_n, offs_r, rmask, 
     Wo = tl.load(wout_ptr + l * d * di + offs_d[:, None] * di + offs_i[None, :], mask=dmask[:, None] & imask[None, :],
                  other=0.0).to(tl.float32)
     return Wd, dtb, A, hp, h, Dv, Wo
+
+
+@triton.jit
+def _store_output(out_ptr, b, out_stride, offs_d, dmask, x, fnw_ptr, f_eps, d: tl.constexpr, NORM_OUT: tl.constexpr):
+    """Row b of the stack's output; RMSNorm(x) · fnw (a model's final norm) when NORM_OUT."""
+    if NORM_OUT:
+        x = x * tl.rsqrt(tl.sum(x * x, 0) / d + f_eps) * tl.load(fnw_ptr + offs_d, mask=dmask, other=0.0).to(tl.float32)
+    tl.store(out_ptr + b * out_stride + offs_d, x.to(out_ptr.dtype.element_ty), mask=dmask)
 
 
 @triton.jit
@@ -159,12 +171,12 @@ def _ssm_gate(rv, Bv, Cv, Wd, dtb, A, h, hp, m_in, Dv, uc, z):
 
 @triton.jit
 def _mamba_stack_step_kernel(
-    x_ptr, add_ptr, out_ptr, scratch_ptr, x_stride, add_stride, out_stride,
+    x_ptr, add_ptr, out_ptr, idx_ptr, fnw_ptr, f_eps, scratch_ptr, x_stride, add_stride, out_stride,
     norm_ptr, win_ptr, convw_ptr, convb_ptr, xp_ptr, dtw_ptr, dtb_ptr, A_ptr, D_ptr, wout_ptr,
     conv_ptr, ssm_ptr,
     n_layers, batch, eps,
     d: tl.constexpr, di: tl.constexpr, N: tl.constexpr, R: tl.constexpr,  # constexpr: aligned, vectorised loads
-    HAS_ADD: tl.constexpr, K: tl.constexpr, BDM: tl.constexpr, BI: tl.constexpr, BK: tl.constexpr, NP: tl.constexpr,
+    HAS_ADD: tl.constexpr, GATHER: tl.constexpr, NORM_OUT: tl.constexpr, K: tl.constexpr, BDM: tl.constexpr, BI: tl.constexpr, BK: tl.constexpr, NP: tl.constexpr,
     RP: tl.constexpr, BKO: tl.constexpr,
 ):
     b = tl.program_id(0).to(tl.int64)
@@ -180,7 +192,7 @@ def _mamba_stack_step_kernel(
     offs_ko = tl.arange(0, BKO)
     P = R + 2 * N  # rows of the x-projection: [Δ (low rank) | B | C]
     scr = scratch_ptr + b * 3 * di  # [u | z | y] of this sequence
-    x = _load_input(x_ptr, add_ptr, b, x_stride, add_stride, offs_d, dmask, d, HAS_ADD)
+    x = _load_input(x_ptr, add_ptr, idx_ptr, b, x_stride, add_stride, offs_d, dmask, d, HAS_ADD, GATHER)
     for l in range(n_layers):
         # ---- RMSNorm ----
         w = tl.load(norm_ptr + l * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
@@ -259,17 +271,17 @@ def _mamba_stack_step_kernel(
             acc += tl.sum(Wo * yk[None, :], 1)
         x += acc
         tl.debug_barrier()  # the next layer overwrites the scratch
-    tl.store(out_ptr + b * out_stride + offs_d, x.to(out_ptr.dtype.element_ty), mask=dmask)
+    _store_output(out_ptr, b, out_stride, offs_d, dmask, x, fnw_ptr, f_eps, d, NORM_OUT)
 
 
 @triton.jit
 def _mamba_stack_step_oneshot_kernel(
-    x_ptr, add_ptr, out_ptr, x_stride, add_stride, out_stride,
+    x_ptr, add_ptr, out_ptr, idx_ptr, fnw_ptr, f_eps, x_stride, add_stride, out_stride,
     norm_ptr, win_ptr, convw_ptr, convb_ptr, xp_ptr, dtw_ptr, dtb_ptr, A_ptr, D_ptr, wout_ptr,
     conv_ptr, ssm_ptr,
     n_layers, batch, eps,
     d: tl.constexpr, di: tl.constexpr, N: tl.constexpr, R: tl.constexpr,
-    HAS_ADD: tl.constexpr, K: tl.constexpr, BDM: tl.constexpr, DI: tl.constexpr, NP: tl.constexpr, RP: tl.constexpr,
+    HAS_ADD: tl.constexpr, GATHER: tl.constexpr, NORM_OUT: tl.constexpr, K: tl.constexpr, BDM: tl.constexpr, DI: tl.constexpr, NP: tl.constexpr, RP: tl.constexpr,
 ):
     """The same step for stacks narrow enough that one layer's weights fit in the registers of
     one program (d_model <= 64 at 16 warps): every load of a layer (weights and states, none of
@@ -290,7 +302,7 @@ def _mamba_stack_step_oneshot_kernel(
     m_in = imask[:, None] & nmask[None, :]
     m_ic = imask[:, None] & (offs_c[None, :] < K)
     m_ni = nmask[:, None] & imask[None, :]
-    x = _load_input(x_ptr, add_ptr, b, x_stride, add_stride, offs_d, dmask, d, HAS_ADD)
+    x = _load_input(x_ptr, add_ptr, idx_ptr, b, x_stride, add_stride, offs_d, dmask, d, HAS_ADD, GATHER)
     for l in range(n_layers):
         # ---- every load of the layer first ----
         w, Wu, Wz, cst, nxt, cw, cb, Wr, WB, WC, Wd, dtb, A, hp, h, Dv, Wo = _load_layer(
@@ -306,7 +318,7 @@ def _mamba_stack_step_oneshot_kernel(
         y = _ssm_gate(rv, Bv, Cv, Wd, dtb, A, h, hp, m_in, Dv, uc, z)
         # ---- out-projection and residual ----
         x += tl.sum(Wo * y[None, :], 1)
-    tl.store(out_ptr + b * out_stride + offs_d, x.to(out_ptr.dtype.element_ty), mask=dmask)
+    _store_output(out_ptr, b, out_stride, offs_d, dmask, x, fnw_ptr, f_eps, d, NORM_OUT)
 
 
 @triton.jit
@@ -339,12 +351,12 @@ def _wait(flags, offs_s, target):
 
 @triton.jit
 def _mamba_stack_step_split_kernel(
-    x_ptr, add_ptr, out_ptr, x_stride, add_stride, out_stride, part_ptr, flag_ptr,
+    x_ptr, add_ptr, out_ptr, idx_ptr, fnw_ptr, f_eps, x_stride, add_stride, out_stride, part_ptr, flag_ptr,
     norm_ptr, win_ptr, convw_ptr, convb_ptr, xp_ptr, dtw_ptr, dtb_ptr, A_ptr, D_ptr, wout_ptr,
     conv_ptr, ssm_ptr,
     n_layers, batch, eps,
     d: tl.constexpr, di: tl.constexpr, N: tl.constexpr, R: tl.constexpr,
-    HAS_ADD: tl.constexpr, K: tl.constexpr, BDM: tl.constexpr, BR: tl.constexpr, NP: tl.constexpr, RP: tl.constexpr,
+    HAS_ADD: tl.constexpr, GATHER: tl.constexpr, NORM_OUT: tl.constexpr, K: tl.constexpr, BDM: tl.constexpr, BR: tl.constexpr, NP: tl.constexpr, RP: tl.constexpr,
     S: tl.constexpr, PREFETCH: tl.constexpr, FENCE: tl.constexpr,
 ):
     """The step with each sequence split over S programs (batch 1 leaves the other SMs idle):
@@ -379,7 +391,7 @@ def _mamba_stack_step_split_kernel(
     m_in = imask[:, None] & nmask[None, :]
     m_ic = imask[:, None] & (offs_c[None, :] < K)
     m_ni = nmask[:, None] & imask[None, :]
-    x = _load_input(x_ptr, add_ptr, b, x_stride, add_stride, offs_d, dmask, d, HAS_ADD)
+    x = _load_input(x_ptr, add_ptr, idx_ptr, b, x_stride, add_stride, offs_d, dmask, d, HAS_ADD, GATHER)
     w, Wu, Wz, cst, nxt, cw, cb = _load_front(0, b, batch, offs_d, dmask, offs_i, offs_c, m_id, m_ic, imask,
                                               norm_ptr, win_ptr, convw_ptr, convb_ptr, conv_ptr, d, di, K)
     Wr, WB, WC = _load_xproj_w(0, offs_i, imask, offs_n, offs_r, rmask, m_ni, xp_ptr, di, N, R)
@@ -421,7 +433,7 @@ def _mamba_stack_step_split_kernel(
         _wait(flags, offs_s, t2)
         x += tl.sum(tl.load(part + offs_s[:, None] * PW + OUT + offs_d[None, :], cache_modifier=".cg"), 0)
     if s == 0:
-        tl.store(out_ptr + b * out_stride + offs_d, x.to(out_ptr.dtype.element_ty), mask=dmask)
+        _store_output(out_ptr, b, out_stride, offs_d, dmask, x, fnw_ptr, f_eps, d, NORM_OUT)
 
 
 def _pow2(n: int) -> int:
@@ -504,7 +516,8 @@ def split_programs(batch: int, d: int, di: int, device=None, interpreted: bool =
 
 
 def mamba_stack_step_triton(x: torch.Tensor, w: dict, conv: torch.Tensor, ssm: torch.Tensor, eps: float,
-                            buffer, out: torch.Tensor | None = None, add: torch.Tensor | None = None) -> torch.Tensor:
+                            buffer, out: torch.Tensor | None = None, add: torch.Tensor | None = None,
+                            index: torch.Tensor | None = None, final_norm: tuple | None = None) -> torch.Tensor:
     """x (batch, d) → x after every layer of the stack (x + `add` goes in when given); x, `add` and
     `out` may be row-strided views (e.g. one slot of a pooling buffer). `conv` (layers, batch, d_inner, K) and
     `ssm` (layers, batch, d_inner, N) float32 updated in place. `w`: stacked contiguous weights
@@ -514,6 +527,10 @@ def mamba_stack_step_triton(x: torch.Tensor, w: dict, conv: torch.Tensor, ssm: t
     `buffer(name, shape, dtype)` returns a zero-initialised work buffer that lives as long as
     the stack and is never replaced (a CUDA graph keeps its pointer): the tiled kernel's
     scratch, the split kernel's partial sums and barrier flags.
+
+    `index` (batch,) int: x is an embedding table (vocab, d) and row index[b] is sequence b's
+    input (the gather is fused). `final_norm` = (weight (d,), eps): the output is
+    RMSNorm(x) · weight (a model's final norm, fused).
 
     Three kernels: split over several programs per sequence (small batch, wide stacks), one-shot
     (a layer's weights fit in one program's registers) and tiled (any width)."""
@@ -525,16 +542,19 @@ def mamba_stack_step_triton(x: torch.Tensor, w: dict, conv: torch.Tensor, ssm: t
         raise ValueError(f"the fused step needs a power-of-two conv width, got {K}")
     if x.stride(1) != 1:
         x = x.contiguous()
-    out = torch.empty(x.shape, device=x.device, dtype=x.dtype) if out is None else out
+    out = torch.empty((batch, d), device=x.device, dtype=x.dtype) if out is None else out
     if out.stride(1) != 1:
         raise ValueError("the fused step writes rows of unit stride")
     add = x if add is None else add if add.stride(1) == 1 else add.contiguous()
-    io = (x, add, out)
+    idx = x if index is None else index.contiguous()
+    fnw, f_eps = (x, 0.0) if final_norm is None else (final_norm[0], float(final_norm[1]))
+    io = (x, add, out, idx, fnw, f_eps)
     strides = (x.stride(0), add.stride(0), out.stride(0))
     BDM, DI, NP, RP = _pow2(d), _pow2(di), _pow2(N), _pow2(R)
     weights = (w["norm"], w["w_in"], w["conv_w"], w["conv_b"], w["x_proj"], w["dt_w"], w["dt_bias"],
                w["A"], w["D"], w["w_out"], conv, ssm, n_layers, batch, float(eps))
-    sizes = dict(d=d, di=di, N=N, R=R, K=K, BDM=BDM, NP=NP, RP=RP, HAS_ADD=add is not x)
+    sizes = dict(d=d, di=di, N=N, R=R, K=K, BDM=BDM, NP=NP, RP=RP, HAS_ADD=add is not x, GATHER=index is not None,
+                 NORM_OUT=final_norm is not None)
     S = split_programs(batch, d, di, x.device, interpreted=not x.is_cuda)
     if S:
         prefetch = _env("SEQSUITE_FUSED_SPLIT_PREFETCH") != "0"
