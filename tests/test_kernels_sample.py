@@ -128,3 +128,28 @@ def test_chunked_sampling_is_a_function_of_the_seed():
     assert runs[0].min() >= 0 and runs[0].max() < 256
     with pytest.raises(ValueError, match="multiple of the pooling cycle"):
         generate(model, prompt, 40, use_cuda_graph=False, chunk=12)
+
+
+@pytest.mark.parametrize("chunk", [0, 16])
+def test_generate_cache_reuses_state_with_the_same_result(chunk):
+    """generate(cache=...) keeps the state (and on a GPU its CUDA graphs) for the next call of
+    the same shape: that call resets the state in place and reseeds the sampler, so every call
+    returns what a fresh call with its generator returns; another shape replaces the entry."""
+    from seqsuite.core.generate import generate
+
+    model = _tiny_unet()
+    prompt = torch.full((2, 1), 128)
+    gen = lambda s: torch.Generator().manual_seed(s)  # noqa: E731
+    cache: dict = {}
+    with torch.no_grad():
+        fresh = [generate(model, prompt, 40, use_cuda_graph=False, chunk=chunk, generator=gen(s)) for s in (5, 6)]
+        fresh_one = generate(model, prompt[:1], 40, use_cuda_graph=False, chunk=chunk, generator=gen(6))
+        first = generate(model, prompt, 40, use_cuda_graph=False, chunk=chunk, generator=gen(5), cache=cache)
+        state = cache["state"]
+        second = generate(model, prompt, 40, use_cuda_graph=False, chunk=chunk, generator=gen(6), cache=cache)
+        assert cache["state"] is state  # reused, not reallocated
+        other = generate(model, prompt[:1], 40, use_cuda_graph=False, chunk=chunk, generator=gen(6), cache=cache)
+        assert cache["state"] is not state
+    assert torch.equal(first, fresh[0]) and torch.equal(second, fresh[1])
+    assert torch.equal(other, fresh_one)
+    assert not torch.equal(fresh[0], fresh[1])

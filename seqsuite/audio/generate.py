@@ -90,6 +90,7 @@ def generate_tokens(model, num: int, n_samples: int, temperature: float = 1.0, t
     device = next(model.parameters()).device
     model.eval()
     outs = []
+    graphs: dict = {}  # batches of one shape reuse the first one's state and CUDA graphs
     bar = tqdm(total=num * n_samples, unit="sample", unit_scale=True, desc="generating",
                dynamic_ncols=True, disable=not progress)
     for k, b0 in enumerate(range(0, num, batch)):
@@ -105,7 +106,7 @@ def generate_tokens(model, num: int, n_samples: int, temperature: float = 1.0, t
             done[0] = i
 
         out = model.generate(p, n_samples, temperature=temperature, top_p=top_p,
-                             generator=gen, progress=tick)
+                             generator=gen, progress=tick, cache=graphs)
         outs.append(out.to(torch.uint8).cpu().numpy())
     bar.close()
     return np.concatenate(outs)

@@ -107,6 +107,10 @@ class ChunkDecoder:
         self.graphs[phase] = _capture_graph(lambda: self._body(t0), [self.state, self.tokens, self.rng],
                                             self.pool)[0]
 
+    def reseed(self, seed: int) -> None:
+        """Start the random stream again from `seed` (in place: the graphs read this tensor)."""
+        self.rng.copy_(torch.tensor([seed, 0], dtype=torch.int64))
+
     def __call__(self, token: torch.Tensor, t0: int) -> torch.Tensor:
         """Feed `token` (batch,) at position t0, run K steps; returns the K sampled tokens (K, batch)."""
         self.tokens[0].copy_(token)
@@ -209,7 +213,7 @@ def supports_prefill(model) -> bool:
 
 def generate(model, prompt: torch.Tensor, n: int, temperature: float = 1.0, top_p: float = 1.0,
              top_k: int = 0, generator: torch.Generator | None = None, use_cuda_graph: bool | None = None,
-             progress=None, prefill: bool = True, chunk: int | None = None) -> torch.Tensor:
+             progress=None, prefill: bool = True, chunk: int | None = None, cache: dict | None = None) -> torch.Tensor:
     """Feed `prompt` (batch, Lp ≥ 1) through the model, then sample n tokens with the recurrent step.
 
     With `prefill` (default) and a model that supports it (isotropic S6 / attention / Hyena), the
@@ -222,29 +226,49 @@ def generate(model, prompt: torch.Tensor, n: int, temperature: float = 1.0, top_
     function of it); greedy decoding gives the same tokens.
 
     `progress(k)` is called after each generated token (after each chunk) when given.
+
+    `cache`: a dict the caller keeps between calls (e.g. one per batch loop). With CUDA graphs
+    and no parallel prefill, the state and its captured graphs are kept there and reused by the
+    next call of the same shape and settings (the state is reset in place to a fresh state, the
+    sampler reseeded), so only the first call pays for graph capture. The result is the same
+    as without it.
     """
     if prompt.dim() != 2 or prompt.shape[1] < 1:
         raise ValueError("prompt must be (batch, Lp) with Lp >= 1 (e.g. a start token)")
     batch, Lp = prompt.shape
     device = prompt.device
-    state = model.allocate_state(batch, device=device, max_len=Lp + n)
     use_graph = device.type == "cuda" if use_cuda_graph is None else use_cuda_graph
-    step = GraphStepper(model, state, batch, device) if use_graph else None
     if chunk is None:
         chunk = chunk_size(model) if use_graph else 0
-    decoder = None
+    prefilled = prefill and Lp > 1 and supports_prefill(model)
+    seed = None
     if chunk and n > chunk:
         if chunk % _phase_period(model):
             raise ValueError(f"chunk={chunk} must be a multiple of the pooling cycle {_phase_period(model)}")
         gen_dev = generator.device if generator is not None else torch.device("cpu")
         seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator, device=gen_dev))
-        decoder = ChunkDecoder(model, state, batch, device, chunk, seed, temperature, top_p, top_k,
-                               capture=use_graph)
+    key = (id(model), batch, str(device), Lp + n, chunk, use_graph, float(temperature), float(top_p), int(top_k))
+    reuse = cache is not None and not prefilled
+    if reuse and cache.get("key") == key:
+        state, step, decoder = cache["state"], cache["step"], cache["decoder"]
+        _copy_state(state, model.allocate_state(batch, device=device, max_len=Lp + n))  # in place
+        if decoder is not None:
+            decoder.reseed(seed)
+    else:
+        state = model.allocate_state(batch, device=device, max_len=Lp + n)
+        step = GraphStepper(model, state, batch, device) if use_graph else None
+        decoder = None
+        if seed is not None:
+            decoder = ChunkDecoder(model, state, batch, device, chunk, seed, temperature, top_p, top_k,
+                                   capture=use_graph)
+        if reuse:
+            cache.clear()
+            cache.update(key=key, state=state, step=step, decoder=decoder)
     out = torch.empty(batch, Lp + n, dtype=torch.long, device=device)
     out[:, :Lp] = prompt
     logits = None
     start = 0
-    if prefill and Lp > 1 and supports_prefill(model):
+    if prefilled:
         # one parallel pass over the prompt instead of Lp recurrent steps
         logits = model.prefill(prompt, state)
         if n > 0:

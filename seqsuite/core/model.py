@@ -57,12 +57,14 @@ class LMModel(nn.Module):
 
     @torch.no_grad()
     def generate(self, prompt: torch.Tensor, n: int, temperature: float = 1.0, top_p: float = 1.0,
-                 top_k: int = 0, generator: torch.Generator | None = None, progress=None) -> torch.Tensor:
-        """Sample n tokens after `prompt` (batch, Lp) with the recurrent step; returns (batch, Lp + n)."""
+                 top_k: int = 0, generator: torch.Generator | None = None, progress=None,
+                 cache: dict | None = None) -> torch.Tensor:
+        """Sample n tokens after `prompt` (batch, Lp) with the recurrent step; returns (batch, Lp + n).
+        `cache`: a dict kept across calls to reuse the state and its CUDA graphs (core/generate.py)."""
         from .generate import generate
 
         return generate(self, prompt, n, temperature=temperature, top_p=top_p, top_k=top_k,
-                        generator=generator, progress=progress)
+                        generator=generator, progress=progress, cache=cache)
 
 
 class ClassifierModel(nn.Module):
