@@ -196,6 +196,26 @@ def test_gpu_chunked_graph_decoding():
     assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
 
 
+def test_gpu_chunked_generate_cache_replays_its_graphs():
+    """generate(cache=...) (audio generate's batches): the second call of one shape replays the
+    first call's CUDA graphs on its reset state and returns what a fresh call returns."""
+    from seqsuite.core import build
+    from seqsuite.core.generate import generate
+
+    torch.manual_seed(0)
+    model = build("sc09-unet-small").cuda().eval()
+    prompt = torch.full((2, 1), 128, device="cuda")
+    gen = lambda s: torch.Generator(device="cuda").manual_seed(s)  # noqa: E731
+    cache: dict = {}
+    with torch.no_grad():
+        fresh = [generate(model, prompt, 150, generator=gen(s)) for s in (1, 2)]
+        first = generate(model, prompt, 150, generator=gen(1), cache=cache)
+        decoder = cache["decoder"]
+        second = generate(model, prompt, 150, generator=gen(2), cache=cache)
+    assert cache["decoder"] is decoder and decoder.graphs  # reused, with its captured graphs
+    assert torch.equal(first, fresh[0]) and torch.equal(second, fresh[1])
+
+
 def test_gpu_unet_inner_levels_on_side_streams(monkeypatch):
     """Stepping a U-Net's inner levels on side streams (the default) gives bitwise the logits of
     stepping them on the main stream, eagerly and in chunk graphs (greedy tokens equal)."""
