@@ -43,6 +43,12 @@ def _silu(x):
 
 
 @triton.jit
+def _rms_norm(x, w, d, eps):
+    """RMSNorm of the vector x (padded lanes zero) over its d entries, times the weight w."""
+    return x * tl.rsqrt(tl.sum(x * x, 0) / d + eps) * w
+
+
+@triton.jit
 def _load_input(x_ptr, add_ptr, idx_ptr, b, x_stride, add_stride, offs_d, dmask, d: tl.constexpr,
                 HAS_ADD: tl.constexpr, GATHER: tl.constexpr):
     """Row b of the stack's input, float32: row idx[b] of x (an embedding table) when GATHER,
@@ -54,6 +60,28 @@ def _load_input(x_ptr, add_ptr, idx_ptr, b, x_stride, add_stride, offs_d, dmask,
     if HAS_ADD:
         x += tl.load(add_ptr + b * add_stride + offs_d, mask=dmask, other=0.0).to(tl.float32)
     return x
+
+
+@triton.jit
+def _offsets(row0, d: tl.constexpr, di: tl.constexpr, N: tl.constexpr, R: tl.constexpr, K: tl.constexpr,
+             BDM: tl.constexpr, ROWS: tl.constexpr, NP: tl.constexpr, RP: tl.constexpr):
+    """Index vectors and masks of the one-shot and split kernels for the d_inner rows
+    [row0, row0 + ROWS): model width, rows, states, Δ rank, conv taps, and the 2-D masks
+    (rows × width, rows × states, rows × taps, states × rows)."""
+    offs_d = tl.arange(0, BDM)
+    dmask = offs_d < d
+    offs_i = row0 + tl.arange(0, ROWS)
+    imask = offs_i < di
+    offs_n = tl.arange(0, NP)
+    nmask = offs_n < N
+    offs_r = tl.arange(0, RP)
+    rmask = offs_r < R
+    offs_c = tl.arange(0, K)
+    m_id = imask[:, None] & dmask[None, :]
+    m_in = imask[:, None] & nmask[None, :]
+    m_ic = imask[:, None] & (offs_c[None, :] < K)
+    m_ni = nmask[:, None] & imask[None, :]
+    return offs_d, dmask, offs_i, imask, offs_n, offs_r, rmask, offs_c, m_id, m_in, m_ic, m_ni
 
 
 @triton.jit
@@ -107,7 +135,7 @@ def _load_ssm(l, b, batch, offs_d, dmask, offs_i, imask, offs_n, offs_r, rmask, 
 def _store_output(out_ptr, b, out_stride, offs_d, dmask, x, fnw_ptr, f_eps, d: tl.constexpr, NORM_OUT: tl.constexpr):
     """Row b of the stack's output; RMSNorm(x) · fnw (a model's final norm) when NORM_OUT."""
     if NORM_OUT:
-        x = x * tl.rsqrt(tl.sum(x * x, 0) / d + f_eps) * tl.load(fnw_ptr + offs_d, mask=dmask, other=0.0).to(tl.float32)
+        x = _rms_norm(x, tl.load(fnw_ptr + offs_d, mask=dmask, other=0.0).to(tl.float32), d, f_eps)
     tl.store(out_ptr + b * out_stride + offs_d, x.to(out_ptr.dtype.element_ty), mask=dmask)
 
 
@@ -130,7 +158,7 @@ def _load_layer(l, b, batch, offs_d, dmask, offs_i, imask, offs_n, offs_r, rmask
 @triton.jit
 def _norm_in_window(x, w, Wu, Wz, nxt, offs_c, eps, d: tl.constexpr, K: tl.constexpr):
     """RMSNorm and in-projection of the loaded rows: (the new conv window, z)."""
-    xn = x * tl.rsqrt(tl.sum(x * x, 0) / d + eps) * w
+    xn = _rms_norm(x, w, d, eps)
     u = tl.sum(Wu * xn[None, :], 1)
     z = tl.sum(Wz * xn[None, :], 1)
     return tl.where(offs_c[None, :] == K - 1, u[:, None], nxt), z
@@ -176,7 +204,8 @@ def _mamba_stack_step_kernel(
     conv_ptr, ssm_ptr,
     n_layers, batch, eps,
     d: tl.constexpr, di: tl.constexpr, N: tl.constexpr, R: tl.constexpr,  # constexpr: aligned, vectorised loads
-    HAS_ADD: tl.constexpr, GATHER: tl.constexpr, NORM_OUT: tl.constexpr, K: tl.constexpr, BDM: tl.constexpr, BI: tl.constexpr, BK: tl.constexpr, NP: tl.constexpr,
+    HAS_ADD: tl.constexpr, GATHER: tl.constexpr, NORM_OUT: tl.constexpr,
+    K: tl.constexpr, BDM: tl.constexpr, BI: tl.constexpr, BK: tl.constexpr, NP: tl.constexpr,
     RP: tl.constexpr, BKO: tl.constexpr,
 ):
     b = tl.program_id(0).to(tl.int64)
@@ -196,7 +225,7 @@ def _mamba_stack_step_kernel(
     for l in range(n_layers):
         # ---- RMSNorm ----
         w = tl.load(norm_ptr + l * d + offs_d, mask=dmask, other=0.0).to(tl.float32)
-        xn = x * tl.rsqrt(tl.sum(x * x, 0) / d + eps) * w
+        xn = _rms_norm(x, w, d, eps)
         # ---- in-projection, conv window shift, depthwise conv, SiLU ----
         win = win_ptr + l * 2 * di * d
         cst = conv_ptr + (l * batch + b) * di * K
@@ -281,7 +310,8 @@ def _mamba_stack_step_oneshot_kernel(
     conv_ptr, ssm_ptr,
     n_layers, batch, eps,
     d: tl.constexpr, di: tl.constexpr, N: tl.constexpr, R: tl.constexpr,
-    HAS_ADD: tl.constexpr, GATHER: tl.constexpr, NORM_OUT: tl.constexpr, K: tl.constexpr, BDM: tl.constexpr, DI: tl.constexpr, NP: tl.constexpr, RP: tl.constexpr,
+    HAS_ADD: tl.constexpr, GATHER: tl.constexpr, NORM_OUT: tl.constexpr,
+    K: tl.constexpr, BDM: tl.constexpr, DI: tl.constexpr, NP: tl.constexpr, RP: tl.constexpr,
 ):
     """The same step for stacks narrow enough that one layer's weights fit in the registers of
     one program (d_model <= 64 at 16 warps): every load of a layer (weights and states, none of
@@ -289,19 +319,8 @@ def _mamba_stack_step_oneshot_kernel(
     global memory once instead of once per stage, and the vectors pass between stages in
     registers (layout conversions through shared memory), not through a scratch buffer."""
     b = tl.program_id(0).to(tl.int64)
-    offs_d = tl.arange(0, BDM)
-    dmask = offs_d < d
-    offs_i = tl.arange(0, DI)
-    imask = offs_i < di
-    offs_n = tl.arange(0, NP)
-    nmask = offs_n < N
-    offs_r = tl.arange(0, RP)
-    rmask = offs_r < R
-    offs_c = tl.arange(0, K)
-    m_id = imask[:, None] & dmask[None, :]
-    m_in = imask[:, None] & nmask[None, :]
-    m_ic = imask[:, None] & (offs_c[None, :] < K)
-    m_ni = nmask[:, None] & imask[None, :]
+    offs_d, dmask, offs_i, imask, offs_n, offs_r, rmask, offs_c, m_id, m_in, m_ic, m_ni = _offsets(
+        0, d, di, N, R, K, BDM, DI, NP, RP)
     x = _load_input(x_ptr, add_ptr, idx_ptr, b, x_stride, add_stride, offs_d, dmask, d, HAS_ADD, GATHER)
     for l in range(n_layers):
         # ---- every load of the layer first ----
@@ -356,7 +375,8 @@ def _mamba_stack_step_split_kernel(
     conv_ptr, ssm_ptr,
     n_layers, batch, eps,
     d: tl.constexpr, di: tl.constexpr, N: tl.constexpr, R: tl.constexpr,
-    HAS_ADD: tl.constexpr, GATHER: tl.constexpr, NORM_OUT: tl.constexpr, K: tl.constexpr, BDM: tl.constexpr, BR: tl.constexpr, NP: tl.constexpr, RP: tl.constexpr,
+    HAS_ADD: tl.constexpr, GATHER: tl.constexpr, NORM_OUT: tl.constexpr,
+    K: tl.constexpr, BDM: tl.constexpr, BR: tl.constexpr, NP: tl.constexpr, RP: tl.constexpr,
     S: tl.constexpr, PREFETCH: tl.constexpr, FENCE: tl.constexpr,
 ):
     """The step with each sequence split over S programs (batch 1 leaves the other SMs idle):
@@ -372,25 +392,14 @@ def _mamba_stack_step_split_kernel(
     programs one after another)."""
     b = tl.program_id(0).to(tl.int64)
     s = tl.program_id(1)
-    offs_d = tl.arange(0, BDM)
-    dmask = offs_d < d
-    offs_i = s * BR + tl.arange(0, BR)
-    imask = offs_i < di
-    offs_n = tl.arange(0, NP)
-    nmask = offs_n < N
-    offs_r = tl.arange(0, RP)
-    rmask = offs_r < R
-    offs_c = tl.arange(0, K)
+    offs_d, dmask, offs_i, imask, offs_n, offs_r, rmask, offs_c, m_id, m_in, m_ic, m_ni = _offsets(
+        s * BR, d, di, N, R, K, BDM, BR, NP, RP)
     offs_s = tl.arange(0, S)
     PW: tl.constexpr = RP + 2 * NP + BDM  # a program's partial sums: [Δ rank | B | C | out]
     OUT: tl.constexpr = RP + 2 * NP
     part = part_ptr + b * S * PW
     flags = flag_ptr + b * S
     base = tl.load(flags + s)
-    m_id = imask[:, None] & dmask[None, :]
-    m_in = imask[:, None] & nmask[None, :]
-    m_ic = imask[:, None] & (offs_c[None, :] < K)
-    m_ni = nmask[:, None] & imask[None, :]
     x = _load_input(x_ptr, add_ptr, idx_ptr, b, x_stride, add_stride, offs_d, dmask, d, HAS_ADD, GATHER)
     w, Wu, Wz, cst, nxt, cw, cb = _load_front(0, b, batch, offs_d, dmask, offs_i, offs_c, m_id, m_ic, imask,
                                               norm_ptr, win_ptr, convw_ptr, convb_ptr, conv_ptr, d, di, K)
@@ -497,7 +506,8 @@ def _sm_count(index: int) -> int:
 def split_programs(batch: int, d: int, di: int, device=None, interpreted: bool = False) -> int:
     """Programs per sequence of the split kernel, 0 for the single-program kernels. By default
     stacks too wide for the one-shot kernel are split so that each program holds SPLIT_TILE
-    weights per matrix, while batch x S <= `_max_programs(device)`. SEQSUITE_FUSED_SPLIT=0
+    weights per matrix (SEQSUITE_FUSED_SPLIT_TILE overrides it, for A/B timing), while
+    batch x S <= `_max_programs(device)`. SEQSUITE_FUSED_SPLIT=0
     turns it off, =S forces S programs (a power of two; the caller must then keep batch x S
     within what the GPU holds at once, or the kernel waits forever; under the CPU interpreter
     only S = 1 can run, its programs run one after another)."""
@@ -570,5 +580,6 @@ def mamba_stack_step_triton(x: torch.Tensor, w: dict, conv: torch.Tensor, ssm: t
         return out
     BI, BK, BKO, warps = _tiles(d, di, N, R)
     scratch = buffer("scratch", (batch, 3 * di), torch.float32)
-    _mamba_stack_step_kernel[(batch,)](*io, scratch, *strides, *weights, **sizes, BI=BI, BK=BK, BKO=BKO, num_warps=warps)
+    _mamba_stack_step_kernel[(batch,)](*io, scratch, *strides, *weights, **sizes, BI=BI, BK=BK, BKO=BKO,
+                                       num_warps=warps)
     return out

@@ -21,6 +21,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .triton_mamba_step import _rms_norm
+
 MAX_VOCAB = 4096  # one program holds a row; larger vocabularies use torch's sampling
 
 
@@ -36,7 +38,7 @@ def _sample_kernel(logits_ptr, out_ptr, rng_ptr, u_ptr, V, s_lb, s_lv, s_ob, ste
         offs_d = tl.arange(0, BD)
         dm = offs_d < D
         h = tl.load(logits_ptr + row * s_lb + offs_d, mask=dm, other=0.0).to(tl.float32)
-        h = h * tl.rsqrt(tl.sum(h * h, 0) / D + eps) * tl.load(nw_ptr + offs_d, mask=dm, other=0.0).to(tl.float32)
+        h = _rms_norm(h, tl.load(nw_ptr + offs_d, mask=dm, other=0.0).to(tl.float32), D, eps)
         W = tl.load(w_ptr + offs[:, None] * D + offs_d[None, :], mask=m[:, None] & dm[None, :], other=0.0)
         x = tl.where(m, tl.sum(W.to(tl.float32) * h[None, :], 1), float("-inf"))
     else:
