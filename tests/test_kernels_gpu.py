@@ -244,11 +244,16 @@ def test_gpu_unet_inner_levels_on_side_streams(monkeypatch):
     {"SEQSUITE_FUSED_SPLIT": "4", "SEQSUITE_FUSED_SPLIT_WARPS": "8"},
     {"SEQSUITE_FUSED_SPLIT": "16", "SEQSUITE_FUSED_SPLIT_PREFETCH": "0"},
     {"SEQSUITE_FUSED_SPLIT": "8", "SEQSUITE_FUSED_SPLIT_PREFETCH": "0", "SEQSUITE_FUSED_SPLIT_WARPS": "8"},
+    {"SEQSUITE_FUSED_SPLIT": "8", "SEQSUITE_FUSED_SPLIT_BARRIER": "flags"},
+    {"SEQSUITE_FUSED_SPLIT": "16", "SEQSUITE_FUSED_SPLIT_BARRIER": "flags", "SEQSUITE_FUSED_SPLIT_PREFETCH": "0"},
+    {"SEQSUITE_FUSED_SPLIT": "8", "SEQSUITE_FUSED_SPLIT_BARRIER": "cluster-release"},
+    {"SEQSUITE_FUSED_SPLIT": "2", "SEQSUITE_FUSED_SPLIT_BARRIER": "cluster-release", "SEQSUITE_FUSED_SPLIT_PREFETCH": "0"},
 ])
 def test_gpu_fused_kernel_variants(monkeypatch, env):
     """Each fused-step kernel (tiled; split over 2, 8, 16 programs per sequence, whose barriers
-    only a GPU can run) against the layers' own steps, float32, 24 steps at batch 3, on a U-Net
-    of widths 32/64/128 (every stack fused, whatever the width bound)."""
+    only a GPU can run: thread-block clusters by default on Hopper, flags, clusters with release
+    arrivals) against the layers' own steps, float32, 24 steps at batch 3, on a U-Net of widths
+    32/64/128 (every stack fused, whatever the width bound)."""
     from fused_steps import fused_and_layer_steps
 
     from seqsuite.core import build
@@ -266,3 +271,24 @@ def test_gpu_fused_kernel_variants(monkeypatch, env):
     with torch.no_grad():
         for t, a, b in fused_and_layer_steps(monkeypatch, model, toks, st_f, st_r):
             assert rel(a, b) < 1e-4, t
+
+
+@pytest.mark.parametrize("barrier", ["cluster", "flags", "cluster-release"])
+def test_gpu_fused_split_barriers_at_real_widths(monkeypatch, barrier):
+    """The default split of sc09-unet-small's stacks (widths 64/128/256: 8 programs per sequence
+    at width 128, 32 with flags at 256) at batch 1 and 2 under each barrier, 96 steps each
+    against the layers' own steps: a stress of the barriers with the real tiles."""
+    from fused_steps import fused_and_layer_steps
+
+    from seqsuite.core import build
+
+    monkeypatch.setenv("SEQSUITE_FUSED_SPLIT_BARRIER", barrier)
+    torch.manual_seed(1)
+    model = build("sc09-unet-small").cuda().eval()
+    rel = lambda a, b: ((a - b).norm() / b.norm()).item()  # noqa: E731
+    for batch in (1, 2):
+        st_f, st_r = model.allocate_state(batch), model.allocate_state(batch)
+        toks = torch.randint(0, 256, (96, batch), device="cuda")
+        with torch.no_grad():
+            for t, a, b in fused_and_layer_steps(monkeypatch, model, toks, st_f, st_r):
+                assert rel(a, b) < 1e-4, (batch, t)

@@ -340,32 +340,87 @@ def _mamba_stack_step_oneshot_kernel(
     _store_output(out_ptr, b, out_stride, offs_d, dmask, x, fnw_ptr, f_eps, d, NORM_OUT)
 
 
-@triton.jit
-def _arrive(flags, s, target, FENCE: tl.constexpr):
-    """Raise this program's flag to barrier `target` (int64, only it writes it) once its partial
-    sums are visible to the whole GPU. Every thread fences its own stores (fence.acq_rel.gpu:
-    a fence orders only the calling thread's writes, and the flag's release exchange runs in one
-    thread), then the program meets at a CTA barrier, then the flag is raised. The fences wait for
-    this program's earlier memory operations, so loads that the barrier should overlap are issued
-    after `_arrive`, not before. The flags only grow, so nothing is reset: every launch passes the
-    same number of barriers and starts from its flag's value. FENCE=False: the CPU interpreter
-    (no inline assembly; it runs programs one after another)."""
-    if FENCE:
-        tl.inline_asm_elementwise("fence.acq_rel.gpu;\n\tmov.b32 $0, $1;", "=r,r", [target.to(tl.int32)],
-                                  dtype=tl.int32, is_pure=False, pack=1)
-    tl.debug_barrier()
-    tl.atomic_xchg(flags + s, target, sem="release", scope="gpu")
+# Partial sums in shared memory, for the cluster barrier: a program's slot is the last bytes of
+# its dynamic shared memory (the launcher adds them beyond what Triton uses); `$k` is the slot's
+# byte offset counted from the end. Readers map a peer's slot into the cluster window (mapa).
+_SMEM_ADDR = "mov.u32 %a, %dynamic_smem_size;\n\tsub.u32 %a, %a, {};\n\tmov.u32 %b, global_smem;\n\tadd.u32 %a, %a, %b;\n\t"
+_SMEM_PUT = tl.constexpr("{\n\t.reg .b32 %a, %b;\n\t" + _SMEM_ADDR.format("$2")
+                         + "st.shared.f32 [%a], $1;\n\tmov.b32 $0, 0;\n\t}")
+_SMEM_GET = tl.constexpr("{\n\t.reg .b32 %a, %b;\n\t" + _SMEM_ADDR.format("$1")
+                         + "mapa.shared::cluster.u32 %a, %a, $2;\n\tld.shared::cluster.f32 $0, [%a];\n\t}")
 
 
 @triton.jit
-def _wait(flags, offs_s, target):
-    """Wait until every program of this sequence has arrived at barrier `target`: volatile polls
-    (served by L2, cheaper than atomics); the partial sums are then read from L2 as well (cache
-    modifier .cg), after the flags that were released after them."""
-    seen = tl.min(tl.load(flags + offs_s, volatile=True), 0)
-    while seen < target:
+def _publish(part, s, PW: tl.constexpr, at: tl.constexpr, offs, v, CLUSTER: tl.constexpr):
+    """Write this program's partial sums v to entries [at + offs) of its slot (PW floats): in
+    global memory (flag barrier) or in its own shared memory (cluster barrier)."""
+    if CLUSTER:
+        tl.inline_asm_elementwise(_SMEM_PUT, "=r,f,r", [v, (PW - at - offs) * 4], dtype=tl.int32, is_pure=False,
+                                  pack=1)
+    else:
+        tl.store(part + s * PW + at + offs, v)
+
+
+@triton.jit
+def _gather(part, offs_s, PW: tl.constexpr, at: tl.constexpr, offs, CLUSTER: tl.constexpr):
+    """The sum over all S programs of entries [at + offs) of their slots (after the barrier):
+    read from L2 (.cg; flag barrier) or from the peers' shared memory (cluster barrier)."""
+    if CLUSTER:
+        back = (PW - at - offs[None, :]) * 4 + offs_s[:, None] * 0
+        rank = offs_s[:, None] + offs[None, :] * 0
+        v = tl.inline_asm_elementwise(_SMEM_GET, "=f,r,r", [back, rank], dtype=tl.float32, is_pure=False, pack=1)
+    else:
+        v = tl.load(part + offs_s[:, None] * PW + at + offs[None, :], cache_modifier=".cg")
+    return tl.sum(v, 0)
+
+
+@triton.jit
+def _arrive(flags, s, target, FENCE: tl.constexpr, CLUSTER: tl.constexpr):
+    """Announce that this program's partial sums for barrier `target` are written.
+    CLUSTER=1: the hardware cluster barrier's arrival with release semantics at cluster scope
+    (the shared-memory slot becomes visible to the peers that wait; ptxas puts a MEMBAR.ALL.GPU
+    before it, which waits for the program's outstanding global memory operations too).
+    CLUSTER=2: a CTA barrier (every thread's shared-memory stores are performed: bar.sync orders
+    them for the CTA), then a relaxed arrival (no membar). The shared memory the peers read is
+    this SM's own, written before the arrival; the PTX memory model does not promise this
+    visibility without release, so the GPU tests check it under stress. CLUSTER=0: raise this program's flag (int64, only it
+    writes it) once its partial sums are visible to the whole GPU: every thread fences its own
+    stores (fence.acq_rel.gpu: a fence orders only the calling thread's writes, and the flag's
+    release exchange runs in one thread), then the program meets at a CTA barrier, then the flag
+    is raised. The fences wait for this program's earlier memory operations, so loads that the
+    barrier should overlap are issued after `_arrive`, not before. The flags only grow, so
+    nothing is reset: every launch passes the same number of barriers and starts from its flag's
+    value. FENCE=False: the CPU interpreter (no inline assembly; it runs programs one after
+    another)."""
+    if CLUSTER == 1:
+        tl.inline_asm_elementwise("barrier.cluster.arrive.release.aligned;\n\tmov.b32 $0, $1;", "=r,r",
+                                  [target.to(tl.int32)], dtype=tl.int32, is_pure=False, pack=1)
+    elif CLUSTER == 2:
+        tl.debug_barrier()
+        tl.inline_asm_elementwise("barrier.cluster.arrive.relaxed.aligned;\n\tmov.b32 $0, $1;", "=r,r",
+                                  [target.to(tl.int32)], dtype=tl.int32, is_pure=False, pack=1)
+    else:
+        if FENCE:
+            tl.inline_asm_elementwise("fence.acq_rel.gpu;\n\tmov.b32 $0, $1;", "=r,r", [target.to(tl.int32)],
+                                      dtype=tl.int32, is_pure=False, pack=1)
+        tl.debug_barrier()
+        tl.atomic_xchg(flags + s, target, sem="release", scope="gpu")
+
+
+@triton.jit
+def _wait(flags, offs_s, target, CLUSTER: tl.constexpr):
+    """Wait until every program of this sequence has arrived at barrier `target`: the cluster
+    barrier's wait (acquire at cluster scope), or volatile polls of the flags (served by L2,
+    cheaper than atomics; the partial sums are then read from L2 as well, cache modifier .cg,
+    after the flags that were released after them)."""
+    if CLUSTER:
+        tl.inline_asm_elementwise("barrier.cluster.wait.acquire.aligned;\n\tmov.b32 $0, $1;", "=r,r",
+                                  [target.to(tl.int32)], dtype=tl.int32, is_pure=False, pack=1)
+    else:
         seen = tl.min(tl.load(flags + offs_s, volatile=True), 0)
-    tl.debug_barrier()
+        while seen < target:
+            seen = tl.min(tl.load(flags + offs_s, volatile=True), 0)
+        tl.debug_barrier()
 
 
 @triton.jit
@@ -377,21 +432,25 @@ def _mamba_stack_step_split_kernel(
     d: tl.constexpr, di: tl.constexpr, N: tl.constexpr, R: tl.constexpr,
     HAS_ADD: tl.constexpr, GATHER: tl.constexpr, NORM_OUT: tl.constexpr,
     K: tl.constexpr, BDM: tl.constexpr, BR: tl.constexpr, NP: tl.constexpr, RP: tl.constexpr,
-    S: tl.constexpr, PREFETCH: tl.constexpr, FENCE: tl.constexpr,
+    S: tl.constexpr, PREFETCH: tl.constexpr, FENCE: tl.constexpr, CLUSTER: tl.constexpr,
 ):
     """The step with each sequence split over S programs (batch 1 leaves the other SMs idle):
     program s owns d_inner rows [s·BR, (s+1)·BR) and keeps the whole residual stream. Its rows'
     in-projection, conv, Δ, state and gate need no other program; the x-projection (B, C, low-rank
-    Δ) and the out-projection sum over all rows, so each program writes its partial sums, arrives
-    at a barrier on flags in global memory (`_arrive`, `_wait`) and adds up all S of them: two
-    barriers per layer. Between arriving and waiting a program stores its conv and SSM states and
-    issues the loads needed after the barrier: the Δ/A/state/out-projection loads at the first,
-    the next layer's norm/in-projection/conv/x-projection loads at the second (PREFETCH; without
-    it they are issued at the top of the layer). The S·batch programs must all be resident at once
-    (the caller bounds them); S = 1 runs the same code alone (the CPU interpreter, which runs
-    programs one after another)."""
-    b = tl.program_id(0).to(tl.int64)
-    s = tl.program_id(1)
+    Δ) and the out-projection sum over all rows, so each program publishes its partial sums,
+    arrives at a barrier (`_arrive`, `_wait`) and adds up all S of them: two barriers per layer.
+    CLUSTER: the S programs of a sequence are one thread-block cluster (launched so by
+    `mamba_stack_step_triton`), the sums pass through their shared memory and the barrier is the
+    hardware's; else through global memory, with a barrier on flags. Between arriving and waiting
+    a program stores its conv and SSM states and issues the loads needed after the barrier: the
+    Δ/A/state/out-projection loads at the first, the next layer's norm/in-projection/conv/
+    x-projection loads at the second (PREFETCH; without it they are issued at the top of the
+    layer). With flags the S·batch programs must all be resident at once (the caller bounds
+    them); S = 1 runs the same code alone (the CPU interpreter, which runs programs one after
+    another). Programs are numbered b·S + s along one grid axis (a cluster's S consecutive ones)."""
+    pid = tl.program_id(0)
+    b = (pid // S).to(tl.int64)
+    s = pid % S
     offs_d, dmask, offs_i, imask, offs_n, offs_r, rmask, offs_c, m_id, m_in, m_ic, m_ni = _offsets(
         s * BR, d, di, N, R, K, BDM, BR, NP, RP)
     offs_s = tl.arange(0, S)
@@ -399,7 +458,9 @@ def _mamba_stack_step_split_kernel(
     OUT: tl.constexpr = RP + 2 * NP
     part = part_ptr + b * S * PW
     flags = flag_ptr + b * S
-    base = tl.load(flags + s)
+    base = 0
+    if not CLUSTER:
+        base = tl.load(flags + s)
     x = _load_input(x_ptr, add_ptr, idx_ptr, b, x_stride, add_stride, offs_d, dmask, d, HAS_ADD, GATHER)
     w, Wu, Wz, cst, nxt, cw, cb = _load_front(0, b, batch, offs_d, dmask, offs_i, offs_c, m_id, m_ic, imask,
                                               norm_ptr, win_ptr, convw_ptr, convb_ptr, conv_ptr, d, di, K)
@@ -413,34 +474,35 @@ def _mamba_stack_step_split_kernel(
         uc = _conv_silu(window, cw, cb, conv_ptr)
         # ---- x-projection: partial sums over this program's rows, then all programs' ----
         t1 = base + 2 * l + 1
-        pr = tl.sum(Wr * uc[None, :], 1)
-        pb = tl.sum(WB * uc[None, :], 1)
-        pc = tl.sum(WC * uc[None, :], 1)
-        tl.store(part + s * PW + offs_r, pr)
-        tl.store(part + s * PW + RP + offs_n, pb)
-        tl.store(part + s * PW + RP + NP + offs_n, pc)
-        _arrive(flags, s, t1, FENCE)
+        _publish(part, s, PW, 0, offs_r, tl.sum(Wr * uc[None, :], 1), CLUSTER)
+        _publish(part, s, PW, RP, offs_n, tl.sum(WB * uc[None, :], 1), CLUSTER)
+        _publish(part, s, PW, RP + NP, offs_n, tl.sum(WC * uc[None, :], 1), CLUSTER)
+        _arrive(flags, s, t1, FENCE, CLUSTER)
         tl.store(cst, window.to(conv_ptr.dtype.element_ty), mask=m_ic)
         Wd, dtb, A, hp, h, Dv, Wo = _load_ssm(l, b, batch, offs_d, dmask, offs_i, imask, offs_n, offs_r, rmask, m_in,
                                               dtw_ptr, dtb_ptr, A_ptr, D_ptr, wout_ptr, ssm_ptr, d, di, N, R)
-        _wait(flags, offs_s, t1)
-        rv = tl.sum(tl.load(part + offs_s[:, None] * PW + offs_r[None, :], cache_modifier=".cg"), 0)
-        Bv = tl.sum(tl.load(part + offs_s[:, None] * PW + RP + offs_n[None, :], cache_modifier=".cg"), 0)
-        Cv = tl.sum(tl.load(part + offs_s[:, None] * PW + RP + NP + offs_n[None, :], cache_modifier=".cg"), 0)
+        _wait(flags, offs_s, t1, CLUSTER)
+        rv = _gather(part, offs_s, PW, 0, offs_r, CLUSTER)
+        Bv = _gather(part, offs_s, PW, RP, offs_n, CLUSTER)
+        Cv = _gather(part, offs_s, PW, RP + NP, offs_n, CLUSTER)
         h, y = _ssm_update(rv, Bv, Cv, Wd, dtb, A, h, Dv, uc, z)
         # ---- out-projection: partial sums, barrier, residual ----
         t2 = base + 2 * l + 2
-        po = tl.sum(Wo * y[None, :], 1)
-        tl.store(part + s * PW + OUT + offs_d, po)
-        _arrive(flags, s, t2, FENCE)
+        _publish(part, s, PW, OUT, offs_d, tl.sum(Wo * y[None, :], 1), CLUSTER)
+        _arrive(flags, s, t2, FENCE, CLUSTER)
         tl.store(hp, h, mask=m_in)
         if PREFETCH:  # the next layer's first loads wait out the barrier (the last layer reloads itself)
             nl = tl.minimum(l + 1, n_layers - 1)
             w, Wu, Wz, cst, nxt, cw, cb = _load_front(nl, b, batch, offs_d, dmask, offs_i, offs_c, m_id, m_ic, imask,
                                                       norm_ptr, win_ptr, convw_ptr, convb_ptr, conv_ptr, d, di, K)
             Wr, WB, WC = _load_xproj_w(nl, offs_i, imask, offs_n, offs_r, rmask, m_ni, xp_ptr, di, N, R)
-        _wait(flags, offs_s, t2)
-        x += tl.sum(tl.load(part + offs_s[:, None] * PW + OUT + offs_d[None, :], cache_modifier=".cg"), 0)
+        _wait(flags, offs_s, t2, CLUSTER)
+        x += _gather(part, offs_s, PW, OUT, offs_d, CLUSTER)
+    if CLUSTER:  # no program leaves while its peers may still read its shared memory
+        if CLUSTER == 2:  # a relaxed arrival does not wait for this thread's loads: use what they read
+            tl.inline_asm_elementwise("mov.b32 $0, $1;", "=r,f", [x], dtype=tl.int32, is_pure=False, pack=1)
+        _arrive(flags, s, s, FENCE, CLUSTER)
+        _wait(flags, offs_s, s, CLUSTER)
     if s == 0:
         _store_output(out_ptr, b, out_stride, offs_d, dmask, x, fnw_ptr, f_eps, d, NORM_OUT)
 
@@ -525,6 +587,38 @@ def split_programs(batch: int, d: int, di: int, device=None, interpreted: bool =
     return S
 
 
+def _cluster_barrier(S: int, device) -> int:
+    """How the split kernel's S programs per sequence meet (its CLUSTER): 0, flags in global
+    memory; as one thread-block cluster, with partial sums in shared memory and the hardware
+    barrier, 1 with a release arrival (a GPU-wide membar per barrier) and 2 with a CTA barrier
+    and a relaxed arrival. SEQSUITE_FUSED_SPLIT_BARRIER=flags|cluster-release|cluster (auto:
+    cluster). Clusters need compute capability 9 and S <= 16 (16 is beyond the portable
+    cluster size, which Hopper allows); elsewhere flags."""
+    mode = _env("SEQSUITE_FUSED_SPLIT_BARRIER")
+    modes = {"flags": 0, "cluster-release": 1, "cluster": 2, "auto": 2}
+    if mode not in modes:
+        raise ValueError(f"SEQSUITE_FUSED_SPLIT_BARRIER={mode}: use flags, cluster or cluster-release")
+    device = torch.device(device)
+    if device.type != "cuda" or S > 16 or torch.cuda.get_device_capability(device) < (9, 0):
+        return 0
+    return modes[mode]
+
+
+def _as_cluster(kernel, S: int, slot_bytes: int) -> None:
+    """Make a compiled split kernel launch as clusters of S programs with `slot_bytes` of
+    dynamic shared memory beyond Triton's own, where it keeps its partial sums (`_SMEM_PUT`).
+    Triton launches with (warps, CTAs per cluster, shared bytes) from the compiled kernel's
+    packed metadata; it was compiled for one CTA per cluster, so those two entries are set here
+    once per compiled variant (the kernel code does not depend on them)."""
+    if getattr(kernel, "_seqsuite_cluster", None) == (S, slot_bytes):
+        return
+    warps, ctas, shared = kernel.packed_metadata
+    if ctas != 1:
+        raise RuntimeError(f"split kernel compiled for {ctas} CTAs per cluster; expected 1")
+    kernel.packed_metadata = (warps, S, (shared + 15) // 16 * 16 + slot_bytes)
+    kernel._seqsuite_cluster = (S, slot_bytes)
+
+
 def mamba_stack_step_triton(x: torch.Tensor, w: dict, conv: torch.Tensor, ssm: torch.Tensor, eps: float,
                             buffer, out: torch.Tensor | None = None, add: torch.Tensor | None = None,
                             index: torch.Tensor | None = None, final_norm: tuple | None = None) -> torch.Tensor:
@@ -568,11 +662,16 @@ def mamba_stack_step_triton(x: torch.Tensor, w: dict, conv: torch.Tensor, ssm: t
     S = split_programs(batch, d, di, x.device, interpreted=not x.is_cuda)
     if S:
         prefetch = _env("SEQSUITE_FUSED_SPLIT_PREFETCH") != "0"
+        cluster = _cluster_barrier(S, x.device)
         part = buffer("split_part", (batch, S, RP + 2 * NP + BDM), torch.float32)
         flags = buffer("split_flags", (batch, S), torch.int64)
         warps = int(os.environ.get("SEQSUITE_FUSED_SPLIT_WARPS", 4))  # 4 beat 8 at batch 1 (2026-11-29)
-        _mamba_stack_step_split_kernel[(batch, S)](*io, *strides, part, flags, *weights, **sizes, BR=DI // S, S=S,
-                                                   PREFETCH=prefetch, FENCE=x.is_cuda, num_warps=warps)
+        args = (*io, *strides, part, flags, *weights)
+        kw = dict(**sizes, BR=DI // S, S=S, PREFETCH=prefetch, FENCE=x.is_cuda, CLUSTER=cluster, num_warps=warps)
+        if cluster:
+            compiled = _mamba_stack_step_split_kernel.warmup(*args, grid=(batch * S,), **kw)
+            _as_cluster(compiled.result() if hasattr(compiled, "result") else compiled, S, 4 * (RP + 2 * NP + BDM))
+        _mamba_stack_step_split_kernel[(batch * S,)](*args, **kw)
         return out
     oneshot = _oneshot_warps(d, di)
     if oneshot:
