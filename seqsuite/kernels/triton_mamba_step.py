@@ -608,8 +608,9 @@ def _as_cluster(kernel, S: int, slot_bytes: int) -> None:
     """Make a compiled split kernel launch as clusters of S programs with `slot_bytes` of
     dynamic shared memory beyond Triton's own, where it keeps its partial sums (`_SMEM_PUT`).
     Triton launches with (warps, CTAs per cluster, shared bytes) from the compiled kernel's
-    packed metadata; it was compiled for one CTA per cluster, so those two entries are set here
-    once per compiled variant (the kernel code does not depend on them)."""
+    packed metadata, and grid[0] x (CTAs per cluster) programs along the first axis; it was
+    compiled for one CTA per cluster, so those two entries are set here once per compiled
+    variant (the kernel code does not depend on them)."""
     if getattr(kernel, "_seqsuite_cluster", None) == (S, slot_bytes):
         return
     warps, ctas, shared = kernel.packed_metadata
@@ -668,10 +669,10 @@ def mamba_stack_step_triton(x: torch.Tensor, w: dict, conv: torch.Tensor, ssm: t
         warps = int(os.environ.get("SEQSUITE_FUSED_SPLIT_WARPS", 4))  # 4 beat 8 at batch 1 (2026-11-29)
         args = (*io, *strides, part, flags, *weights)
         kw = dict(**sizes, BR=DI // S, S=S, PREFETCH=prefetch, FENCE=x.is_cuda, CLUSTER=cluster, num_warps=warps)
-        if cluster:
-            compiled = _mamba_stack_step_split_kernel.warmup(*args, grid=(batch * S,), **kw)
+        if cluster:  # Triton launches grid x S programs for S CTAs per cluster
+            compiled = _mamba_stack_step_split_kernel.warmup(*args, grid=(batch,), **kw)
             _as_cluster(compiled.result() if hasattr(compiled, "result") else compiled, S, 4 * (RP + 2 * NP + BDM))
-        _mamba_stack_step_split_kernel[(batch * S,)](*args, **kw)
+        _mamba_stack_step_split_kernel[(batch if cluster else batch * S,)](*args, **kw)
         return out
     oneshot = _oneshot_warps(d, di)
     if oneshot:
