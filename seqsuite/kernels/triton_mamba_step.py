@@ -555,6 +555,9 @@ def _max_programs(device) -> int:
     SMs (every program must be resident while others wait at a barrier, and a second split
     kernel may run beside it on a U-Net's side stream; a program takes a whole SM's registers
     in the worst case)."""
+    env = os.environ.get("SEQSUITE_FUSED_SPLIT_MAX_PROGRAMS", "").strip()
+    if env:  # for timing: with cluster barriers residency is the hardware's business
+        return int(env)
     if device is None or torch.device(device).type != "cuda":
         return SPLIT_MAX_PROGRAMS
     return min(SPLIT_MAX_PROGRAMS, _sm_count(torch.device(device).index or 0) // 2)
