@@ -141,3 +141,27 @@ def test_split_policy(monkeypatch):
     monkeypatch.setenv("SEQSUITE_FUSED_SPLIT", "3")
     with pytest.raises(ValueError, match="power of two"):
         split_programs(1, 64, 128)
+
+
+def test_split_policy_on_clusters(monkeypatch):
+    """Where programs meet as clusters (Hopper): narrow stacks split too up to batch 16, and
+    batch x programs may reach CLUSTER_MAX_PROGRAMS; beyond 16 programs per sequence (no
+    cluster) the flag bound holds; SEQSUITE_FUSED_SPLIT_BARRIER=flags restores that policy."""
+    import seqsuite.kernels.triton_mamba_step as m
+
+    monkeypatch.setattr(m, "_cluster_barrier", lambda S, device: 0 if S > 16 else 2)
+    assert m.split_programs(1, 64, 128) == 2 and m.split_programs(16, 64, 128) == 2
+    assert m.split_programs(17, 64, 128) == 0  # the one-shot kernel
+    assert m.split_programs(m.CLUSTER_MAX_PROGRAMS // 8, 128, 256) == 8
+    assert m.split_programs(m.CLUSTER_MAX_PROGRAMS // 8 + 1, 128, 256) == 0
+    assert m.split_programs(1, 256, 512) == 32 and m.split_programs(m.SPLIT_MAX_PROGRAMS // 32 + 1, 256, 512) == 0
+    monkeypatch.setenv("SEQSUITE_FUSED_ONESHOT", "1")
+    assert m.split_programs(1, 64, 128) == 0
+    monkeypatch.setenv("SEQSUITE_FUSED_SPLIT_MAX_PROGRAMS", "8")
+    assert m.split_programs(1, 128, 256) == 8 and m.split_programs(2, 128, 256) == 0
+    monkeypatch.undo()
+    monkeypatch.setenv("SEQSUITE_FUSED_SPLIT_BARRIER", "fast")
+    with pytest.raises(ValueError, match="use flags"):
+        m._cluster_barrier(8, "cpu")
+    monkeypatch.setenv("SEQSUITE_FUSED_SPLIT_BARRIER", "cluster")
+    assert m._cluster_barrier(8, "cpu") == 0 and m._cluster_barrier(8, None) == 0  # clusters are CUDA's

@@ -534,6 +534,8 @@ def _tiles(d: int, di: int, N: int, R: int) -> list[int]:
 ONESHOT_MAX = 64 * 128  # padded d_model x d_inner up to which a layer's weights fit in registers
 SPLIT_MAX_PROGRAMS = 64  # batch x S programs of the split kernel: all resident (also beside a second one)
 SPLIT_TILE = 4096  # padded d_model x rows per program of the split kernel
+CLUSTER_MAX_PROGRAMS = 1024  # batch x S of the split kernel on clusters (H200: 1,024 beat 64 at batch 16 and 64)
+CLUSTER_SPLIT_NARROW_BATCH = 16  # on clusters, one-shot-sized stacks split up to this batch (H200: faster at 1, 16; slower at 64)
 
 
 def _env(name: str) -> str:
@@ -555,9 +557,6 @@ def _max_programs(device) -> int:
     SMs (every program must be resident while others wait at a barrier, and a second split
     kernel may run beside it on a U-Net's side stream; a program takes a whole SM's registers
     in the worst case)."""
-    env = os.environ.get("SEQSUITE_FUSED_SPLIT_MAX_PROGRAMS", "").strip()
-    if env:  # for timing: with cluster barriers residency is the hardware's business
-        return int(env)
     if device is None or torch.device(device).type != "cuda":
         return SPLIT_MAX_PROGRAMS
     return min(SPLIT_MAX_PROGRAMS, _sm_count(torch.device(device).index or 0) // 2)
@@ -571,19 +570,30 @@ def _sm_count(index: int) -> int:
 def split_programs(batch: int, d: int, di: int, device=None, interpreted: bool = False) -> int:
     """Programs per sequence of the split kernel, 0 for the single-program kernels. By default
     stacks too wide for the one-shot kernel are split so that each program holds SPLIT_TILE
-    weights per matrix (SEQSUITE_FUSED_SPLIT_TILE overrides it, for A/B timing), while
-    batch x S <= `_max_programs(device)`. SEQSUITE_FUSED_SPLIT=0
-    turns it off, =S forces S programs (a power of two; the caller must then keep batch x S
-    within what the GPU holds at once, or the kernel waits forever; under the CPU interpreter
-    only S = 1 can run, its programs run one after another)."""
+    weights per matrix (SEQSUITE_FUSED_SPLIT_TILE overrides it, for A/B timing). Where the
+    programs meet as thread-block clusters (`_cluster_barrier`), narrow stacks are split as well
+    at batch <= CLUSTER_SPLIT_NARROW_BATCH, and up to CLUSTER_MAX_PROGRAMS programs run (the
+    hardware schedules a cluster whole, so nothing has to stay resident); with flag barriers
+    batch x S <= `_max_programs(device)`. SEQSUITE_FUSED_SPLIT=0 turns it off, =S forces S
+    programs (a power of two; with flags the caller must then keep batch x S within what the
+    GPU holds at once, or the kernel waits forever; under the CPU interpreter only S = 1 can
+    run, its programs run one after another). H200 timings behind these bounds: RESULTS.md,
+    2026-11-29 12:41 session."""
     mode = _env("SEQSUITE_FUSED_SPLIT")
     DI = _pow2(di)
     if mode == "auto":
-        if interpreted or _pow2(d) * DI <= ONESHOT_MAX and _env("SEQSUITE_FUSED_ONESHOT") != "0":
+        if interpreted:
             return 0
         tile = int(os.environ.get("SEQSUITE_FUSED_SPLIT_TILE", SPLIT_TILE))
         S = min(max(1, _pow2(d) * DI // tile), max(1, DI // 16))
-        return S if S > 1 and batch * S <= _max_programs(device) else 0
+        clusters = S <= 16 and _cluster_barrier(S, device) > 0
+        oneshot = _env("SEQSUITE_FUSED_ONESHOT")
+        if _pow2(d) * DI <= ONESHOT_MAX and oneshot != "0" and (oneshot == "1" or not clusters
+                                                                or batch > CLUSTER_SPLIT_NARROW_BATCH):
+            return 0
+        env = os.environ.get("SEQSUITE_FUSED_SPLIT_MAX_PROGRAMS", "").strip()
+        bound = int(env) if env else CLUSTER_MAX_PROGRAMS if clusters else _max_programs(device)
+        return S if S > 1 and batch * S <= bound else 0
     S = int(mode)
     if S and (S & (S - 1) or S > DI):
         raise ValueError(f"SEQSUITE_FUSED_SPLIT={mode}: use a power of two <= {DI}")
@@ -601,7 +611,7 @@ def _cluster_barrier(S: int, device) -> int:
     modes = {"flags": 0, "cluster-release": 1, "cluster": 2, "auto": 2}
     if mode not in modes:
         raise ValueError(f"SEQSUITE_FUSED_SPLIT_BARRIER={mode}: use flags, cluster or cluster-release")
-    device = torch.device(device)
+    device = torch.device(device if device is not None else "cpu")
     if device.type != "cuda" or S > 16 or torch.cuda.get_device_capability(device) < (9, 0):
         return 0
     return modes[mode]
