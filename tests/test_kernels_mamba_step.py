@@ -154,7 +154,8 @@ def test_split_policy_on_clusters(monkeypatch):
     assert m.split_programs(17, 64, 128) == 0  # the one-shot kernel
     assert m.split_programs(m.CLUSTER_MAX_PROGRAMS // 8, 128, 256) == 8
     assert m.split_programs(m.CLUSTER_MAX_PROGRAMS // 8 + 1, 128, 256) == 0
-    assert m.split_programs(1, 256, 512) == 32 and m.split_programs(m.SPLIT_MAX_PROGRAMS // 32 + 1, 256, 512) == 0
+    assert m.split_programs(1, 256, 512) == 16  # one cluster at twice the tile, not 32 programs on flags
+    assert m.split_programs(1, 512, 1024) == 64 and m.split_programs(m.SPLIT_MAX_PROGRAMS // 64 + 1, 512, 1024) == 0
     monkeypatch.setenv("SEQSUITE_FUSED_ONESHOT", "1")
     assert m.split_programs(1, 64, 128) == 0
     monkeypatch.setenv("SEQSUITE_FUSED_SPLIT_MAX_PROGRAMS", "8")
