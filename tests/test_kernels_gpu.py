@@ -275,9 +275,9 @@ def test_gpu_fused_kernel_variants(monkeypatch, env):
 
 @pytest.mark.parametrize("barrier", ["cluster", "flags", "cluster-release"])
 def test_gpu_fused_split_barriers_at_real_widths(monkeypatch, barrier):
-    """The default split of sc09-unet-small's stacks (widths 64/128/256: 8 programs per sequence
-    at width 128, 32 with flags at 256) at batch 1 and 2 under each barrier, 96 steps each
-    against the layers' own steps: a stress of the barriers with the real tiles."""
+    """The default split of sc09-unet-small's stacks (widths 64/128/256; on clusters 2, 8 and 16
+    programs per sequence, with flags none, 8 and 32) at batch 1 and 2 under each barrier, 96
+    steps each against the layers' own steps: a stress of the barriers with the real tiles."""
     from fused_steps import fused_and_layer_steps
 
     from seqsuite.core import build
