@@ -247,7 +247,8 @@ def test_gpu_unet_inner_levels_on_side_streams(monkeypatch):
     {"SEQSUITE_FUSED_SPLIT": "8", "SEQSUITE_FUSED_SPLIT_BARRIER": "flags"},
     {"SEQSUITE_FUSED_SPLIT": "16", "SEQSUITE_FUSED_SPLIT_BARRIER": "flags", "SEQSUITE_FUSED_SPLIT_PREFETCH": "0"},
     {"SEQSUITE_FUSED_SPLIT": "8", "SEQSUITE_FUSED_SPLIT_BARRIER": "cluster-release"},
-    {"SEQSUITE_FUSED_SPLIT": "2", "SEQSUITE_FUSED_SPLIT_BARRIER": "cluster-release", "SEQSUITE_FUSED_SPLIT_PREFETCH": "0"},
+    {"SEQSUITE_FUSED_SPLIT": "2", "SEQSUITE_FUSED_SPLIT_BARRIER": "cluster-release",
+     "SEQSUITE_FUSED_SPLIT_PREFETCH": "0"},
 ])
 def test_gpu_fused_kernel_variants(monkeypatch, env):
     """Each fused-step kernel (tiled; split over 2, 8, 16 programs per sequence, whose barriers

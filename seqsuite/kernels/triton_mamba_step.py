@@ -343,7 +343,8 @@ def _mamba_stack_step_oneshot_kernel(
 # Partial sums in shared memory, for the cluster barrier: a program's slot is the last bytes of
 # its dynamic shared memory (the launcher adds them beyond what Triton uses); `$k` is the slot's
 # byte offset counted from the end. Readers map a peer's slot into the cluster window (mapa).
-_SMEM_ADDR = "mov.u32 %a, %dynamic_smem_size;\n\tsub.u32 %a, %a, {};\n\tmov.u32 %b, global_smem;\n\tadd.u32 %a, %a, %b;\n\t"
+_SMEM_ADDR = ("mov.u32 %a, %dynamic_smem_size;\n\tsub.u32 %a, %a, {};\n\t"
+              "mov.u32 %b, global_smem;\n\tadd.u32 %a, %a, %b;\n\t")
 _SMEM_PUT = tl.constexpr("{\n\t.reg .b32 %a, %b;\n\t" + _SMEM_ADDR.format("$2")
                          + "st.shared.f32 [%a], $1;\n\tmov.b32 $0, 0;\n\t}")
 _SMEM_GET = tl.constexpr("{\n\t.reg .b32 %a, %b;\n\t" + _SMEM_ADDR.format("$1")
@@ -383,15 +384,15 @@ def _arrive(flags, s, target, FENCE: tl.constexpr, CLUSTER: tl.constexpr):
     CLUSTER=2: a CTA barrier (every thread's shared-memory stores are performed: bar.sync orders
     them for the CTA), then a relaxed arrival (no membar). The shared memory the peers read is
     this SM's own, written before the arrival; the PTX memory model does not promise this
-    visibility without release, so the GPU tests check it under stress. CLUSTER=0: raise this program's flag (int64, only it
-    writes it) once its partial sums are visible to the whole GPU: every thread fences its own
-    stores (fence.acq_rel.gpu: a fence orders only the calling thread's writes, and the flag's
-    release exchange runs in one thread), then the program meets at a CTA barrier, then the flag
-    is raised. The fences wait for this program's earlier memory operations, so loads that the
-    barrier should overlap are issued after `_arrive`, not before. The flags only grow, so
-    nothing is reset: every launch passes the same number of barriers and starts from its flag's
-    value. FENCE=False: the CPU interpreter (no inline assembly; it runs programs one after
-    another)."""
+    visibility without release, so the GPU tests check it under stress.
+    CLUSTER=0: raise this program's flag (int64, only it writes it) once its partial sums are
+    visible to the whole GPU: every thread fences its own stores (fence.acq_rel.gpu: a fence
+    orders only the calling thread's writes, and the flag's release exchange runs in one
+    thread), then the program meets at a CTA barrier, then the flag is raised. The fences wait
+    for this program's earlier memory operations, so loads that the barrier should overlap are
+    issued after `_arrive`, not before. The flags only grow, so nothing is reset: every launch
+    passes the same number of barriers and starts from its flag's value. FENCE=False: the CPU
+    interpreter (no inline assembly; it runs programs one after another)."""
     if CLUSTER == 1:
         tl.inline_asm_elementwise("barrier.cluster.arrive.release.aligned;\n\tmov.b32 $0, $1;", "=r,r",
                                   [target.to(tl.int32)], dtype=tl.int32, is_pure=False, pack=1)
@@ -535,7 +536,8 @@ ONESHOT_MAX = 64 * 128  # padded d_model x d_inner up to which a layer's weights
 SPLIT_MAX_PROGRAMS = 64  # batch x S programs of the split kernel: all resident (also beside a second one)
 SPLIT_TILE = 4096  # padded d_model x rows per program of the split kernel
 CLUSTER_MAX_PROGRAMS = 1024  # batch x S of the split kernel on clusters (H200: 1,024 beat 64 at batch 16 and 64)
-CLUSTER_SPLIT_NARROW_BATCH = 16  # on clusters, one-shot-sized stacks split up to this batch (H200: faster at 1, 16; slower at 64)
+CLUSTER_SPLIT_NARROW_BATCH = 16  # on clusters, one-shot-sized stacks split up to this batch (H200: faster at
+#                                  batch 1 and 16, slower at 64)
 
 
 def _env(name: str) -> str:
@@ -588,7 +590,7 @@ def split_programs(batch: int, d: int, di: int, device=None, interpreted: bool =
         tile = int(os.environ.get("SEQSUITE_FUSED_SPLIT_TILE", SPLIT_TILE))
         S = min(max(1, _pow2(d) * DI // tile), max(1, DI // 16))
         if S == 32 and _cluster_barrier(16, device) > 0:
-            S = 16  # twice the tile, but one cluster (H200: 3.0x at sc09-unet-large batch 16)
+            S = 16  # twice the tile, but one cluster (H200: 2.8x at sc09-unet-large batch 16)
         clusters = S <= 16 and _cluster_barrier(S, device) > 0
         oneshot = _env("SEQSUITE_FUSED_ONESHOT")
         if _pow2(d) * DI <= ONESHOT_MAX and oneshot != "0" and (oneshot == "1" or not clusters
@@ -603,19 +605,27 @@ def split_programs(batch: int, d: int, di: int, device=None, interpreted: bool =
     return S
 
 
+# `_as_cluster` sets a compiled kernel's packed launch metadata, which is Triton's internal
+# (warps, CTAs per cluster, shared bytes) in 3.6 (the version torch 2.11 pins). Other versions
+# keep the flag barrier until checked.
+_TRITON_CLUSTERS = triton.__version__.split(".")[:2] == ["3", "6"]
+
+
 def _cluster_barrier(S: int, device) -> int:
     """How the split kernel's S programs per sequence meet (its CLUSTER): 0, flags in global
     memory; as one thread-block cluster, with partial sums in shared memory and the hardware
     barrier, 1 with a release arrival (a GPU-wide membar per barrier) and 2 with a CTA barrier
     and a relaxed arrival. SEQSUITE_FUSED_SPLIT_BARRIER=flags|cluster-release|cluster (auto:
-    cluster). Clusters need compute capability 9 and S <= 16 (16 is beyond the portable
-    cluster size, which Hopper allows); elsewhere flags."""
+    cluster). Clusters need compute capability 9, S <= 16 (16 is beyond the portable cluster
+    size, which Hopper allows) and Triton 3.6 (`_TRITON_CLUSTERS`); elsewhere flags."""
     mode = _env("SEQSUITE_FUSED_SPLIT_BARRIER")
     modes = {"flags": 0, "cluster-release": 1, "cluster": 2, "auto": 2}
     if mode not in modes:
         raise ValueError(f"SEQSUITE_FUSED_SPLIT_BARRIER={mode}: use flags, cluster or cluster-release")
     device = torch.device(device if device is not None else "cpu")
-    if device.type != "cuda" or S > 16 or torch.cuda.get_device_capability(device) < (9, 0):
+    if device.type != "cuda" or S > 16 or not _TRITON_CLUSTERS:
+        return 0
+    if torch.cuda.get_device_capability(device) < (9, 0):
         return 0
     return modes[mode]
 
