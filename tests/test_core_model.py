@@ -248,6 +248,20 @@ def test_unet_has_no_prefill():
         model.prefill(torch.zeros(1, 8, dtype=torch.long), model.allocate_state(1))
 
 
+def test_unpool_expand_into_matches_expand():
+    """UpPool.expand_into (the side stream's unpool into up_buf, no temporary) writes what
+    expand returns."""
+    from seqsuite.core.backbone import UpPool
+
+    torch.manual_seed(0)
+    up = UpPool(12, 5, 4)
+    x = torch.randn(3, 12)
+    out = torch.full((3, 4, 5), float("nan"))
+    with torch.no_grad():  # as the recurrent steps run
+        assert up.expand_into(x, out) is out
+        assert torch.allclose(out, up.expand(x), atol=1e-6)
+
+
 def test_step_weight_cache_follows_parameter_updates():
     """S6.step keeps A and the folded Δ/B/C matrix between steps; an in-place update of the
     parameters (an optimizer step) must be seen by the next step, in the same tensors."""

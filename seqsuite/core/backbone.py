@@ -114,6 +114,12 @@ class UpPool(nn.Module):
         """(..., d_in) → (..., p, d_out): the p outputs produced by one pooled step."""
         return self.linear(x).unflatten(-1, (self.p, self.d_out))
 
+    def expand_into(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """`expand` of x (batch, d_in) written into out (batch, p, d_out), with no temporary
+        (for recurrent steps: an out= product records no gradient)."""
+        torch.addmm(self.linear.bias, x, self.linear.weight.t(), out=out.view(x.shape[0], -1))
+        return out
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, Lp, _ = x.shape
         y = self.expand(x)  # (b, Lp, p, d_out)
@@ -214,9 +220,8 @@ class UNetLevel(nn.Module):
         device = state["up_buf"].device
         side = _side_stream(device, self.depth)
         side.wait_stream(torch.cuda.current_stream(device))
-        lin = self.unpool.linear
         with torch.cuda.stream(side):
-            torch.addmm(lin.bias, inner_out, lin.weight.t(), out=state["up_buf"].view(inner_out.shape[0], -1))
+            self.unpool.expand_into(inner_out, state["up_buf"])
 
     def _join_self(self) -> None:
         if self._pending:

@@ -367,9 +367,9 @@ def _gather(part, offs_s, PW: tl.constexpr, at: tl.constexpr, offs, CLUSTER: tl.
     """The sum over all S programs of entries [at + offs) of their slots (after the barrier):
     read from L2 (.cg; flag barrier) or from the peers' shared memory (cluster barrier)."""
     if CLUSTER:
-        back = (PW - at - offs[None, :]) * 4 + offs_s[:, None] * 0
-        rank = offs_s[:, None] + offs[None, :] * 0
-        v = tl.inline_asm_elementwise(_SMEM_GET, "=f,r,r", [back, rank], dtype=tl.float32, is_pure=False, pack=1)
+        # the asm broadcasts its operands: byte offsets along entries, peer ranks along programs
+        v = tl.inline_asm_elementwise(_SMEM_GET, "=f,r,r", [(PW - at - offs[None, :]) * 4, offs_s[:, None]],
+                                      dtype=tl.float32, is_pure=False, pack=1)
     else:
         v = tl.load(part + offs_s[:, None] * PW + at + offs[None, :], cache_modifier=".cg")
     return tl.sum(v, 0)
@@ -589,9 +589,10 @@ def split_programs(batch: int, d: int, di: int, device=None, interpreted: bool =
             return 0
         tile = int(os.environ.get("SEQSUITE_FUSED_SPLIT_TILE", SPLIT_TILE))
         S = min(max(1, _pow2(d) * DI // tile), max(1, DI // 16))
-        if S == 32 and _cluster_barrier(16, device) > 0:
+        clusters = _cluster_barrier(16, device) > 0  # any S <= 16 alike
+        if S == 32 and clusters:
             S = 16  # twice the tile, but one cluster (H200: 2.8x at sc09-unet-large batch 16)
-        clusters = S <= 16 and _cluster_barrier(S, device) > 0
+        clusters = clusters and S <= 16
         oneshot = _env("SEQSUITE_FUSED_ONESHOT")
         if _pow2(d) * DI <= ONESHOT_MAX and oneshot != "0" and (oneshot == "1" or not clusters
                                                                 or batch > CLUSTER_SPLIT_NARROW_BATCH):
