@@ -75,6 +75,38 @@ def test_gpu_scan_matches_reference(shape, layout, G, dtype):
         assert rel(g[k], gr[k]) < gtol, (k, rel(g[k], gr[k]))
 
 
+@pytest.mark.parametrize("cfg", [
+    dict(fwd="gluon", warps_per_sm_gluon=1000),  # every sequence split into many chunks
+    dict(fwd="gluon", ns_gluon=2, warps_gluon=2),  # 8 lanes per channel, 2 warps
+    dict(fwd="gluon", ns_gluon=16),               # all 16 states in one thread
+    dict(fwd="tile"),
+])
+@pytest.mark.parametrize(
+    "shape,layout,G",
+    [
+        ((2, 256, 2048, 16), "vary", 1),
+        ((2, 256, 1000, 16), "group", 4),
+        ((1, 64, 4097, 16), "inv", 1),
+        ((2, 128, 2048, 64), "vary", 1),
+        ((1, 32, 3000, 1), "vary", 1),
+    ],
+)
+def test_gpu_forward_kernels(monkeypatch, cfg, shape, layout, G):
+    """Each forward kernel and tuning (the Gluon kernel chunked or not, other layouts; the
+    plain-Triton tile kernel) against the float64 reference, bf16, with every gradient (the
+    backward reads the forward's saved tile states)."""
+    from dataclasses import replace
+
+    from seqsuite.kernels import triton_scan
+
+    monkeypatch.setattr(triton_scan, "CONFIG", replace(triton_scan.CONFIG, **cfg))
+    out = run_both(make(*shape, layout=layout, G=G, dtype=torch.bfloat16))
+    (y, last, g), (yr, lr, gr) = out["tri"], out["ref"]
+    assert rel(y, yr) < 1e-2 and rel(last, lr) < 1e-4
+    for k in ORDER:
+        assert rel(g[k], gr[k]) < 2e-2, (k, rel(g[k], gr[k]))
+
+
 def test_gpu_long_sequence_batch1():
     """Batch 1, L = 2^20 (the §7 row): y and the last state against the float64 reference run
     in segments of 2^16 steps carrying the state."""

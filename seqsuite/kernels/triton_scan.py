@@ -32,10 +32,14 @@ class ScanConfig:
     warps_per_sm: int = 24  # split sequences into chunks until the grid has this many warps/SM
     chunk_tiles: int = 0   # tiles per chunk; 0 = pick from warps_per_sm
     unroll: int = 1        # unroll factor of the loop over states in the main kernels
-    fwd: str = "tile"      # forward kernel: "tile" (triton_fwd.py) or "seq" (triton_fwd_seq.py)
+    fwd: str = "auto"      # forward kernel: "gluon" (gluon_fwd.py; the CUDA default), "tile"
+                           # (triton_fwd.py; the default elsewhere) or "seq" (triton_fwd_seq.py)
     bd_seq: int = 32       # "seq": channels per program (one per lane at 1 warp)
     warps_seq: int = 1
     warps_per_sm_seq: int = 8
+    ns_gluon: int = 4      # "gluon": states per thread (N <= 16; N/4 above)
+    warps_gluon: int = 4
+    warps_per_sm_gluon: int = 6
 
 
 CONFIG = ScanConfig()
@@ -52,15 +56,31 @@ def _config() -> ScanConfig:
                       warps_per_sm=wps, unroll=unroll)
     kind = os.environ.get("SEQSUITE_SCAN_FWD")
     if kind:
-        if kind not in ("tile", "seq"):
-            raise ValueError(f"SEQSUITE_SCAN_FWD={kind!r}: use tile or seq")
+        if kind not in ("auto", "tile", "seq", "gluon"):
+            raise ValueError(f"SEQSUITE_SCAN_FWD={kind!r}: use auto, gluon, tile or seq")
         cfg = replace(cfg, fwd=kind)
     seq = os.environ.get("SEQSUITE_SCAN_SEQ")
     if seq:
         v = [int(x) for x in seq.split(",")]
         cfg = replace(cfg, bd_seq=v[0], warps_seq=v[1] if len(v) > 1 else cfg.warps_seq,
                       warps_per_sm_seq=v[2] if len(v) > 2 else cfg.warps_per_sm_seq)
+    gl_env = os.environ.get("SEQSUITE_SCAN_GLUON")
+    if gl_env:
+        v = [int(x) for x in gl_env.split(",")]
+        cfg = replace(cfg, ns_gluon=v[0], warps_gluon=v[1] if len(v) > 1 else cfg.warps_gluon,
+                      warps_per_sm_gluon=v[2] if len(v) > 2 else cfg.warps_per_sm_gluon)
     return cfg
+
+
+def _fwd_kind(cfg: ScanConfig, device: torch.device) -> str:
+    """The forward kernel for a call: "auto" is Gluon on CUDA (compute capability 8+; Gluon
+    does not run under TRITON_INTERPRET) and the plain-Triton tile kernel elsewhere."""
+    if cfg.fwd != "auto":
+        return cfg.fwd
+    if device.type == "cuda" and os.environ.get("TRITON_INTERPRET") != "1" \
+            and torch.cuda.get_device_capability(device)[0] >= 8:
+        return "gluon"
+    return "tile"
 
 
 def tile_for(N: int) -> int:
@@ -126,7 +146,12 @@ def scan_fwd(
     TL = tile
     B, b_vary, gb, sB = _bc_layout(B, dim)
     C, c_vary, gc, sC = _bc_layout(C, dim)
-    seq = cfg.fwd == "seq"
+    kind = _fwd_kind(cfg, u.device)
+    if kind == "gluon" and TL == 16:
+        out = _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL)
+        if out is not None:
+            return out
+    seq = kind == "seq"
     groups = [g for g, v in ((gb, b_vary), (gc, c_vary)) if v]
     BD = _block_d(cfg.bd_seq if seq else cfg.bd_fwd, dim, groups)
     n_dblk = triton.cdiv(dim, BD)
@@ -167,6 +192,73 @@ def scan_fwd(
         BD=BD, TL=TL, HAS_D=D is not None, HAS_Z=z is not None,
         HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus, B_VARY=b_vary,
         C_VARY=c_vary, HAS_H0=h0 is not None, num_warps=warps, **own,
+    )
+    return y, last, states
+
+
+def _gluon_shape(cfg: ScanConfig, N: int, dim: int, groups: list[int]):
+    """(NP, NS, NL, warps, BD) of the Gluon forward for N states, or None when the channel
+    block it needs does not divide a B/C group."""
+    NP = triton.next_power_of_2(N)
+    NS = min(NP, cfg.ns_gluon) if NP <= 16 else NP // 4
+    NL = NP // NS
+    warps = cfg.warps_gluon
+    limit = _block_d(1 << 30, 1 << 30, groups)
+    while warps > 1 and (32 // NL) * warps > max(limit, 32 // NL):
+        warps //= 2
+    BD = (32 // NL) * warps
+    if BD > limit:
+        return None
+    return NP, NS, NL, warps, BD
+
+
+def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL):
+    from . import gluon_fwd as G
+
+    batch, dim, L = u.shape
+    N = A.shape[1]
+    B, b_vary, gb, sB = _bc_layout(B, dim)
+    C, c_vary, gc, sC = _bc_layout(C, dim)
+    shape = _gluon_shape(cfg, N, dim, [g for g, v in ((gb, b_vary), (gc, c_vary)) if v])
+    if shape is None:
+        return None
+    NP, NS, NL, warps, BD = shape
+    n_dblk = triton.cdiv(dim, BD)
+    n_tiles = triton.cdiv(L, TL)
+    ct, n_chunks = _n_chunks(replace(cfg, warps_per_sm=cfg.warps_per_sm_gluon),
+                             batch * n_dblk, warps, n_tiles, u.device)
+    chunk_len = ct * TL
+    layouts = dict(LS=G.state_layout(NS, NL, warps), LIO=G.tile_layout(BD, TL, warps),
+                   LBC=G.tile_layout(NP, TL, warps))
+    y = torch.empty_like(u)
+    last = torch.empty((batch, dim, N), dtype=torch.float32, device=u.device)
+    states = torch.empty((batch, n_tiles, N, dim), dtype=torch.float32, device=u.device)
+    grid = (n_dblk, n_chunks, batch)
+    h0 = None
+    if n_chunks > 1:
+        hsum = torch.empty((batch, n_chunks, N, dim), dtype=torch.float32, device=u.device)
+        dtsum = torch.empty((batch, n_chunks, dim), dtype=torch.float32, device=u.device)
+        G._fwd_chunk_summary_gluon[grid](
+            u, delta, A, B, _opt(delta_bias, u), hsum, dtsum,
+            dim, L, N, chunk_len, n_chunks, gb,
+            u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sB,
+            BD=BD, NP=NP, TL=TL, **layouts, HAS_BIAS=delta_bias is not None,
+            SOFTPLUS=delta_softplus, B_VARY=b_vary, num_warps=warps,
+        )
+        h0 = torch.empty_like(hsum)
+        BLK = 256
+        _chunk_combine_kernel[(triton.cdiv(dim * N, BLK), batch)](
+            hsum, dtsum, A, hsum, h0, dim, N, n_chunks, A.stride(0), A.stride(1),
+            BLOCK=BLK, REVERSE=False, HAS_INIT=False, num_warps=4,
+        )
+    G._fwd_gluon_kernel[grid](
+        u, delta, _opt(z, u), A, B, C, _opt(D, u), _opt(delta_bias, u), y,
+        _opt(h0, last), states, last,
+        dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc,
+        u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sB, *sC,
+        BD=BD, NP=NP, TL=TL, **layouts, HAS_D=D is not None, HAS_Z=z is not None,
+        HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus, B_VARY=b_vary,
+        C_VARY=c_vary, HAS_H0=h0 is not None, num_warps=warps,
     )
     return y, last, states
 

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# One device call for the selective-scan kernels (issue 4): the GPU scan tests, the DESIGN §7
+# rows with the default kernels, the rows again for other Gluon tunings, and ncu on row 0.
+# Results: $OUT/scan.tgz. Needs carry [".whl", ".devdata"].
+#   SEQSUITE_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_scan.sh
+# PARTS (default "tests bench tune ncu"); TESTS_K (pytest -k); GLUON_CFGS ("ns,warps,wps" list);
+# NCU_ROWS (row indices, default 0); NCU_K (kernel regex); ROWS (bench rows, default all).
+set -u
+PARTS=${PARTS:-tests bench tune ncu}
+has() { case " $PARTS " in *" $1 "*) return 0;; esac; return 1; }
+T0=$(date +%s)
+el() { echo $(( $(date +%s) - T0 )); }
+source benchmarks/device_setup.sh
+P=$OUT/scan; mkdir -p $P
+nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm --format=csv > $P/gpu.txt 2>&1
+RARG=""; [ -n "${ROWS:-}" ] && RARG="--rows $ROWS"
+if has tests; then
+  timeout ${TESTS_S:-240} python3 -m pytest -q -m gpu -p no:cacheprovider -x tests/test_kernels_gpu.py \
+    -k "${TESTS_K:-scan or forward_kernels or long_sequence}" > $P/pytest-gpu.log 2>&1
+  echo "gpu tests rc=$? at $(el)s: $(tail -1 $P/pytest-gpu.log)"
+fi
+if has bench; then
+  timeout 120 $S bench scan --out $P/bench-scan.json > $P/bench-scan.log 2>&1
+  echo "bench scan rc=$? at $(el)s"; cat $P/bench-scan.log | tail -12
+fi
+if has tune; then
+  for c in ${GLUON_CFGS:-4,4,12 2,4,6 8,4,6 4,2,6 4,8,6}; do
+    SEQSUITE_SCAN_GLUON=$c timeout 90 python3 benchmarks/scan.py --reps 50 $RARG \
+      --out $P/scan-gluon-${c//,/-}.json > $P/scan-gluon-${c//,/-}.log 2>&1
+    echo "gluon $c rc=$? at $(el)s"; grep -E "^ +[0-9]+ " $P/scan-gluon-${c//,/-}.log | cut -c1-80
+  done
+fi
+if has ncu; then
+  for r in ${NCU_ROWS:-0}; do
+    timeout 150 ncu --clock-control none -k "regex:${NCU_K:-_fwd_gluon_kernel|_fwd_chunk_summary_gluon}" -c 2 \
+      --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+      --section SchedulerStats --section ComputeWorkloadAnalysis \
+      python3 benchmarks/scan_profile.py --row $r --iters 1 > $P/ncu-row$r.log 2>&1
+    echo "ncu row $r rc=$? at $(el)s"
+    grep -E "Duration|Issue Slots Busy|Achieved Occupancy|Registers Per|Theoretical Occupancy|No Eligible|Stall|Warp Cycles Per Issued|Compute \(SM\) Throughput|Memory Throughput" $P/ncu-row$r.log | head -40
+  done
+fi
+pack $P scan
+echo "all done at $(el)s"
