@@ -3,7 +3,7 @@
 # rows with the default kernels, the rows again for other Gluon tunings, and ncu on row 0.
 # Results: $OUT/scan.tgz. Needs carry [".whl", ".devdata"].
 #   SEQSUITE_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_scan.sh
-# PARTS (default "tests bench tune ncu"); TESTS_K (pytest -k); GLUON_CFGS ("ns,warps,wps" list);
+# PARTS (default "tests bench tune ncu"); TESTS_K (pytest -k); GLUON_CFGS ("ns,warps_per_sm" list);
 # NCU_ROWS (row indices, default 0); NCU_K (kernel regex); ROWS (bench rows, default all).
 set -u
 PARTS=${PARTS:-tests bench tune ncu}
@@ -24,7 +24,7 @@ if has bench; then
   echo "bench scan rc=$? at $(el)s"; cat $P/bench-scan.log | tail -12
 fi
 if has tune; then
-  for c in ${GLUON_CFGS:-4,4,12 2,4,6 8,4,6 4,2,6 4,8,6}; do
+  for c in ${GLUON_CFGS:-4,12 2,6 8,6 4,3}; do
     SEQSUITE_SCAN_GLUON=$c timeout 90 python3 benchmarks/scan.py --reps 50 $RARG \
       --out $P/scan-gluon-${c//,/-}.json > $P/scan-gluon-${c//,/-}.log 2>&1
     echo "gluon $c rc=$? at $(el)s"; grep -E "^ +[0-9]+ " $P/scan-gluon-${c//,/-}.log | cut -c1-80

@@ -77,8 +77,8 @@ def test_gpu_scan_matches_reference(shape, layout, G, dtype):
 
 @pytest.mark.parametrize("cfg", [
     dict(fwd="gluon", warps_per_sm_gluon=1000),  # every sequence split into many chunks
-    dict(fwd="gluon", ns_gluon=2, warps_gluon=2),  # 8 lanes per channel, 2 warps
-    dict(fwd="gluon", ns_gluon=16),               # all 16 states in one thread
+    dict(fwd="gluon", ns_gluon=2),               # 2 states per thread (8 warps at N = 16)
+    dict(fwd="gluon", ns_gluon=16),              # all 16 states in one warp
     dict(fwd="tile"),
 ])
 @pytest.mark.parametrize(

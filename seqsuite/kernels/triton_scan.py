@@ -37,8 +37,7 @@ class ScanConfig:
     bd_seq: int = 32       # "seq": channels per program (one per lane at 1 warp)
     warps_seq: int = 1
     warps_per_sm_seq: int = 8
-    ns_gluon: int = 4      # "gluon": states per thread (N <= 16; N/4 above)
-    warps_gluon: int = 4
+    ns_gluon: int = 4      # "gluon": states per thread (one warp per NS states, <= 16 warps)
     warps_per_sm_gluon: int = 6
 
 
@@ -67,8 +66,8 @@ def _config() -> ScanConfig:
     gl_env = os.environ.get("SEQSUITE_SCAN_GLUON")
     if gl_env:
         v = [int(x) for x in gl_env.split(",")]
-        cfg = replace(cfg, ns_gluon=v[0], warps_gluon=v[1] if len(v) > 1 else cfg.warps_gluon,
-                      warps_per_sm_gluon=v[2] if len(v) > 2 else cfg.warps_per_sm_gluon)
+        cfg = replace(cfg, ns_gluon=v[0],
+                      warps_per_sm_gluon=v[1] if len(v) > 1 else cfg.warps_per_sm_gluon)
     return cfg
 
 
@@ -196,54 +195,49 @@ def scan_fwd(
     return y, last, states
 
 
-def _gluon_shape(cfg: ScanConfig, N: int, dim: int, groups: list[int]):
-    """(NP, NS, NL, warps, BD) of the Gluon forward for N states, or None when the channel
-    block it needs does not divide a B/C group."""
+def _gluon_shape(cfg: ScanConfig, N: int):
+    """(NP, NS, warps) of the Gluon forward for N states: warps x NS = NP states."""
     NP = triton.next_power_of_2(N)
-    NS = min(NP, cfg.ns_gluon) if NP <= 16 else NP // 4
-    NL = NP // NS
-    warps = cfg.warps_gluon
-    limit = _block_d(1 << 30, 1 << 30, groups)
-    while warps > 1 and (32 // NL) * warps > max(limit, 32 // NL):
-        warps //= 2
-    BD = (32 // NL) * warps
-    if BD > limit:
-        return None
-    return NP, NS, NL, warps, BD
+    NS = max(min(NP, cfg.ns_gluon), NP // 16)
+    return NP, NS, NP // NS
 
 
 def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL):
+    """The Gluon forward (gluon_fwd.py), or None where its 32-channel programs would straddle
+    a B/C group."""
     from . import gluon_fwd as G
 
     batch, dim, L = u.shape
     N = A.shape[1]
     B, b_vary, gb, sB = _bc_layout(B, dim)
     C, c_vary, gc, sC = _bc_layout(C, dim)
-    shape = _gluon_shape(cfg, N, dim, [g for g, v in ((gb, b_vary), (gc, c_vary)) if v])
-    if shape is None:
+    BD = 32
+    if any(g % BD for g, v in ((gb, b_vary), (gc, c_vary)) if v and g < dim):
         return None
-    NP, NS, NL, warps, BD = shape
+    NP, NS, warps = _gluon_shape(cfg, N)
     n_dblk = triton.cdiv(dim, BD)
     n_tiles = triton.cdiv(L, TL)
     ct, n_chunks = _n_chunks(replace(cfg, warps_per_sm=cfg.warps_per_sm_gluon),
                              batch * n_dblk, warps, n_tiles, u.device)
     chunk_len = ct * TL
-    layouts = dict(LS=G.state_layout(NS, NL, warps), LIO=G.tile_layout(BD, TL, warps),
-                   LBC=G.tile_layout(NP, TL, warps))
+    consts = dict(BD=BD, NP=NP, TL=TL, L3=G.state_layout(NS, warps),
+                  LIO=G.tile_layout(BD, TL, warps), LBC=G.tile_layout(NP, TL, warps),
+                  HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+                  SOFTPLUS=delta_softplus, B_VARY=b_vary, C_VARY=c_vary)
     y = torch.empty_like(u)
     last = torch.empty((batch, dim, N), dtype=torch.float32, device=u.device)
     states = torch.empty((batch, n_tiles, N, dim), dtype=torch.float32, device=u.device)
     grid = (n_dblk, n_chunks, batch)
     h0 = None
+    strides = (u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sB, *sC)
+    bias = _opt(delta_bias, u)
     if n_chunks > 1:
         hsum = torch.empty((batch, n_chunks, N, dim), dtype=torch.float32, device=u.device)
         dtsum = torch.empty((batch, n_chunks, dim), dtype=torch.float32, device=u.device)
-        G._fwd_chunk_summary_gluon[grid](
-            u, delta, A, B, _opt(delta_bias, u), hsum, dtsum,
-            dim, L, N, chunk_len, n_chunks, gb,
-            u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sB,
-            BD=BD, NP=NP, TL=TL, **layouts, HAS_BIAS=delta_bias is not None,
-            SOFTPLUS=delta_softplus, B_VARY=b_vary, num_warps=warps,
+        G._fwd_gluon_kernel[grid](
+            u, delta, u, A, B, C, u, bias, y, hsum, states, dtsum,
+            dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc, *strides,
+            **consts, HAS_H0=False, SUMMARY=True, num_warps=warps,
         )
         h0 = torch.empty_like(hsum)
         BLK = 256
@@ -252,13 +246,9 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
             BLOCK=BLK, REVERSE=False, HAS_INIT=False, num_warps=4,
         )
     G._fwd_gluon_kernel[grid](
-        u, delta, _opt(z, u), A, B, C, _opt(D, u), _opt(delta_bias, u), y,
-        _opt(h0, last), states, last,
-        dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc,
-        u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sB, *sC,
-        BD=BD, NP=NP, TL=TL, **layouts, HAS_D=D is not None, HAS_Z=z is not None,
-        HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus, B_VARY=b_vary,
-        C_VARY=c_vary, HAS_H0=h0 is not None, num_warps=warps,
+        u, delta, _opt(z, u), A, B, C, _opt(D, u), bias, y, _opt(h0, last), states, last,
+        dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc, *strides,
+        **consts, HAS_H0=h0 is not None, SUMMARY=False, num_warps=warps,
     )
     return y, last, states
 
