@@ -3,7 +3,7 @@
 # rows with the default kernels, the rows again for other Gluon tunings, and ncu on row 0.
 # Results: $OUT/scan.tgz. Needs carry [".whl", ".devdata"].
 #   SEQSUITE_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_scan.sh
-# PARTS (default "tests bench tune ncu"); TESTS_K (pytest -k); GLUON_CFGS ("ns,warps_per_sm" list);
+# PARTS (default "tests bench tune ncu"; also "rows": TUNE_ROWS under ROW_CFGS); TESTS_K (pytest -k); GLUON_CFGS ("ns,warps_per_sm" list);
 # NCU_ROWS (row indices, default 0); NCU_K (kernel regex); ROWS (bench rows, default all).
 set -u
 PARTS=${PARTS:-tests bench tune ncu}
@@ -30,13 +30,22 @@ if has tune; then
     echo "gluon $c rc=$? at $(el)s"; grep -E "^ +[0-9]+ " $P/scan-gluon-${c//,/-}.log | cut -c1-80
   done
 fi
+if has rows; then
+  for c in ${ROW_CFGS:-4,24 4,48 8,24}; do
+    SEQSUITE_SCAN_GLUON=$c timeout 90 python3 benchmarks/scan.py --reps 50 --rows ${TUNE_ROWS:-2,3} \
+      --out $P/rows-gluon-${c//,/-}.json > $P/rows-gluon-${c//,/-}.log 2>&1
+    echo "rows gluon $c rc=$? at $(el)s"; grep -E "^ +[0-9]+ " $P/rows-gluon-${c//,/-}.log | cut -c1-80
+  done
+fi
 if has ncu; then
   for r in ${NCU_ROWS:-0}; do
     timeout 150 ncu --clock-control none -k "regex:${NCU_K:-_fwd_gluon_kernel|_fwd_chunk_summary_gluon}" -c 2 \
       --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
       --section SchedulerStats --section ComputeWorkloadAnalysis \
+      --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,regex:sm__inst_executed_pipe_.*\.avg\.pct_of_peak_sustained_active,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum" \
       python3 benchmarks/scan_profile.py --row $r --iters 1 > $P/ncu-row$r.log 2>&1
     echo "ncu row $r rc=$? at $(el)s"
+    grep -E "stalled_.*ratio +[0-9.]+$|pipe_.*pct" $P/ncu-row$r.log | awk '$NF > 0.05' | sort -k3 -rn | head -30
     grep -E "Duration|Issue Slots Busy|Achieved Occupancy|Registers Per|Theoretical Occupancy|No Eligible|Stall|Warp Cycles Per Issued|Compute \(SM\) Throughput|Memory Throughput" $P/ncu-row$r.log | head -40
   done
 fi

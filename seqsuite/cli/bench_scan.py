@@ -82,12 +82,13 @@ def make_inputs(batch: int, dim: int, L: int, N: int, device="cuda", dtype=None,
 
 
 def _median_ms(fn, warmup: int = 10, reps: int = 100) -> float:
-    """Median ms of about `reps` (>= 50) timed runs after about `warmup` untimed runs."""
+    """Median ms of about `reps` (>= 50) timed runs after about `warmup` untimed runs (and at
+    least 200 ms of them, so that the GPU's clocks have left their idle state)."""
     import triton
 
     fn()
     est = triton.testing.do_bench(fn, warmup=1, rep=1, return_mode="median")
-    return float(triton.testing.do_bench(fn, warmup=max(1.0, warmup * est),
+    return float(triton.testing.do_bench(fn, warmup=max(200.0, warmup * est),
                                          rep=max(50, reps) * 1.2 * est, return_mode="median"))
 
 
