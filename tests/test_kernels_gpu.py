@@ -76,9 +76,10 @@ def test_gpu_scan_matches_reference(shape, layout, G, dtype):
 
 
 @pytest.mark.parametrize("cfg", [
-    dict(fwd="gluon", warps_per_sm_gluon=1000),  # every sequence split into many chunks
-    dict(fwd="gluon", ns_gluon=2),               # 2 states per thread (8 warps at N = 16)
-    dict(fwd="gluon", ns_gluon=16),              # all 16 states in one warp
+    dict(fwd="gluon", min_warps_per_sm_gluon=10**6),  # always chunked (8 states per thread)
+    dict(fwd="gluon", min_warps_per_sm_gluon=10**6, ns_chunked_gluon=4),
+    dict(fwd="gluon", min_warps_per_sm_gluon=0, ns_gluon=2),  # never chunked, 8 warps at N = 16
+    dict(fwd="gluon", min_warps_per_sm_gluon=0, ns_gluon=16),  # all 16 states in one warp
     dict(fwd="tile"),
 ])
 @pytest.mark.parametrize(

@@ -210,3 +210,20 @@ def test_torch_compile_fullgraph(triton_backend):
     f(**eager).backward()
     for k in args:
         torch.testing.assert_close(args[k].grad, eager[k].grad)
+
+
+def test_gluon_forward_plan():
+    """The Gluon forward's launch plan on a 132-SM GPU (pure Python): DESIGN §7's wide rows run
+    unchunked with 4 states per thread, the narrow long rows are chunked (8 states per thread)
+    until the grid has 48 warps per SM, N = 64 takes 8 warps of 8 states."""
+    from seqsuite.kernels.triton_scan import ScanConfig, gluon_plan
+
+    cfg = ScanConfig()
+    assert gluon_plan(cfg, 8, 1536, 2048, 16, 132) == (4, 4, 128, 1)
+    assert gluon_plan(cfg, 2, 4096, 4096, 16, 132) == (4, 4, 256, 1)
+    assert gluon_plan(cfg, 8, 1536, 2048, 64, 132) == (8, 8, 128, 1)
+    NS, warps, ct, nc = gluon_plan(cfg, 1, 256, 1 << 20, 16, 132)
+    assert (NS, warps) == (8, 2) and nc * 8 * warps > 0.9 * 48 * 132 and ct * nc >= (1 << 20) // 16
+    NS, warps, ct, nc = gluon_plan(cfg, 16, 128, 16384, 16, 132)
+    assert (NS, warps) == (8, 2) and (nc - 1) * ct < 1024 <= nc * ct
+    assert gluon_plan(cfg, 1, 32, 16, 1, 132) == (1, 1, 1, 1)  # one tile: nothing to split

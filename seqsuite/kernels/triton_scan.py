@@ -37,8 +37,16 @@ class ScanConfig:
     bd_seq: int = 32       # "seq": channels per program (one per lane at 1 warp)
     warps_seq: int = 1
     warps_per_sm_seq: int = 8
-    ns_gluon: int = 4      # "gluon": states per thread (one warp per NS states, <= 16 warps)
-    warps_per_sm_gluon: int = 6
+    # "gluon" (measured on the H200, benchmarks/RESULTS.md): sequences are split into chunks
+    # only when the grid has fewer than min_warps_per_sm_gluon warps per SM, and then into
+    # enough chunks for chunk_warps_per_sm_gluon (the summary pass costs less than idle SMs);
+    # states per thread: ns_gluon (one warp per NS states, at most 16 warps), ns_chunked_gluon
+    # when chunked, and at least N / 8 (N = 64: 8 warps of 8 states beat 16 warps of 4)
+    ns_gluon: int = 4
+    ns_chunked_gluon: int = 8
+    min_warps_per_sm_gluon: int = 6
+    chunk_warps_per_sm_gluon: int = 48
+    maxnreg_gluon: int = 0  # 0: ptxas chooses
 
 
 CONFIG = ScanConfig()
@@ -66,8 +74,9 @@ def _config() -> ScanConfig:
     gl_env = os.environ.get("SEQSUITE_SCAN_GLUON")
     if gl_env:
         v = [int(x) for x in gl_env.split(",")]
-        cfg = replace(cfg, ns_gluon=v[0],
-                      warps_per_sm_gluon=v[1] if len(v) > 1 else cfg.warps_per_sm_gluon)
+        names = ("ns_gluon", "min_warps_per_sm_gluon", "ns_chunked_gluon",
+                 "chunk_warps_per_sm_gluon", "maxnreg_gluon")
+        cfg = replace(cfg, **dict(zip(names, v)))
     return cfg
 
 
@@ -146,7 +155,7 @@ def scan_fwd(
     B, b_vary, gb, sB = _bc_layout(B, dim)
     C, c_vary, gc, sC = _bc_layout(C, dim)
     kind = _fwd_kind(cfg, u.device)
-    if kind == "gluon" and TL == 16:
+    if kind == "gluon":
         out = _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL)
         if out is not None:
             return out
@@ -195,11 +204,25 @@ def scan_fwd(
     return y, last, states
 
 
-def _gluon_shape(cfg: ScanConfig, N: int):
+def _gluon_shape(ns: int, N: int):
     """(NP, NS, warps) of the Gluon forward for N states: warps x NS = NP states."""
     NP = triton.next_power_of_2(N)
-    NS = max(min(NP, cfg.ns_gluon), NP // 16)
-    return NP, NS, NP // NS
+    NS = max(min(NP, ns), NP // 8, 1)
+    return NP, NS, max(NP // NS, 1)
+
+
+def gluon_plan(cfg: ScanConfig, batch: int, dim: int, L: int, N: int, sms: int):
+    """(NS, warps, chunk length in tiles, chunks) of the Gluon forward for a call."""
+    n_dblk = triton.cdiv(dim, 32)
+    n_tiles = triton.cdiv(L, 16)
+    _, NS, warps = _gluon_shape(cfg.ns_gluon, N)
+    if batch * n_dblk * warps >= cfg.min_warps_per_sm_gluon * sms or n_tiles == 1:
+        return NS, warps, n_tiles, 1
+    _, NS, warps = _gluon_shape(cfg.ns_chunked_gluon, N)
+    want = cfg.chunk_warps_per_sm_gluon * sms
+    nc = max(1, min(n_tiles, math.ceil(want / (batch * n_dblk * warps))))
+    ct = math.ceil(n_tiles / nc)
+    return NS, warps, ct, math.ceil(n_tiles / ct)
 
 
 def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL):
@@ -212,18 +235,21 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
     B, b_vary, gb, sB = _bc_layout(B, dim)
     C, c_vary, gc, sC = _bc_layout(C, dim)
     BD = 32
-    if any(g % BD for g, v in ((gb, b_vary), (gc, c_vary)) if v and g < dim):
+    if TL != 16 or any(g % BD for g, v in ((gb, b_vary), (gc, c_vary)) if v and g < dim):
         return None
-    NP, NS, warps = _gluon_shape(cfg, N)
+    sms = torch.cuda.get_device_properties(u.device).multi_processor_count
+    NS, warps, ct, n_chunks = gluon_plan(cfg, batch, dim, L, N, sms)
+    NP = NS * warps
     n_dblk = triton.cdiv(dim, BD)
     n_tiles = triton.cdiv(L, TL)
-    ct, n_chunks = _n_chunks(replace(cfg, warps_per_sm=cfg.warps_per_sm_gluon),
-                             batch * n_dblk, warps, n_tiles, u.device)
     chunk_len = ct * TL
     consts = dict(BD=BD, NP=NP, TL=TL, L3=G.state_layout(NS, warps),
                   LIO=G.tile_layout(BD, TL, warps), LBC=G.tile_layout(NP, TL, warps),
                   HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
                   SOFTPLUS=delta_softplus, B_VARY=b_vary, C_VARY=c_vary)
+    launch = dict(num_warps=warps)
+    if cfg.maxnreg_gluon:
+        launch["maxnreg"] = cfg.maxnreg_gluon
     y = torch.empty_like(u)
     last = torch.empty((batch, dim, N), dtype=torch.float32, device=u.device)
     states = torch.empty((batch, n_tiles, N, dim), dtype=torch.float32, device=u.device)
@@ -237,7 +263,7 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
         G._fwd_gluon_kernel[grid](
             u, delta, u, A, B, C, u, bias, y, hsum, states, dtsum,
             dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc, *strides,
-            **consts, HAS_H0=False, SUMMARY=True, num_warps=warps,
+            **consts, HAS_H0=False, SUMMARY=True, **launch,
         )
         h0 = torch.empty_like(hsum)
         BLK = 256
@@ -248,7 +274,7 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
     G._fwd_gluon_kernel[grid](
         u, delta, _opt(z, u), A, B, C, _opt(D, u), bias, y, _opt(h0, last), states, last,
         dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc, *strides,
-        **consts, HAS_H0=h0 is not None, SUMMARY=False, num_warps=warps,
+        **consts, HAS_H0=h0 is not None, SUMMARY=False, **launch,
     )
     return y, last, states
 
