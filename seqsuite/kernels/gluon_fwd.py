@@ -38,7 +38,7 @@ from triton.experimental.gluon import language as gl
 
 LOG2E = gl.constexpr(1.4426950408889634)
 LN2 = gl.constexpr(0.6931471805599453)
-PAD_D = gl.constexpr(2)  # floats after each [BD] row of the Δ / Δu buffers
+PAD_D = gl.constexpr(2)  # floats after each [BD, 2] row of the (Δ, Δu) buffer
 PAD_T = gl.constexpr(4)  # floats after each [TL] row of the y buffer
 
 
@@ -100,18 +100,18 @@ def _softplus_g(x):
 
 
 @gluon.jit
-def _stage(dt_raw, u_raw, bias, tmask, dts, dus, buf, BD: gl.constexpr,
+def _stage(dt_raw, u_raw, bias, tmask, dd, buf, BD: gl.constexpr,
            HAS_BIAS: gl.constexpr, SOFTPLUS: gl.constexpr):
-    """Δ (after bias and softplus) and Δu of a [BD, TL] tile into the shared buffers, as
-    [TL, BD] rows; zero past the chunk (a = 1, no input)."""
+    """Δ (after bias and softplus) and Δu of a [BD, TL] tile into the shared buffer, as
+    [TL, BD, 2] rows (one 8-byte read per channel and step); zero past the chunk (a = 1, no
+    input)."""
     dt = dt_raw.to(gl.float32)
     if HAS_BIAS:
         dt = dt + gl.expand_dims(bias, 1)
     if SOFTPLUS:
         dt = _softplus_g(dt)
     dt = gl.where(tmask, dt, 0.0)
-    dts.index(buf).store(gl.permute(dt, [1, 0]))
-    dus.index(buf).store(gl.permute(dt * u_raw.to(gl.float32), [1, 0]))
+    dd.index(buf).store(gl.permute(gl.join(dt, dt * u_raw.to(gl.float32)), [1, 0, 2]))
     return dt
 
 
@@ -123,18 +123,22 @@ def _step(h, A2, rows, i, L3: gl.constexpr, BD: gl.constexpr, B_VARY: gl.constex
     LDW: gl.constexpr = gl.SliceLayout(2, L3)
     LD: gl.constexpr = gl.SliceLayout(1, LDW)
     LWN: gl.constexpr = gl.SliceLayout(0, L3)
-    dt_t = gl.expand_dims(gl.expand_dims(rows[0].index(i).load(LD), 1), 2)
-    du_t = gl.expand_dims(gl.expand_dims(rows[1].index(i).load(LD), 1), 2)
+    W: gl.constexpr = L3.warps_per_cta[1]
+    L2: gl.constexpr = gl.BlockedLayout([1, 2], [32, 1], [1, W], [1, 0])
+    dt_t, du_t = gl.split(rows[0].index(i).load(L2))
+    dt_t = gl.expand_dims(gl.expand_dims(gl.convert_layout(dt_t, LD, assert_trivial=True), 1), 2)
+    du_t = gl.expand_dims(gl.expand_dims(gl.convert_layout(du_t, LD, assert_trivial=True), 1), 2)
     if B_VARY:
-        Bt = gl.expand_dims(rows[2].index(i).load(LWN), 0)
+        Bt = gl.expand_dims(rows[1].index(i).load(LWN), 0)
     else:
-        Bt = rows[2]
-    h = gl.exp2(dt_t * A2) * h + du_t * Bt
+        Bt = rows[1]
+    # one dependent FMA per step on h's chain (Δu·B is computed off it)
+    h = gl.fma(gl.exp2(dt_t * A2), h, du_t * Bt)
     if WITH_Y:
         if C_VARY:
-            Ct = gl.expand_dims(rows[3].index(i).load(LWN), 0)
+            Ct = gl.expand_dims(rows[2].index(i).load(LWN), 0)
         else:
-            Ct = rows[3]
+            Ct = rows[2]
         y = gl.sum(h * Ct, axis=2)
     else:
         y = 0.0
@@ -272,15 +276,13 @@ def _fwd_gluon_kernel(
     offB = pid_b * sB_b + (d0 // group_b) * sB_g + gl.expand_dims(bc_n, 1) * sB_n + gl.expand_dims(bc_t, 0) * sB_l
     offC = pid_b * sC_b + (d0 // group_c) * sC_g + gl.expand_dims(bc_n, 1) * sC_n + gl.expand_dims(bc_t, 0) * sC_l
 
-    # Δ and Δu rows: PAD_D floats after every row of BD (the transposed stores of the
+    # (Δ, Δu) rows [BD, 2]: PAD_D floats after every row (the transposed stores of the
     # staging are then free of bank conflicts)
-    PD1: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[BD, PAD_D]], [BD], [0])
-    PD2: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[BD, PAD_D]], [TL, BD], [1, 0])
-    dts_r = gl.allocate_shared_memory(gl.float32, [2 * TL, BD], PD1)
-    dus_r = gl.allocate_shared_memory(gl.float32, [2 * TL, BD], PD1)
-    dts = dts_r._reinterpret(gl.float32, [2, TL, BD], PD2)
-    dus = dus_r._reinterpret(gl.float32, [2, TL, BD], PD2)
-    rows = (dts_r, dus_r)
+    PD1: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[2 * BD, PAD_D]], [BD, 2], [1, 0])
+    PD2: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[2 * BD, PAD_D]], [TL, BD, 2], [2, 1, 0])
+    dd_r = gl.allocate_shared_memory(gl.float32, [2 * TL, BD, 2], PD1)
+    dd = dd_r._reinterpret(gl.float32, [2, TL, BD, 2], PD2)
+    rows = (dd_r,)
     if B_VARY:
         bs = gl.allocate_shared_memory(gl.float32, [2, TL, NP], SH2)
         rows = rows + (bs._reinterpret(gl.float32, [2 * TL, W, NS], SH2),)
@@ -325,7 +327,7 @@ def _fwd_gluon_kernel(
         buf = (it - tile0) % 2
         t0 = it * TL
         tm = io_dm & gl.expand_dims(t0 + io_t < t_end, 0)
-        dt_c = _stage(dt_nx, u_nx, bias, tm, dts, dus, buf, BD, HAS_BIAS, SOFTPLUS)
+        dt_c = _stage(dt_nx, u_nx, bias, tm, dd, buf, BD, HAS_BIAS, SOFTPLUS)
         if B_VARY:
             bs.index(buf).store(gl.permute(B_nx.to(gl.float32), [1, 0]))
         if SUMMARY:
