@@ -3,7 +3,8 @@
 # rows with the default kernels, the rows again for other Gluon tunings, and ncu on row 0.
 # Results: $OUT/scan.tgz. Needs carry [".whl", ".devdata"].
 #   SEQSUITE_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_scan.sh
-# PARTS (default "tests bench tune ncu"; also "rows": TUNE_ROWS under ROW_CFGS); TESTS_K (pytest -k); GLUON_CFGS ("ns,warps_per_sm" list);
+# PARTS (default "tests bench tune ncu"; also "rows": TUNE_ROWS under ROW_CFGS, and "train":
+# bench train of the 7M DNA pair at 1K, 16K and 128K tokens); TESTS_K (pytest -k); GLUON_CFGS ("ns,warps_per_sm" list);
 # NCU_ROWS (row indices, default 0); NCU_K (kernel regex); ROWS (bench rows, default all).
 set -u
 PARTS=${PARTS:-tests bench tune ncu}
@@ -29,6 +30,11 @@ if has tune; then
       --out $P/scan-gluon-${c//,/-}.json > $P/scan-gluon-${c//,/-}.log 2>&1
     echo "gluon $c rc=$? at $(el)s"; grep -E "^ +[0-9]+ " $P/scan-gluon-${c//,/-}.log | cut -c1-80
   done
+fi
+if has train; then
+  timeout 150 $S bench train --pairs hg38-mamba-7m:hg38-transformerpp-7m --lengths 1024,16384,131072 \
+    --budget 0.3 --out $P/train.json > $P/train.log 2>&1
+  echo "bench train rc=$? at $(el)s"; tail -8 $P/train.log
 fi
 if has rows; then
   for c in ${ROW_CFGS:-4,24 4,48 8,24}; do

@@ -46,7 +46,7 @@ class ScanConfig:
     ns_chunked_gluon: int = 8
     min_warps_per_sm_gluon: int = 6
     chunk_warps_per_sm_gluon: int = 48
-    maxnreg_gluon: int = 0  # 0: ptxas chooses
+    maxnreg_gluon: int = 0  # 0: 128 at 8+ warps, else ptxas chooses
 
 
 CONFIG = ScanConfig()
@@ -248,8 +248,11 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
                   HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
                   SOFTPLUS=delta_softplus, B_VARY=b_vary, C_VARY=c_vary)
     launch = dict(num_warps=warps)
-    if cfg.maxnreg_gluon:
-        launch["maxnreg"] = cfg.maxnreg_gluon
+    # 8+ warps (N >= 64): ptxas takes 174 registers unasked; capped at 128 the N = 64 row of
+    # DESIGN §7 ran 8% faster (RESULTS.md, 2026-11-29 14:29 UTC); 4 warps are best uncapped
+    maxnreg = cfg.maxnreg_gluon or (128 if warps >= 8 else 0)
+    if maxnreg:
+        launch["maxnreg"] = maxnreg
     y = torch.empty_like(u)
     last = torch.empty((batch, dim, N), dtype=torch.float32, device=u.device)
     states = torch.empty((batch, n_tiles, N, dim), dtype=torch.float32, device=u.device)
