@@ -80,7 +80,9 @@ def test_gpu_scan_matches_reference(shape, layout, G, dtype):
     dict(fwd="gluon", min_warps_per_sm_gluon=10**6, ns_chunked_gluon=4),
     dict(fwd="gluon", min_warps_per_sm_gluon=0, ns_gluon=2),  # never chunked, 8 warps at N = 16
     dict(fwd="gluon", min_warps_per_sm_gluon=0, ns_gluon=16),  # all 16 states in one warp
-    dict(fwd="tile"),
+    dict(fwd="tile", bwd="tile"),
+    dict(bwd="gluon", ns_bwd_gluon=4),           # backward: 4 states per thread, 4 warps
+    dict(bwd="gluon", ns_bwd_gluon=1),           # backward: one state per thread
 ])
 @pytest.mark.parametrize(
     "shape,layout,G",
@@ -106,6 +108,28 @@ def test_gpu_forward_kernels(monkeypatch, cfg, shape, layout, G):
     assert rel(y, yr) < 1e-2 and rel(last, lr) < 1e-4
     for k in ORDER:
         assert rel(g[k], gr[k]) < 2e-2, (k, rel(g[k], gr[k]))
+
+
+@pytest.mark.parametrize("layout,G", [("vary", 1), ("group", 2), ("inv", 1)])
+def test_gpu_backward_kernels_agree_unchunked(monkeypatch, layout, G):
+    """The Gluon backward against the plain-Triton one on a grid wide enough not to be split
+    into chunks and without a last-state gradient (the benchmark's path), float32."""
+    from dataclasses import replace
+
+    from seqsuite.kernels import triton_scan
+
+    x = make(8, 1536, 512, 16, layout=layout, G=G, dtype=torch.float32)
+    args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True, 16)
+    y, _, states = torch.ops.seqsuite.scan_fwd(*args)
+    dout = torch.randn_like(y)
+    out = {}
+    for kind in ("gluon", "tile"):
+        monkeypatch.setattr(triton_scan, "CONFIG", replace(triton_scan.CONFIG, bwd=kind))
+        out[kind] = torch.ops.seqsuite.scan_bwd(dout, *args[:9], states, None, 16)
+    for name, a, b in zip(("du", "ddelta", "dA", "dB", "dC", "dD", "dz", "dbias"),
+                          out["gluon"], out["tile"]):
+        assert a.shape == b.shape, name
+        assert rel(a, b) < 1e-4, (name, rel(a, b))
 
 
 def test_gpu_long_sequence_batch1():

@@ -47,6 +47,8 @@ class ScanConfig:
     min_warps_per_sm_gluon: int = 6
     chunk_warps_per_sm_gluon: int = 48
     maxnreg_gluon: int = 0  # 0: 128 at 8+ warps, else ptxas chooses
+    bwd: str = "auto"      # backward kernel: "gluon" (gluon_bwd.py; CUDA, N <= 16) or "tile"
+    ns_bwd_gluon: int = 2  # "gluon" backward: states per thread (N / NS warps)
 
 
 CONFIG = ScanConfig()
@@ -61,6 +63,11 @@ def _config() -> ScanConfig:
         unroll = v[6] if len(v) > 6 else cfg.unroll
         cfg = replace(cfg, bd_fwd=v[0], bd_bwd=v[1], tile=v[2], warps_fwd=v[3], warps_bwd=v[4],
                       warps_per_sm=wps, unroll=unroll)
+    bkind = os.environ.get("SEQSUITE_SCAN_BWD")
+    if bkind:
+        if bkind not in ("auto", "tile", "gluon"):
+            raise ValueError(f"SEQSUITE_SCAN_BWD={bkind!r}: use auto, gluon or tile")
+        cfg = replace(cfg, bwd=bkind)
     kind = os.environ.get("SEQSUITE_SCAN_FWD")
     if kind:
         if kind not in ("auto", "tile", "seq", "gluon"):
@@ -89,6 +96,12 @@ def _fwd_kind(cfg: ScanConfig, device: torch.device) -> str:
             and torch.cuda.get_device_capability(device)[0] >= 8:
         return "gluon"
     return "tile"
+
+
+def _bwd_kind(cfg: ScanConfig, device: torch.device) -> str:
+    if cfg.bwd != "auto":
+        return cfg.bwd
+    return "gluon" if _fwd_kind(replace(cfg, fwd="auto"), device) == "gluon" else "tile"
 
 
 def tile_for(N: int) -> int:
@@ -303,6 +316,11 @@ def scan_bwd(
     for absent optional inputs)."""
     cfg = _config()
     dout, u, delta, z, D, delta_bias = (_contig(t) for t in (dout, u, delta, z, D, delta_bias))
+    if _bwd_kind(cfg, u.device) == "gluon":
+        out = _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                              states, dlast, tile)
+        if out is not None:
+            return out
     batch, dim, L = u.shape
     N = A.shape[1]
     TL = tile
@@ -371,6 +389,92 @@ def scan_bwd(
         dC = dC.sum((0, 1)).t().contiguous()
     return (
         du, ddelta, dA.to(A.dtype), dB.to(B_in.dtype), dC.to(C_in.dtype),
+        dD.to(D.dtype) if D is not None else u.new_empty(0),
+        dz,
+        dbias.to(delta_bias.dtype) if delta_bias is not None else u.new_empty(0),
+    )
+
+
+def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
+                    dlast, TL):
+    """The Gluon backward (gluon_bwd.py), or None where it does not apply (N > 16, a tile
+    other than 16, B/C groups its 32-channel programs would straddle)."""
+    from . import gluon_bwd as GB
+    from . import gluon_fwd as G
+
+    batch, dim, L = u.shape
+    N = A.shape[1]
+    B_in, C_in = B, C
+    B, b_vary, gb, sB = _bc_layout(B, dim)
+    C, c_vary, gc, sC = _bc_layout(C, dim)
+    BD = 32
+    if TL != 16 or N > 16 or any(g % BD for g, v in ((gb, b_vary), (gc, c_vary)) if v and g < dim):
+        return None
+    NP = triton.next_power_of_2(N)
+    NS = min(NP, cfg.ns_bwd_gluon)
+    warps = NP // NS
+    n_dblk = triton.cdiv(dim, BD)
+    n_tiles = triton.cdiv(L, TL)
+    sms = torch.cuda.get_device_properties(u.device).multi_processor_count
+    programs = batch * n_dblk
+    nc = 1 if programs >= 2 * sms else min(n_tiles, math.ceil(2 * sms / programs))
+    ct = math.ceil(n_tiles / nc)
+    n_chunks = math.ceil(n_tiles / ct)
+    chunk_len = ct * TL
+    f32 = dict(dtype=torch.float32, device=u.device)
+    du = torch.empty_like(u)
+    ddelta = torch.empty_like(delta)
+    dz = torch.empty_like(z) if z is not None else u.new_empty(0)
+    part = (batch, n_chunks, N, dim)
+    dA_part = torch.empty(part, **f32)
+    dB = torch.empty((batch, n_dblk, N, L) if b_vary else part, **f32)
+    dC = torch.empty((batch, n_dblk, N, L) if c_vary else part, **f32)
+    dD = torch.zeros((dim,), **f32)
+    dbias = torch.zeros((dim,), **f32)
+    r = None
+    if n_chunks > 1 or dlast is not None:
+        rsum = torch.zeros(part, **f32)
+        dtsum = torch.zeros((batch, n_chunks, dim), **f32)
+        if n_chunks > 1:
+            bd = _block_d(cfg.bd_bwd, dim, [gc] if c_vary else [])
+            _bwd_chunk_summary_kernel[(triton.cdiv(dim, bd), n_chunks, batch)](
+                dout, _opt(z, u), delta, A, C, _opt(delta_bias, u), rsum, dtsum,
+                dim, L, N, chunk_len, n_chunks, gc,
+                u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sC,
+                BD=bd, TL=TL, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+                SOFTPLUS=delta_softplus, C_VARY=c_vary, num_warps=cfg.warps_bwd,
+            )
+        r = torch.empty_like(rsum)
+        dl = dlast.float().contiguous() if dlast is not None else None
+        BLK = 256
+        _chunk_combine_kernel[(triton.cdiv(dim * N, BLK), batch)](
+            rsum, dtsum, A, _opt(dl, rsum), r, dim, N, n_chunks, A.stride(0), A.stride(1),
+            BLOCK=BLK, REVERSE=True, HAS_INIT=dl is not None, num_warps=4,
+        )
+    GB._bwd_gluon_kernel[(n_dblk, n_chunks, batch)](
+        dout, u, delta, _opt(z, u), A, B, C, _opt(D, u), _opt(delta_bias, u),
+        states, _opt(r, dA_part),
+        du, ddelta, dz if z is not None else du, dA_part, dB, dC, dD, dbias,
+        dim, L, N, chunk_len, n_chunks, n_tiles, n_dblk, gb, gc,
+        u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sB, *sC,
+        BD=BD, NP=NP, TL=TL, L3=G.state_layout(NS, warps), LIO=G.tile_layout(BD, TL, warps),
+        LBC=G.tile_layout(NP, TL, warps), HAS_D=D is not None, HAS_Z=z is not None,
+        HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus, B_VARY=b_vary,
+        C_VARY=c_vary, HAS_R=r is not None, num_warps=warps,
+    )
+    dA = dA_part.sum((0, 1)).t().contiguous()
+
+    def reduce_bc(X, vary, G, X_in):
+        if not vary:
+            return X.sum((0, 1)).t().contiguous().to(X_in.dtype)
+        X = X.view(batch, G, n_dblk // G, N, L).sum(2)
+        return X.view(X_in.shape).to(X_in.dtype)
+
+    GBn = B.shape[1] if B.dim() == 4 else 1
+    GCn = C.shape[1] if C.dim() == 4 else 1
+    return (
+        du, ddelta, dA.to(A.dtype), reduce_bc(dB, b_vary, GBn, B_in),
+        reduce_bc(dC, c_vary, GCn, C_in),
         dD.to(D.dtype) if D is not None else u.new_empty(0),
         dz,
         dbias.to(delta_bias.dtype) if delta_bias is not None else u.new_empty(0),

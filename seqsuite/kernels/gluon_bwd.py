@@ -1,0 +1,316 @@
+"""Backward selective scan in Gluon: the CUDA backward kernel (the layout of gluon_fwd.py).
+
+With the forward h_t = a_t h_{t-1} + x_t (a_t = exp(Δ_t A), x_t = Δ_t u_t B_t) and
+y_t = Σ_n C_t h_t + D u_t, out_t = y_t silu(z_t), the adjoint of the state runs backwards:
+g_t = C_t dy_t + R, R <- a_t g_t (dy = dout silu(z)). Per point (d, t, n), with
+a_t h_{t-1} = h_t − x_t:
+  dA += g (h_t − x_t) Δ_t,   dΔ_t += g (h_t − x_t) A + g B_t u_t,   du_t += g B_t Δ_t,
+  dB_t += g Δ_t u_t (summed over channels),   dC_t += dy_t h_t (summed over channels).
+
+Layout (gluon_fwd.py): lane = channel (32 per program), warp = NS states. One program walks
+its chunk's tiles of TL = 16 steps from the last to the first:
+1. Staging: Δ (softplus), Δu and dy of the tile, computed once per (channel, step) in the
+   tile layout, go to shared memory as [TL, BD, 4] rows (one 16-byte read per step); B and C
+   rows as in the forward.
+2. Recompute: the 16 states h_t of the tile from the tile-start state the forward saved
+   (held in registers); dC_t = Σ_d dy_t h_t by a butterfly over the lanes; this thread's
+   part of Σ_n C_t h_t (for dz).
+3. Reverse: g, dA, and this thread's parts of Σ_n g (h − x) A and Σ_n g B (for dΔ and du);
+   dB_t = Σ_d g Δu by a butterfly over the lanes.
+4. Finish (tile layout, after a barrier): the warps' parts summed; du, dΔ (through softplus),
+   dz written; dD and dΔ-bias summed per channel (one atomic add per program at the end).
+The per-(channel, step) sums over states go through shared memory once per tile, like y in
+the forward. Time-varying dB and dC are written per program as (batch, programs over dim,
+N, L) partial sums and reduced by the launcher (no atomics); dA and time-invariant dB/dC
+as (batch, n_chunks, N, dim). Chunks start from the adjoint R that
+`triton_bwd._bwd_chunk_summary_kernel` and the reverse chunk combine hand them.
+
+Gluon does not run under TRITON_INTERPRET: tested on the GPU (tests/test_kernels_gpu.py).
+"""
+from __future__ import annotations
+
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+
+from .gluon_fwd import LOG2E, PAD_T, _rcp, _softplus_g
+
+PAD_R = gl.constexpr(4)  # floats after each [BD, 4] row of the (Δ, Δu, dy) buffer
+
+
+@gluon.jit
+def _row(dd, i, L3: gl.constexpr):
+    """(Δ, Δu, dy) of step row i as [BD, 1, 1] tensors of the state layout."""
+    W: gl.constexpr = L3.warps_per_cta[1]
+    LD: gl.constexpr = gl.SliceLayout(1, gl.SliceLayout(2, L3))
+    L4: gl.constexpr = gl.BlockedLayout([1, 4], [32, 1], [1, W], [1, 0])
+    v = dd.index(i).load(L4)
+    v = gl.reshape(v, [v.shape[0], 2, 2])
+    e, o = gl.split(v)         # (Δ, dy), (Δu, 0)
+    dt, dy = gl.split(e)
+    du, _ = gl.split(o)
+    dt = gl.expand_dims(gl.expand_dims(gl.convert_layout(dt, LD, assert_trivial=True), 1), 2)
+    du = gl.expand_dims(gl.expand_dims(gl.convert_layout(du, LD, assert_trivial=True), 1), 2)
+    dy = gl.expand_dims(gl.expand_dims(gl.convert_layout(dy, LD, assert_trivial=True), 1), 2)
+    return dt, du, dy
+
+
+@gluon.jit
+def _bc_row(src, i, VARY: gl.constexpr, L3: gl.constexpr):
+    if VARY:
+        return gl.expand_dims(src.index(i).load(gl.SliceLayout(0, L3)), 0)
+    else:
+        return src
+
+
+@gluon.jit
+def _join16(p):
+    """16 [BD, W] tensors (step order) joined as [W, BD, 16]."""
+    a = gl.join(gl.join(gl.join(gl.join(p[0], p[1]), gl.join(p[2], p[3])),
+                        gl.join(gl.join(p[4], p[5]), gl.join(p[6], p[7]))),
+                gl.join(gl.join(gl.join(p[8], p[9]), gl.join(p[10], p[11])),
+                        gl.join(gl.join(p[12], p[13]), gl.join(p[14], p[15]))))
+    # [BD, W, 2, 2, 2, 2]: index (.., i0, i1, i2, i3) = step i0 + 2 i1 + 4 i2 + 8 i3
+    return gl.reshape(gl.permute(a, [1, 0, 5, 4, 3, 2]), [a.shape[1], a.shape[0], 16])
+
+
+@gluon.jit
+def _sum_rows(sr, first, W: gl.constexpr, LIO: gl.constexpr):
+    v = sr.index(first).load(LIO)
+    for w in gl.static_range(1, W):
+        v += sr.index(first + w).load(LIO)
+    return v
+
+
+@gluon.jit
+def _bwd_gluon_kernel(
+    dout_ptr, u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr,
+    hs_ptr, r_ptr,
+    du_ptr, ddt_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
+    dim, L, N, chunk_len, n_chunks, n_tiles, n_dblk, group_b, group_c,
+    s_ub, s_ud, s_ab, s_an,
+    sB_b, sB_g, sB_n, sB_l, sC_b, sC_g, sC_n, sC_l,
+    BD: gl.constexpr, NP: gl.constexpr, TL: gl.constexpr,
+    L3: gl.constexpr, LIO: gl.constexpr, LBC: gl.constexpr,
+    HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
+    SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
+    HAS_R: gl.constexpr,
+):
+    """Gradients for one chunk of BD = 32 channels (see the module docstring for outputs)."""
+    W: gl.constexpr = gl.num_warps()
+    NS: gl.constexpr = NP // W
+    LDW: gl.constexpr = gl.SliceLayout(2, L3)
+    LD: gl.constexpr = gl.SliceLayout(1, LDW)
+    LW: gl.constexpr = gl.SliceLayout(0, LDW)
+    LWN: gl.constexpr = gl.SliceLayout(0, L3)
+    LS: gl.constexpr = gl.SliceLayout(0, LWN)
+    LIOD: gl.constexpr = gl.SliceLayout(1, LIO)
+    LIOT: gl.constexpr = gl.SliceLayout(0, LIO)
+    SH2: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [1, 0])
+
+    pid_d = gl.program_id(0)
+    pid_c = gl.program_id(1)
+    pid_b = gl.program_id(2).to(gl.int64)
+    d0 = pid_d * BD
+
+    offs_d = d0 + gl.arange(0, BD, layout=LD)
+    d3 = gl.expand_dims(gl.expand_dims(offs_d, 1), 2)
+    w3 = gl.expand_dims(gl.expand_dims(gl.arange(0, W, layout=LW), 0), 2)
+    s3 = gl.expand_dims(gl.expand_dims(gl.arange(0, NS, layout=LS), 0), 0)
+    n3 = w3 * NS + s3
+    m3 = (d3 < dim) & (n3 < N)
+    A = gl.load(A_ptr + d3 * s_ab + n3 * s_an, mask=m3, other=0.0).to(gl.float32)
+    A2 = A * LOG2E
+    nd = n3 * dim + d3
+    prog = (pid_b * n_chunks + pid_c) * N * dim + nd  # this program's (n, d) slots
+    if HAS_R:
+        R = gl.load(r_ptr + prog, mask=m3, other=0.0)
+    else:
+        R = gl.zeros([BD, W, NS], gl.float32, L3)
+    dA_acc = gl.zeros([BD, W, NS], gl.float32, L3)
+    if B_VARY:
+        w2b = gl.expand_dims(gl.arange(0, W, layout=gl.SliceLayout(1, LWN)), 1)
+        s2b = gl.expand_dims(gl.arange(0, NS, layout=gl.SliceLayout(0, LWN)), 0)
+        n2 = w2b * NS + s2b                              # [W, NS]
+        nmask2 = n2 < N
+        dB_row = dB_ptr + ((pid_b * n_dblk + pid_d) * N + n2) * L  # + t
+        srcB = 0
+    else:
+        Bc = gl.load(B_ptr + d3 * sB_g + n3 * sB_n, mask=m3, other=0.0).to(gl.float32)
+        dB_acc = gl.zeros([BD, W, NS], gl.float32, L3)
+        srcB = Bc
+    if C_VARY:
+        w2c = gl.expand_dims(gl.arange(0, W, layout=gl.SliceLayout(1, LWN)), 1)
+        s2c = gl.expand_dims(gl.arange(0, NS, layout=gl.SliceLayout(0, LWN)), 0)
+        n2c = w2c * NS + s2c
+        nmask2c = n2c < N
+        dC_row = dC_ptr + ((pid_b * n_dblk + pid_d) * N + n2c) * L
+        srcC = 0
+    else:
+        Cc = gl.load(C_ptr + d3 * sC_g + n3 * sC_n, mask=m3, other=0.0).to(gl.float32)
+        dC_acc = gl.zeros([BD, W, NS], gl.float32, L3)
+        srcC = Cc
+
+    io_d = d0 + gl.arange(0, BD, layout=LIOD)
+    io_t = gl.arange(0, TL, layout=LIOT)
+    io_dm = gl.expand_dims(io_d < dim, 1)
+    io_base = pid_b * s_ub + gl.expand_dims(io_d.to(gl.int64) * s_ud, 1) + gl.expand_dims(io_t, 0)
+    if HAS_BIAS:
+        bias = gl.expand_dims(gl.load(bias_ptr + io_d, mask=io_d < dim, other=0.0).to(gl.float32), 1)
+    if HAS_D:
+        Dv = gl.expand_dims(gl.load(D_ptr + io_d, mask=io_d < dim, other=0.0).to(gl.float32), 1)
+    dD_acc = gl.zeros([BD, TL], gl.float32, LIO)
+    dbias_acc = gl.zeros([BD, TL], gl.float32, LIO)
+
+    bc_n = gl.arange(0, NP, layout=gl.SliceLayout(1, LBC))
+    bc_t = gl.arange(0, TL, layout=gl.SliceLayout(0, LBC))
+    bc_nm = gl.expand_dims(bc_n < N, 1)
+    offB = pid_b * sB_b + (d0 // group_b) * sB_g + gl.expand_dims(bc_n, 1) * sB_n + gl.expand_dims(bc_t, 0) * sB_l
+    offC = pid_b * sC_b + (d0 // group_c) * sC_g + gl.expand_dims(bc_n, 1) * sC_n + gl.expand_dims(bc_t, 0) * sC_l
+
+    # shared buffers: (Δ, Δu, dy, 0) rows; B and C rows; the warps' parts of three sums
+    PR1: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[4 * BD, PAD_R]], [BD, 4], [1, 0])
+    PR2: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[4 * BD, PAD_R]], [TL, BD, 4], [2, 1, 0])
+    dd = gl.allocate_shared_memory(gl.float32, [TL, BD, 4], PR1)
+    dd3 = dd._reinterpret(gl.float32, [TL, BD, 4], PR2)
+    if B_VARY:
+        bs = gl.allocate_shared_memory(gl.float32, [TL, NP], SH2)
+        srcB = bs._reinterpret(gl.float32, [TL, W, NS], SH2)
+    if C_VARY:
+        cs = gl.allocate_shared_memory(gl.float32, [TL, NP], SH2)
+        srcC = cs._reinterpret(gl.float32, [TL, W, NS], SH2)
+    PY2: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[TL, PAD_T]], [BD, TL], [1, 0])
+    PY3: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[TL, PAD_T]], [W, BD, TL], [2, 1, 0])
+    sr = gl.allocate_shared_memory(gl.float32, [4 * W, BD, TL], PY2)  # y, Σ g B, Σ g (h-x) A
+    s4 = sr._reinterpret(gl.float32, [4, W, BD, TL], PY3)
+
+    t_start = pid_c * chunk_len
+    t_end = gl.minimum(t_start + chunk_len, L)
+    tile0 = t_start // TL
+    tile1 = (t_end + TL - 1) // TL
+
+    # registers of the tile to stage next (loaded one tile ahead; tiles run backwards)
+    tn = (tile1 - 1) * TL
+    tm = io_dm & gl.expand_dims(tn + io_t < t_end, 0)
+    dt_nx = gl.load(dt_ptr + io_base + tn, mask=tm, other=0.0)
+    u_nx = gl.load(u_ptr + io_base + tn, mask=tm, other=0.0)
+    o_nx = gl.load(dout_ptr + io_base + tn, mask=tm, other=0.0)
+    if HAS_Z:
+        z_nx = gl.load(z_ptr + io_base + tn, mask=tm, other=0.0)
+    bcm = bc_nm & gl.expand_dims(tn + bc_t < t_end, 0)
+    if B_VARY:
+        B_nx = gl.load(B_ptr + offB + tn * sB_l, mask=bcm, other=0.0)
+    if C_VARY:
+        C_nx = gl.load(C_ptr + offC + tn * sC_l, mask=bcm, other=0.0)
+
+    for k in range(0, tile1 - tile0):
+        it = tile1 - 1 - k
+        t0 = it * TL
+        tm = io_dm & gl.expand_dims(t0 + io_t < t_end, 0)
+        # 1. staging (tile layout): Δ, its softplus slope, Δu, dy
+        raw = dt_nx.to(gl.float32)
+        if HAS_BIAS:
+            raw = raw + bias
+        if SOFTPLUS:
+            dt = _softplus_g(raw)
+            slope = _rcp(1.0 + gl.exp2(-LOG2E * raw))  # sigmoid(raw) = d softplus / d raw
+        else:
+            dt = raw
+        dt = gl.where(tm, dt, 0.0)
+        u = u_nx.to(gl.float32)
+        dout = o_nx.to(gl.float32)
+        if HAS_Z:
+            z = z_nx.to(gl.float32)
+            sz = _rcp(1.0 + gl.exp2(-LOG2E * z))
+            dy = dout * z * sz
+        else:
+            dy = dout
+        row4 = gl.join(gl.join(dt, dt * u), gl.join(dy, gl.zeros_like(dy)))
+        row4 = gl.reshape(gl.permute(row4, [0, 1, 3, 2]), [BD, TL, 4])
+        dd3.store(gl.permute(row4, [1, 0, 2]))
+        if B_VARY:
+            bs.store(gl.permute(B_nx.to(gl.float32), [1, 0]))
+        if C_VARY:
+            cs.store(gl.permute(C_nx.to(gl.float32), [1, 0]))
+        # prefetch the tile before this one
+        tp = t0 - TL
+        tmp = io_dm & gl.expand_dims((tp + io_t >= t_start) & (tp + io_t < t_end), 0)
+        dt_nx = gl.load(dt_ptr + io_base + tp, mask=tmp, other=0.0)
+        u_nx = gl.load(u_ptr + io_base + tp, mask=tmp, other=0.0)
+        o_nx = gl.load(dout_ptr + io_base + tp, mask=tmp, other=0.0)
+        if HAS_Z:
+            z_nx = gl.load(z_ptr + io_base + tp, mask=tmp, other=0.0)
+        bcm = bc_nm & gl.expand_dims((tp + bc_t >= t_start) & (tp + bc_t < t_end), 0)
+        if B_VARY:
+            B_nx = gl.load(B_ptr + offB + tp * sB_l, mask=bcm, other=0.0)
+        if C_VARY:
+            C_nx = gl.load(C_ptr + offC + tp * sC_l, mask=bcm, other=0.0)
+        gl.thread_barrier()
+
+        # 2. recompute the tile's states; dC; this thread's part of y
+        h = gl.load(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd, mask=m3, other=0.0)
+        hl = ()
+        yl = ()
+        for t in gl.static_range(TL):
+            dt_t, du_t, dy_t = _row(dd, t, L3)
+            Bt = _bc_row(srcB, t, B_VARY, L3)
+            Ct = _bc_row(srcC, t, C_VARY, L3)
+            h = gl.fma(gl.exp2(dt_t * A2), h, du_t * Bt)
+            hl = hl + (h,)
+            yl = yl + (gl.sum(h * Ct, axis=2),)
+            if C_VARY:
+                gl.store(dC_row + t0 + t, gl.sum(dy_t * h, axis=0), mask=nmask2c & (t0 + t < t_end))
+            else:
+                dC_acc = gl.fma(dy_t, h, dC_acc)
+        # 3. the adjoint, backwards through the tile
+        s1l = ()
+        s2l = ()
+        for kk in gl.static_range(TL):
+            dt_t, du_t, dy_t = _row(dd, TL - 1 - kk, L3)
+            Bt = _bc_row(srcB, TL - 1 - kk, B_VARY, L3)
+            Ct = _bc_row(srcC, TL - 1 - kk, C_VARY, L3)
+            g = gl.fma(Ct, dy_t, R)
+            gh = g * (hl[TL - 1 - kk] - du_t * Bt)   # g a_t h_{t-1}
+            dA_acc = gl.fma(gh, dt_t, dA_acc)
+            s1l = (gl.sum(g * Bt, axis=2),) + s1l
+            s2l = (gl.sum(gh * A, axis=2),) + s2l
+            if B_VARY:
+                gl.store(dB_row + t0 + (TL - 1 - kk), gl.sum(g * du_t, axis=0), mask=nmask2 & (t0 + (TL - 1 - kk) < t_end))
+            else:
+                dB_acc = gl.fma(g, du_t, dB_acc)
+            R = gl.exp2(dt_t * A2) * g
+        s4.index(0).store(_join16(yl))
+        s4.index(1).store(_join16(s1l))
+        s4.index(2).store(_join16(s2l))
+        gl.thread_barrier()
+
+        # 4. finish the tile (tile layout)
+        ypre = _sum_rows(sr, 0, W, LIO)
+        s1 = _sum_rows(sr, W, W, LIO)
+        s2 = _sum_rows(sr, 2 * W, W, LIO)
+        du = s1 * dt
+        if HAS_D:
+            ypre += Dv * u
+            du += Dv * dy
+            dD_acc += dy * u
+        ddt = s2 + s1 * u
+        if SOFTPLUS:
+            ddt = ddt * slope
+        ddt = gl.where(tm, ddt, 0.0)
+        dbias_acc += ddt
+        offs = io_base + t0
+        gl.store(du_ptr + offs, du.to(du_ptr.dtype.element_ty), mask=tm)
+        gl.store(ddt_ptr + offs, ddt.to(ddt_ptr.dtype.element_ty), mask=tm)
+        if HAS_Z:
+            dz = dout * ypre * sz * (1.0 + z * (1.0 - sz))
+            gl.store(dz_ptr + offs, dz.to(dz_ptr.dtype.element_ty), mask=tm)
+
+    gl.store(dA_ptr + prog, dA_acc, mask=m3)
+    if not B_VARY:
+        gl.store(dB_ptr + prog, dB_acc, mask=m3)
+    if not C_VARY:
+        gl.store(dC_ptr + prog, dC_acc, mask=m3)
+    if HAS_D:
+        gl.atomic_add(dD_ptr + io_d, gl.sum(dD_acc, axis=1), mask=io_d < dim, sem="relaxed")
+    if HAS_BIAS:
+        gl.atomic_add(dbias_ptr + io_d, gl.sum(dbias_acc, axis=1), mask=io_d < dim,
+                      sem="relaxed")
