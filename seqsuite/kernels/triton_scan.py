@@ -49,6 +49,7 @@ class ScanConfig:
     maxnreg_gluon: int = 0  # 0: 128 at 8+ warps, else ptxas chooses
     bwd: str = "auto"      # backward kernel: "gluon" (gluon_bwd.py; CUDA, N <= 16) or "tile"
     ns_bwd_gluon: int = 2  # "gluon" backward: states per thread (N / NS warps)
+    programs_per_sm_bwd_gluon: int = 2  # "gluon" backward: chunk sequences below this
 
 
 CONFIG = ScanConfig()
@@ -68,6 +69,10 @@ def _config() -> ScanConfig:
         if bkind not in ("auto", "tile", "gluon"):
             raise ValueError(f"SEQSUITE_SCAN_BWD={bkind!r}: use auto, gluon or tile")
         cfg = replace(cfg, bwd=bkind)
+    bg = os.environ.get("SEQSUITE_SCAN_BWD_GLUON")
+    if bg:
+        v = [int(x) for x in bg.split(",")]
+        cfg = replace(cfg, **dict(zip(("ns_bwd_gluon", "programs_per_sm_bwd_gluon"), v)))
     kind = os.environ.get("SEQSUITE_SCAN_FWD")
     if kind:
         if kind not in ("auto", "tile", "seq", "gluon"):
@@ -417,7 +422,8 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
     n_tiles = triton.cdiv(L, TL)
     sms = torch.cuda.get_device_properties(u.device).multi_processor_count
     programs = batch * n_dblk
-    nc = 1 if programs >= 2 * sms else min(n_tiles, math.ceil(2 * sms / programs))
+    want = cfg.programs_per_sm_bwd_gluon * sms
+    nc = 1 if programs >= want else min(n_tiles, math.ceil(want / programs))
     ct = math.ceil(n_tiles / nc)
     n_chunks = math.ceil(n_tiles / ct)
     chunk_len = ct * TL
