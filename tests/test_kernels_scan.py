@@ -227,3 +227,19 @@ def test_gluon_forward_plan():
     NS, warps, ct, nc = gluon_plan(cfg, 16, 128, 16384, 16, 132)
     assert (NS, warps) == (8, 2) and (nc - 1) * ct < 1024 <= nc * ct
     assert gluon_plan(cfg, 1, 32, 16, 1, 132) == (1, 1, 1, 1)  # one tile: nothing to split
+
+
+def test_gluon_backward_plan():
+    """The Gluon backward runs unchunked where the grid has a program per SM (DESIGN §7 rows
+    1, 2 and 5), and leaves chunked grids and N > 16 to the tile backward unless asked."""
+    from dataclasses import replace
+
+    from seqsuite.kernels.triton_scan import ScanConfig, gluon_bwd_plan
+
+    cfg = ScanConfig()
+    assert gluon_bwd_plan(cfg, 8, 1536, 2048, 16, 132) == (2, 8, 128, 1)
+    assert gluon_bwd_plan(cfg, 2, 4096, 4096, 16, 132) == (2, 8, 256, 1)
+    assert gluon_bwd_plan(cfg, 1, 256, 1 << 20, 16, 132) is None
+    assert gluon_bwd_plan(cfg, 8, 1536, 2048, 64, 132) is None
+    NS, warps, ct, nc = gluon_bwd_plan(replace(cfg, bwd="gluon"), 1, 256, 1 << 20, 16, 132)
+    assert (NS, warps) == (2, 8) and nc * 8 >= 132 and ct * nc >= (1 << 20) // 16

@@ -49,7 +49,11 @@ class ScanConfig:
     maxnreg_gluon: int = 0  # 0: 128 at 8+ warps, else ptxas chooses
     bwd: str = "auto"      # backward kernel: "gluon" (gluon_bwd.py; CUDA, N <= 16) or "tile"
     ns_bwd_gluon: int = 2  # "gluon" backward: states per thread (N / NS warps)
-    programs_per_sm_bwd_gluon: int = 2  # "gluon" backward: chunk sequences below this
+    # "gluon" backward: grids of fewer programs per SM than this are chunked when the Gluon
+    # backward is asked for, and under "auto" go to the tile backward (measured 2026-11-29:
+    # the Gluon backward wins unchunked, 1.08-1.12x the reference against 0.92-0.94x, and
+    # loses chunked, its chunk summary being the plain-Triton one)
+    programs_per_sm_bwd_gluon: int = 1
 
 
 CONFIG = ScanConfig()
@@ -400,10 +404,28 @@ def scan_bwd(
     )
 
 
+def gluon_bwd_plan(cfg: ScanConfig, batch: int, dim: int, L: int, N: int, sms: int):
+    """(NS, warps, chunk length in tiles, chunks) of the Gluon backward, or None where the
+    tile backward runs instead (N > 16; under "auto", a grid that would need chunks)."""
+    if N > 16:
+        return None
+    NP = triton.next_power_of_2(N)
+    NS = min(NP, cfg.ns_bwd_gluon)
+    n_tiles = triton.cdiv(L, 16)
+    programs = batch * triton.cdiv(dim, 32)
+    want = cfg.programs_per_sm_bwd_gluon * sms
+    if programs < want and cfg.bwd == "auto":
+        return None
+    nc = 1 if programs >= want else min(n_tiles, math.ceil(want / programs))
+    ct = math.ceil(n_tiles / nc)
+    return NS, NP // NS, ct, math.ceil(n_tiles / ct)
+
+
 def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
                     dlast, TL):
     """The Gluon backward (gluon_bwd.py), or None where it does not apply (N > 16, a tile
-    other than 16, B/C groups its 32-channel programs would straddle)."""
+    other than 16, B/C groups its 32-channel programs would straddle) or, under "auto", where
+    the grid would need chunks."""
     from . import gluon_bwd as GB
     from . import gluon_fwd as G
 
@@ -413,19 +435,16 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
     B, b_vary, gb, sB = _bc_layout(B, dim)
     C, c_vary, gc, sC = _bc_layout(C, dim)
     BD = 32
-    if TL != 16 or N > 16 or any(g % BD for g, v in ((gb, b_vary), (gc, c_vary)) if v and g < dim):
+    if TL != 16 or any(g % BD for g, v in ((gb, b_vary), (gc, c_vary)) if v and g < dim):
         return None
-    NP = triton.next_power_of_2(N)
-    NS = min(NP, cfg.ns_bwd_gluon)
-    warps = NP // NS
+    sms = torch.cuda.get_device_properties(u.device).multi_processor_count
+    plan = gluon_bwd_plan(cfg, batch, dim, L, N, sms)
+    if plan is None:
+        return None
+    NS, warps, ct, n_chunks = plan
+    NP = NS * warps
     n_dblk = triton.cdiv(dim, BD)
     n_tiles = triton.cdiv(L, TL)
-    sms = torch.cuda.get_device_properties(u.device).multi_processor_count
-    programs = batch * n_dblk
-    want = cfg.programs_per_sm_bwd_gluon * sms
-    nc = 1 if programs >= want else min(n_tiles, math.ceil(want / programs))
-    ct = math.ceil(n_tiles / nc)
-    n_chunks = math.ceil(n_tiles / ct)
     chunk_len = ct * TL
     f32 = dict(dtype=torch.float32, device=u.device)
     du = torch.empty_like(u)
