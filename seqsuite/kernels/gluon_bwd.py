@@ -55,6 +55,51 @@ def _row(dd, i, L3: gl.constexpr):
 
 
 @gluon.jit
+def _bfly(x, M: gl.constexpr):
+    """x from the lane whose id differs in the bits M (shfl.sync.bfly over the full warp)."""
+    if M == 16:
+        return gl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 16, 0x1f, -1;", "=r,r",
+                                         [x], dtype=gl.float32, is_pure=True, pack=1)
+    elif M == 8:
+        return gl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 8, 0x1f, -1;", "=r,r",
+                                         [x], dtype=gl.float32, is_pure=True, pack=1)
+    elif M == 4:
+        return gl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 4, 0x1f, -1;", "=r,r",
+                                         [x], dtype=gl.float32, is_pure=True, pack=1)
+    elif M == 2:
+        return gl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 2, 0x1f, -1;", "=r,r",
+                                         [x], dtype=gl.float32, is_pure=True, pack=1)
+    else:
+        return gl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 1, 0x1f, -1;", "=r,r",
+                                         [x], dtype=gl.float32, is_pure=True, pack=1)
+
+
+@gluon.jit
+def _halve(v, lane, M: gl.constexpr, K: gl.constexpr):
+    """One level of a butterfly reduce-scatter over the lanes: of the pairs (v[i], v[i+K/2]),
+    a lane keeps the half its bit M selects and adds the other lane's copy of it."""
+    out = ()
+    hi = (lane & M) != 0
+    for i in gl.static_range(K // 2):
+        keep = gl.where(hi, v[i + K // 2], v[i])
+        send = gl.where(hi, v[i], v[i + K // 2])
+        out = out + (keep + _bfly(send, M),)
+    return out
+
+
+@gluon.jit
+def _lane_sums16(v, lane):
+    """16 [BD = 32, W, NS] tensors (one per step) summed over the 32 lanes (channels) by a
+    reduce-scatter: 31 shuffles per state for all 16 steps instead of 80. Returns one tensor:
+    lane l holds the sums of step l >> 1 (lanes l and l ^ 1 alike)."""
+    v = _halve(v, lane, 16, 16)
+    v = _halve(v, lane, 8, 8)
+    v = _halve(v, lane, 4, 4)
+    v = _halve(v, lane, 2, 2)
+    return v[0] + _bfly(v[0], 1)
+
+
+@gluon.jit
 def _bc_row(src, i, VARY: gl.constexpr, L3: gl.constexpr):
     if VARY:
         return gl.expand_dims(src.index(i).load(gl.SliceLayout(0, L3)), 0)
@@ -118,6 +163,8 @@ def _bwd_gluon_kernel(
     s3 = gl.expand_dims(gl.expand_dims(gl.arange(0, NS, layout=LS), 0), 0)
     n3 = w3 * NS + s3
     m3 = (d3 < dim) & (n3 < N)
+    lane3 = d3 - d0      # = the lane
+    st3 = lane3 >> 1     # the step whose channel sums lane l holds after _lane_sums16
     A = gl.load(A_ptr + d3 * s_ab + n3 * s_an, mask=m3, other=0.0).to(gl.float32)
     A2 = A * LOG2E
     nd = n3 * dim + d3
@@ -128,22 +175,16 @@ def _bwd_gluon_kernel(
         R = gl.zeros([BD, W, NS], gl.float32, L3)
     dA_acc = gl.zeros([BD, W, NS], gl.float32, L3)
     if B_VARY:
-        w2b = gl.expand_dims(gl.arange(0, W, layout=gl.SliceLayout(1, LWN)), 1)
-        s2b = gl.expand_dims(gl.arange(0, NS, layout=gl.SliceLayout(0, LWN)), 0)
-        n2 = w2b * NS + s2b                              # [W, NS]
-        nmask2 = n2 < N
-        dB_row = dB_ptr + ((pid_b * n_dblk + pid_d) * N + n2) * L  # + t
+        dB_row3 = dB_ptr + ((pid_b * n_dblk + pid_d) * N + n3) * L  # + t
+        smask3 = (n3 < N) & ((lane3 & 1) == 0)
         srcB = 0
     else:
         Bc = gl.load(B_ptr + d3 * sB_g + n3 * sB_n, mask=m3, other=0.0).to(gl.float32)
         dB_acc = gl.zeros([BD, W, NS], gl.float32, L3)
         srcB = Bc
     if C_VARY:
-        w2c = gl.expand_dims(gl.arange(0, W, layout=gl.SliceLayout(1, LWN)), 1)
-        s2c = gl.expand_dims(gl.arange(0, NS, layout=gl.SliceLayout(0, LWN)), 0)
-        n2c = w2c * NS + s2c
-        nmask2c = n2c < N
-        dC_row = dC_ptr + ((pid_b * n_dblk + pid_d) * N + n2c) * L
+        dC_row3 = dC_ptr + ((pid_b * n_dblk + pid_d) * N + n3) * L
+        smask3c = (n3 < N) & ((lane3 & 1) == 0)
         srcC = 0
     else:
         Cc = gl.load(C_ptr + d3 * sC_g + n3 * sC_n, mask=m3, other=0.0).to(gl.float32)
@@ -250,6 +291,7 @@ def _bwd_gluon_kernel(
         h = gl.load(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd, mask=m3, other=0.0)
         hl = ()
         yl = ()
+        cl = ()
         for t in gl.static_range(TL):
             dt_t, du_t, dy_t = _row(dd, t, L3)
             Bt = _bc_row(srcB, t, B_VARY, L3)
@@ -258,12 +300,15 @@ def _bwd_gluon_kernel(
             hl = hl + (h,)
             yl = yl + (gl.sum(h * Ct, axis=2),)
             if C_VARY:
-                gl.store(dC_row + t0 + t, gl.sum(dy_t * h, axis=0), mask=nmask2c & (t0 + t < t_end))
+                cl = cl + (dy_t * h,)
             else:
                 dC_acc = gl.fma(dy_t, h, dC_acc)
         # 3. the adjoint, backwards through the tile
+        if C_VARY:  # dC_t = sum over channels of dy_t h_t: lane l stores step l >> 1
+            gl.store(dC_row3 + t0 + st3, _lane_sums16(cl, lane3), mask=smask3c & (t0 + st3 < t_end))
         s1l = ()
         s2l = ()
+        bl = ()
         for kk in gl.static_range(TL):
             dt_t, du_t, dy_t = _row(dd, TL - 1 - kk, L3)
             Bt = _bc_row(srcB, TL - 1 - kk, B_VARY, L3)
@@ -274,10 +319,12 @@ def _bwd_gluon_kernel(
             s1l = (gl.sum(g * Bt, axis=2),) + s1l
             s2l = (gl.sum(gh * A, axis=2),) + s2l
             if B_VARY:
-                gl.store(dB_row + t0 + (TL - 1 - kk), gl.sum(g * du_t, axis=0), mask=nmask2 & (t0 + (TL - 1 - kk) < t_end))
+                bl = (g * du_t,) + bl
             else:
                 dB_acc = gl.fma(g, du_t, dB_acc)
             R = gl.exp2(dt_t * A2) * g
+        if B_VARY:
+            gl.store(dB_row3 + t0 + st3, _lane_sums16(bl, lane3), mask=smask3 & (t0 + st3 < t_end))
         s4.index(0).store(_join16(yl))
         s4.index(1).store(_join16(s1l))
         s4.index(2).store(_join16(s2l))
