@@ -1,8 +1,11 @@
 """Selective-scan kernels: `selective_scan` and `selective_state_update`, with dispatch.
 
 Backends (DESIGN §3):
-* "triton": the fused Triton kernels (triton_fwd.py, triton_bwd.py, triton_decode.py), chosen
-  for CUDA tensors. On CPU tensors they run only under TRITON_INTERPRET=1 (tests).
+* "triton": the fused GPU kernels, chosen for CUDA tensors: the scan's forward and backward
+  in Gluon (gluon_fwd.py, gluon_bwd.py; Triton's explicit-layout dialect) with plain-Triton
+  kernels for the shapes those do not take (triton_fwd.py, triton_bwd.py; triton_scan.py
+  says which runs), and the decode kernels (triton_decode.py, triton_mamba_step.py). On CPU
+  tensors only the plain-Triton kernels run, under TRITON_INTERPRET=1 (tests).
 * "cpu": a sequential recurrence with a hand-written backward (cpu_scan.py), chosen for real
   CPU tensors; tens of times faster than the closed-form reference for training.
 * "reference": the plain-PyTorch definition in reference.py (the ground truth), used for

@@ -13,10 +13,12 @@ its chunk's tiles of TL = 16 steps from the last to the first:
    tile layout, go to shared memory as [TL, BD, 4] rows (one 16-byte read per step); B and C
    rows as in the forward.
 2. Recompute: the 16 states h_t of the tile from the tile-start state the forward saved
-   (held in registers); dC_t = Σ_d dy_t h_t by a butterfly over the lanes; this thread's
-   part of Σ_n C_t h_t (for dz).
+   (held in registers); dy_t h_t for dC; this thread's part of Σ_n C_t h_t (for dz).
 3. Reverse: g, dA, and this thread's parts of Σ_n g (h − x) A and Σ_n g B (for dΔ and du);
-   dB_t = Σ_d g Δu by a butterfly over the lanes.
+   g Δu for dB.
+   dC_t = Σ_d dy_t h_t and dB_t = Σ_d g Δu (sums over the channels = lanes) are done for all
+   16 steps at once by a butterfly reduce-scatter (`_lane_sums16`): 31 shuffles per state
+   and tile instead of 5 per step, and lane l ends with the sums of step l >> 1.
 4. Finish (tile layout, after a barrier): the warps' parts summed; du, dΔ (through softplus),
    dz written; dD and dΔ-bias summed per channel (one atomic add per program at the end).
 The per-(channel, step) sums over states go through shared memory once per tile, like y in

@@ -1,10 +1,23 @@
 """Launchers for the Triton selective scan, registered as torch custom ops with autograd.
 
 `scan_fwd` / `scan_bwd` (torch.ops.seqsuite.scan_fwd / scan_bwd) take the public arguments
-of `selective_scan` for real A. Tunables live in `CONFIG` (a plain dataclass); the env var
-SEQSUITE_SCAN_CFG="bd_fwd,bd_bwd,tile,warps_fwd,warps_bwd[,warps_per_sm[,unroll]]" overrides it
-(benchmark sweeps). SEQSUITE_SCAN_FWD=seq picks the experimental sequential-in-time forward
-kernel (triton_fwd_seq.py; SEQSUITE_SCAN_SEQ="bd,warps,warps_per_sm" tunes it).
+of `selective_scan` for real A. Which kernels run:
+
+* Forward: on CUDA the Gluon kernel (gluon_fwd.py; `gluon_plan` picks states per thread and
+  chunks); under TRITON_INTERPRET (the CPU tests), or where its 32-channel programs would
+  straddle a B/C group, the plain-Triton tile kernel (triton_fwd.py). SEQSUITE_SCAN_FWD=
+  auto|gluon|tile|seq overrides (seq: the experimental triton_fwd_seq.py).
+* Backward: on CUDA the Gluon kernel (gluon_bwd.py) where `gluon_bwd_plan` gives a grid of a
+  program per SM or more and N <= 16, else the tile kernel (triton_bwd.py).
+  SEQSUITE_SCAN_BWD=auto|gluon|tile overrides.
+Both directions keep the same saved-state format (the state at the start of every 16-step
+tile), so any forward pairs with any backward.
+
+Tunables live in `CONFIG` (a plain dataclass). Environment overrides for benchmark sweeps:
+SEQSUITE_SCAN_CFG="bd_fwd,bd_bwd,tile,warps_fwd,warps_bwd[,warps_per_sm[,unroll]]" (tile
+kernels), SEQSUITE_SCAN_SEQ="bd,warps,warps_per_sm" (seq kernel),
+SEQSUITE_SCAN_GLUON="ns,min_warps_per_sm[,ns_chunked,chunk_warps_per_sm[,maxnreg]]" (Gluon
+forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm" (Gluon backward).
 """
 from __future__ import annotations
 
