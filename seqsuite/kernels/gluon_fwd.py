@@ -229,8 +229,6 @@ def _fwd_gluon_kernel(
     LIOD: gl.constexpr = gl.SliceLayout(1, LIO)
     LIOT: gl.constexpr = gl.SliceLayout(0, LIO)
     SH2: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [1, 0])
-    SH1: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [0])
-    SH3: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [2, 1, 0])
 
     pid_d = gl.program_id(0)
     pid_c = gl.program_id(1)
