@@ -34,7 +34,7 @@ from __future__ import annotations
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 
-from .gluon_fwd import LOG2E, PAD_T, _rcp, _softplus_g
+from .gluon_fwd import LOG2E, PAD_T, _join16, _rcp, _softplus_g
 
 PAD_R = gl.constexpr(4)  # floats after each [BD, 4] row of the (Δ, Δu, dy) buffer
 
@@ -107,17 +107,6 @@ def _bc_row(src, i, VARY: gl.constexpr, L3: gl.constexpr):
         return gl.expand_dims(src.index(i).load(gl.SliceLayout(0, L3)), 0)
     else:
         return src
-
-
-@gluon.jit
-def _join16(p):
-    """16 [BD, W] tensors (step order) joined as [W, BD, 16]."""
-    a = gl.join(gl.join(gl.join(gl.join(p[0], p[1]), gl.join(p[2], p[3])),
-                        gl.join(gl.join(p[4], p[5]), gl.join(p[6], p[7]))),
-                gl.join(gl.join(gl.join(p[8], p[9]), gl.join(p[10], p[11])),
-                        gl.join(gl.join(p[12], p[13]), gl.join(p[14], p[15]))))
-    # [BD, W, 2, 2, 2, 2]: index (.., i0, i1, i2, i3) = step i0 + 2 i1 + 4 i2 + 8 i3
-    return gl.reshape(gl.permute(a, [1, 0, 5, 4, 3, 2]), [a.shape[1], a.shape[0], 16])
 
 
 @gluon.jit

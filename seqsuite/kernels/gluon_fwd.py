@@ -146,33 +146,14 @@ def _step(h, A2, rows, i, L3: gl.constexpr, BD: gl.constexpr, B_VARY: gl.constex
 
 
 @gluon.jit
-def _steps2(h, A2, rows, i, L3: gl.constexpr, BD: gl.constexpr, B_VARY: gl.constexpr,
-            C_VARY: gl.constexpr, WITH_Y: gl.constexpr):
-    h, a = _step(h, A2, rows, i, L3, BD, B_VARY, C_VARY, WITH_Y)
-    h, b = _step(h, A2, rows, i + 1, L3, BD, B_VARY, C_VARY, WITH_Y)
-    if WITH_Y:
-        a = gl.join(a, b)
-    return h, a
-
-
-@gluon.jit
-def _steps4(h, A2, rows, i, L3: gl.constexpr, BD: gl.constexpr, B_VARY: gl.constexpr,
-            C_VARY: gl.constexpr, WITH_Y: gl.constexpr):
-    h, a = _steps2(h, A2, rows, i, L3, BD, B_VARY, C_VARY, WITH_Y)
-    h, b = _steps2(h, A2, rows, i + 2, L3, BD, B_VARY, C_VARY, WITH_Y)
-    if WITH_Y:
-        a = gl.join(a, b)
-    return h, a
-
-
-@gluon.jit
-def _steps8(h, A2, rows, i, L3: gl.constexpr, BD: gl.constexpr, B_VARY: gl.constexpr,
-            C_VARY: gl.constexpr, WITH_Y: gl.constexpr):
-    h, a = _steps4(h, A2, rows, i, L3, BD, B_VARY, C_VARY, WITH_Y)
-    h, b = _steps4(h, A2, rows, i + 4, L3, BD, B_VARY, C_VARY, WITH_Y)
-    if WITH_Y:
-        a = gl.join(a, b)
-    return h, a
+def _join16(p):
+    """16 [BD, W] tensors (step order) joined as [W, BD, 16]."""
+    a = gl.join(gl.join(gl.join(gl.join(p[0], p[1]), gl.join(p[2], p[3])),
+                        gl.join(gl.join(p[4], p[5]), gl.join(p[6], p[7]))),
+                gl.join(gl.join(gl.join(p[8], p[9]), gl.join(p[10], p[11])),
+                        gl.join(gl.join(p[12], p[13]), gl.join(p[14], p[15]))))
+    # [BD, W, 2, 2, 2, 2]: index (.., i0, i1, i2, i3) = step i0 + 2 i1 + 4 i2 + 8 i3
+    return gl.reshape(gl.permute(a, [1, 0, 5, 4, 3, 2]), [a.shape[1], a.shape[0], 16])
 
 
 @gluon.jit
@@ -180,13 +161,14 @@ def _steps16(h, A2, rows, i, L3: gl.constexpr, BD: gl.constexpr, B_VARY: gl.cons
              C_VARY: gl.constexpr, WITH_Y: gl.constexpr):
     """16 steps from row i; with WITH_Y the per-thread parts of y as [W, BD, 16], held in
     registers (the per-step results are joined: no shared-memory store between steps)."""
-    h, a = _steps8(h, A2, rows, i, L3, BD, B_VARY, C_VARY, WITH_Y)
-    h, b = _steps8(h, A2, rows, i + 8, L3, BD, B_VARY, C_VARY, WITH_Y)
+    yl = ()
+    for t in gl.static_range(16):
+        h, y = _step(h, A2, rows, i + t, L3, BD, B_VARY, C_VARY, WITH_Y)
+        yl = yl + (y,)
     if WITH_Y:
-        # [BD, W, 2, 2, 2, 2]: index (.., i0, i1, i2, i3) = step i0 + 2 i1 + 4 i2 + 8 i3
-        a = gl.join(a, b)
-        a = gl.reshape(gl.permute(a, [1, 0, 5, 4, 3, 2]), [a.shape[1], a.shape[0], 16])
-    return h, a
+        return h, _join16(yl)
+    else:
+        return h, 0.0
 
 
 @gluon.jit
