@@ -1,7 +1,8 @@
 """Run one DESIGN §7 row's forward and backward a few times (a target for ncu).
 
-ncu --clock-control none -k regex:_fwd_kernel|_bwd_kernel -c 2 --section SpeedOfLight \
-    python benchmarks/scan_profile.py --row 0
+ncu --clock-control none -k "regex:_fwd_gluon_kernel|_bwd_gluon_kernel|_fwd_kernel|_bwd_kernel" \
+    -c 2 --section SpeedOfLight python benchmarks/scan_profile.py --row 0
+(the Gluon kernels on CUDA; the plain-Triton ones where those do not apply)
 """
 from __future__ import annotations
 
