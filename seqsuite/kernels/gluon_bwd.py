@@ -34,7 +34,8 @@ from __future__ import annotations
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 
-from .gluon_fwd import LOG2E, PAD_T, _join16, _rcp, _softplus_g
+from .gluon_fwd import (LOG2E, PAD_T, _bc_tile, _io_index, _join16, _rcp, _softplus_g,
+                        _state_index)
 
 PAD_R = gl.constexpr(4)  # floats after each [BD, 4] row of the (Δ, Δu, dy) buffer
 
@@ -56,24 +57,16 @@ def _row(dd, i, L3: gl.constexpr):
     return dt, du, dy
 
 
+@gluon.constexpr_function
+def _bfly_asm(m):
+    return f"shfl.sync.bfly.b32 $0, $1, {m}, 0x1f, -1;"
+
+
 @gluon.jit
 def _bfly(x, M: gl.constexpr):
     """x from the lane whose id differs in the bits M (shfl.sync.bfly over the full warp)."""
-    if M == 16:
-        return gl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 16, 0x1f, -1;", "=r,r",
-                                         [x], dtype=gl.float32, is_pure=True, pack=1)
-    elif M == 8:
-        return gl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 8, 0x1f, -1;", "=r,r",
-                                         [x], dtype=gl.float32, is_pure=True, pack=1)
-    elif M == 4:
-        return gl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 4, 0x1f, -1;", "=r,r",
-                                         [x], dtype=gl.float32, is_pure=True, pack=1)
-    elif M == 2:
-        return gl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 2, 0x1f, -1;", "=r,r",
-                                         [x], dtype=gl.float32, is_pure=True, pack=1)
-    else:
-        return gl.inline_asm_elementwise("shfl.sync.bfly.b32 $0, $1, 1, 0x1f, -1;", "=r,r",
-                                         [x], dtype=gl.float32, is_pure=True, pack=1)
+    return gl.inline_asm_elementwise(_bfly_asm(M), "=r,r", [x], dtype=gl.float32,
+                                     is_pure=True, pack=1)
 
 
 @gluon.jit
@@ -134,13 +127,6 @@ def _bwd_gluon_kernel(
     """Gradients for one chunk of BD = 32 channels (see the module docstring for outputs)."""
     W: gl.constexpr = gl.num_warps()
     NS: gl.constexpr = NP // W
-    LDW: gl.constexpr = gl.SliceLayout(2, L3)
-    LD: gl.constexpr = gl.SliceLayout(1, LDW)
-    LW: gl.constexpr = gl.SliceLayout(0, LDW)
-    LWN: gl.constexpr = gl.SliceLayout(0, L3)
-    LS: gl.constexpr = gl.SliceLayout(0, LWN)
-    LIOD: gl.constexpr = gl.SliceLayout(1, LIO)
-    LIOT: gl.constexpr = gl.SliceLayout(0, LIO)
     SH2: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [1, 0])
 
     pid_d = gl.program_id(0)
@@ -148,12 +134,7 @@ def _bwd_gluon_kernel(
     pid_b = gl.program_id(2).to(gl.int64)
     d0 = pid_d * BD
 
-    offs_d = d0 + gl.arange(0, BD, layout=LD)
-    d3 = gl.expand_dims(gl.expand_dims(offs_d, 1), 2)
-    w3 = gl.expand_dims(gl.expand_dims(gl.arange(0, W, layout=LW), 0), 2)
-    s3 = gl.expand_dims(gl.expand_dims(gl.arange(0, NS, layout=LS), 0), 0)
-    n3 = w3 * NS + s3
-    m3 = (d3 < dim) & (n3 < N)
+    d3, n3, m3 = _state_index(d0, dim, N, BD, L3)
     lane3 = d3 - d0      # = the lane
     st3 = lane3 >> 1     # the step whose channel sums lane l holds after _lane_sums16
     A = gl.load(A_ptr + d3 * s_ab + n3 * s_an, mask=m3, other=0.0).to(gl.float32)
@@ -168,7 +149,6 @@ def _bwd_gluon_kernel(
     if B_VARY:
         dB_row3 = dB_ptr + ((pid_b * n_dblk + pid_d) * N + n3) * L  # + t
         smask3 = (n3 < N) & ((lane3 & 1) == 0)
-        srcB = 0
     else:
         Bc = gl.load(B_ptr + d3 * sB_g + n3 * sB_n, mask=m3, other=0.0).to(gl.float32)
         dB_acc = gl.zeros([BD, W, NS], gl.float32, L3)
@@ -176,16 +156,12 @@ def _bwd_gluon_kernel(
     if C_VARY:
         dC_row3 = dC_ptr + ((pid_b * n_dblk + pid_d) * N + n3) * L
         smask3c = (n3 < N) & ((lane3 & 1) == 0)
-        srcC = 0
     else:
         Cc = gl.load(C_ptr + d3 * sC_g + n3 * sC_n, mask=m3, other=0.0).to(gl.float32)
         dC_acc = gl.zeros([BD, W, NS], gl.float32, L3)
         srcC = Cc
 
-    io_d = d0 + gl.arange(0, BD, layout=LIOD)
-    io_t = gl.arange(0, TL, layout=LIOT)
-    io_dm = gl.expand_dims(io_d < dim, 1)
-    io_base = pid_b * s_ub + gl.expand_dims(io_d.to(gl.int64) * s_ud, 1) + gl.expand_dims(io_t, 0)
+    io_d, io_t, io_dm, io_base = _io_index(pid_b, d0, dim, s_ub, s_ud, BD, TL, LIO)
     if HAS_BIAS:
         bias = gl.expand_dims(gl.load(bias_ptr + io_d, mask=io_d < dim, other=0.0).to(gl.float32), 1)
     if HAS_D:
@@ -193,11 +169,8 @@ def _bwd_gluon_kernel(
     dD_acc = gl.zeros([BD, TL], gl.float32, LIO)
     dbias_acc = gl.zeros([BD, TL], gl.float32, LIO)
 
-    bc_n = gl.arange(0, NP, layout=gl.SliceLayout(1, LBC))
-    bc_t = gl.arange(0, TL, layout=gl.SliceLayout(0, LBC))
-    bc_nm = gl.expand_dims(bc_n < N, 1)
-    offB = pid_b * sB_b + (d0 // group_b) * sB_g + gl.expand_dims(bc_n, 1) * sB_n + gl.expand_dims(bc_t, 0) * sB_l
-    offC = pid_b * sC_b + (d0 // group_c) * sC_g + gl.expand_dims(bc_n, 1) * sC_n + gl.expand_dims(bc_t, 0) * sC_l
+    bc_t, bc_nm, offB = _bc_tile(pid_b, d0, N, sB_b, sB_g, sB_n, sB_l, group_b, NP, TL, LBC)
+    _, _, offC = _bc_tile(pid_b, d0, N, sC_b, sC_g, sC_n, sC_l, group_c, NP, TL, LBC)
 
     # shared buffers: (Δ, Δu, dy, 0) rows; B and C rows; the warps' parts of three sums
     PR1: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[4 * BD, PAD_R]], [BD, 4], [1, 0])

@@ -100,6 +100,45 @@ def _softplus_g(x):
 
 
 @gluon.jit
+def _state_index(d0, dim, N, BD: gl.constexpr, L3: gl.constexpr):
+    """Channel d (the lane), state n = w * NS + s and their mask, as [BD, W, NS] tensors of
+    the state layout L3."""
+    W: gl.constexpr = L3.warps_per_cta[1]
+    NS: gl.constexpr = L3.size_per_thread[2]
+    LDW: gl.constexpr = gl.SliceLayout(2, L3)
+    offs_d = d0 + gl.arange(0, BD, layout=gl.SliceLayout(1, LDW))
+    d3 = gl.expand_dims(gl.expand_dims(offs_d, 1), 2)
+    w3 = gl.expand_dims(gl.expand_dims(gl.arange(0, W, layout=gl.SliceLayout(0, LDW)), 0), 2)
+    LS: gl.constexpr = gl.SliceLayout(0, gl.SliceLayout(0, L3))
+    s3 = gl.expand_dims(gl.expand_dims(gl.arange(0, NS, layout=LS), 0), 0)
+    n3 = w3 * NS + s3
+    return d3, n3, (d3 < dim) & (n3 < N)
+
+
+@gluon.jit
+def _io_index(pid_b, d0, dim, s_ub, s_ud, BD: gl.constexpr, TL: gl.constexpr,
+              LIO: gl.constexpr):
+    """Channels io_d [BD], steps io_t [TL], the channel mask [BD, 1] and the element offsets
+    (without the tile's first step) [BD, TL] of the tile layout LIO."""
+    io_d = d0 + gl.arange(0, BD, layout=gl.SliceLayout(1, LIO))
+    io_t = gl.arange(0, TL, layout=gl.SliceLayout(0, LIO))
+    io_base = pid_b * s_ub + gl.expand_dims(io_d.to(gl.int64) * s_ud, 1) + gl.expand_dims(io_t, 0)
+    return io_d, io_t, gl.expand_dims(io_d < dim, 1), io_base
+
+
+@gluon.jit
+def _bc_tile(pid_b, d0, N, s_b, s_g, s_n, s_l, group, NP: gl.constexpr, TL: gl.constexpr,
+             LBC: gl.constexpr):
+    """Steps [TL], the state mask [NP, 1] and the offsets (without the tile's first step)
+    [NP, TL] of a B or C tile of this program's group, in the layout LBC."""
+    bc_n = gl.arange(0, NP, layout=gl.SliceLayout(1, LBC))
+    bc_t = gl.arange(0, TL, layout=gl.SliceLayout(0, LBC))
+    off = (pid_b * s_b + (d0 // group) * s_g + gl.expand_dims(bc_n, 1) * s_n
+           + gl.expand_dims(bc_t, 0) * s_l)
+    return bc_t, gl.expand_dims(bc_n < N, 1), off
+
+
+@gluon.jit
 def _stage(dt_raw, u_raw, bias, tmask, dd, buf, BD: gl.constexpr,
            HAS_BIAS: gl.constexpr, SOFTPLUS: gl.constexpr):
     """Δ (after bias and softplus) and Δu of a [BD, TL] tile into the shared buffer, as
@@ -204,12 +243,6 @@ def _fwd_gluon_kernel(
     as dtsum (batch, n_chunks, dim)); no y, no tile states."""
     W: gl.constexpr = gl.num_warps()
     NS: gl.constexpr = NP // W
-    LDW: gl.constexpr = gl.SliceLayout(2, L3)
-    LD: gl.constexpr = gl.SliceLayout(1, LDW)
-    LW: gl.constexpr = gl.SliceLayout(0, LDW)
-    LS: gl.constexpr = gl.SliceLayout(0, gl.SliceLayout(0, L3))
-    LIOD: gl.constexpr = gl.SliceLayout(1, LIO)
-    LIOT: gl.constexpr = gl.SliceLayout(0, LIO)
     SH2: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [1, 0])
 
     pid_d = gl.program_id(0)
@@ -217,13 +250,7 @@ def _fwd_gluon_kernel(
     pid_b = gl.program_id(2).to(gl.int64)
     d0 = pid_d * BD
 
-    # state-layout indices: channel d (lane), state n = w * NS + s
-    offs_d = d0 + gl.arange(0, BD, layout=LD)
-    d3 = gl.expand_dims(gl.expand_dims(offs_d, 1), 2)
-    w3 = gl.expand_dims(gl.expand_dims(gl.arange(0, W, layout=LW), 0), 2)
-    s3 = gl.expand_dims(gl.expand_dims(gl.arange(0, NS, layout=LS), 0), 0)
-    n3 = w3 * NS + s3
-    m3 = (d3 < dim) & (n3 < N)
+    d3, n3, m3 = _state_index(d0, dim, N, BD, L3)
     A2 = gl.load(A_ptr + d3 * s_ab + n3 * s_an, mask=m3, other=0.0).to(gl.float32) * LOG2E
     nd = n3 * dim + d3  # (n, d) offsets of the (batch, *, N, dim) state buffers
     if HAS_H0:
@@ -236,25 +263,19 @@ def _fwd_gluon_kernel(
         Cc = gl.load(C_ptr + d3 * sC_g + n3 * sC_n, mask=m3, other=0.0).to(gl.float32)
 
     # tile-layout indices ([BD, TL] tiles of u, Δ, z, y)
-    io_d = d0 + gl.arange(0, BD, layout=LIOD)
-    io_t = gl.arange(0, TL, layout=LIOT)
-    io_dm = gl.expand_dims(io_d < dim, 1)
-    io_base = pid_b * s_ub + gl.expand_dims(io_d.to(gl.int64) * s_ud, 1) + gl.expand_dims(io_t, 0)
+    io_d, io_t, io_dm, io_base = _io_index(pid_b, d0, dim, s_ub, s_ud, BD, TL, LIO)
     if HAS_BIAS:
         bias = gl.load(bias_ptr + io_d, mask=io_d < dim, other=0.0).to(gl.float32)
     else:
-        bias = gl.zeros([BD], gl.float32, LIOD)
+        bias = gl.zeros([BD], gl.float32, gl.SliceLayout(1, LIO))
     if HAS_D:
         Dv = gl.expand_dims(gl.load(D_ptr + io_d, mask=io_d < dim, other=0.0).to(gl.float32), 1)
     else:
         Dv = 0.0
 
     # B/C tiles [NP, TL]
-    bc_n = gl.arange(0, NP, layout=gl.SliceLayout(1, LBC))
-    bc_t = gl.arange(0, TL, layout=gl.SliceLayout(0, LBC))
-    bc_nm = gl.expand_dims(bc_n < N, 1)
-    offB = pid_b * sB_b + (d0 // group_b) * sB_g + gl.expand_dims(bc_n, 1) * sB_n + gl.expand_dims(bc_t, 0) * sB_l
-    offC = pid_b * sC_b + (d0 // group_c) * sC_g + gl.expand_dims(bc_n, 1) * sC_n + gl.expand_dims(bc_t, 0) * sC_l
+    bc_t, bc_nm, offB = _bc_tile(pid_b, d0, N, sB_b, sB_g, sB_n, sB_l, group_b, NP, TL, LBC)
+    _, _, offC = _bc_tile(pid_b, d0, N, sC_b, sC_g, sC_n, sC_l, group_c, NP, TL, LBC)
 
     # (Δ, Δu) rows [BD, 2]: PAD_D floats after every row (the transposed stores of the
     # staging are then free of bank conflicts)
