@@ -175,6 +175,45 @@ def _contig(t: Optional[Tensor]) -> Optional[Tensor]:
     return None if t is None else (t if t.stride(-1) == 1 and t.is_contiguous() else t.contiguous())
 
 
+def _carry(summ: Tensor, dtsum: Tensor, A: Tensor, init: Optional[Tensor],
+           reverse: bool) -> Tensor:
+    """The state (forward) or adjoint (reverse) entering each chunk, from the chunks' own
+    summaries: `_chunk_combine_kernel` over (batch, n_chunks, N, dim)."""
+    batch, n_chunks, N, dim = summ.shape
+    out = torch.empty_like(summ)
+    BLK = 256
+    _chunk_combine_kernel[(triton.cdiv(dim * N, BLK), batch)](
+        summ, dtsum, A, _opt(init, summ), out, dim, N, n_chunks, A.stride(0), A.stride(1),
+        BLOCK=BLK, REVERSE=reverse, HAS_INIT=init is not None, num_warps=4,
+    )
+    return out
+
+
+def _bwd_carry(cfg: ScanConfig, dout, u, delta, A, C, z, delta_bias, delta_softplus, c_vary,
+               gc, sC, BD: int, chunk_len: int, n_chunks: int, TL: int,
+               dlast: Optional[Tensor]) -> Optional[Tensor]:
+    """The adjoint entering each chunk from its end, (batch, n_chunks, N, dim) fp32 (the
+    chunks' summaries by `_bwd_chunk_summary_kernel` with BD channels per program, carried
+    backwards from dlast); None when there is one chunk and no dlast."""
+    if n_chunks == 1 and dlast is None:
+        return None
+    batch, dim, L = u.shape
+    N = A.shape[1]
+    f32 = dict(dtype=torch.float32, device=u.device)
+    rsum = torch.zeros((batch, n_chunks, N, dim), **f32)
+    dtsum = torch.zeros((batch, n_chunks, dim), **f32)
+    if n_chunks > 1:
+        _bwd_chunk_summary_kernel[(triton.cdiv(dim, BD), n_chunks, batch)](
+            dout, _opt(z, u), delta, A, C, _opt(delta_bias, u), rsum, dtsum,
+            dim, L, N, chunk_len, n_chunks, gc,
+            u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sC,
+            BD=BD, TL=TL, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+            SOFTPLUS=delta_softplus, C_VARY=c_vary, num_warps=cfg.warps_bwd,
+        )
+    dl = dlast.float().contiguous() if dlast is not None else None
+    return _carry(rsum, dtsum, A, dl, reverse=True)
+
+
 @torch.library.custom_op("seqsuite::scan_fwd", mutates_args=())
 def scan_fwd(
     u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
@@ -184,16 +223,16 @@ def scan_fwd(
     (batch, ceil(L / tile), N, dim) fp32 for the backward."""
     cfg = _config()
     u, delta, z, D, delta_bias = (_contig(t) for t in (u, delta, z, D, delta_bias))
+    kind = _fwd_kind(cfg, u.device)
+    if kind == "gluon":
+        out = _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, tile)
+        if out is not None:
+            return out
     batch, dim, L = u.shape
     N = A.shape[1]
     TL = tile
     B, b_vary, gb, sB = _bc_layout(B, dim)
     C, c_vary, gc, sC = _bc_layout(C, dim)
-    kind = _fwd_kind(cfg, u.device)
-    if kind == "gluon":
-        out = _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL)
-        if out is not None:
-            return out
     seq = kind == "seq"
     groups = [g for g, v in ((gb, b_vary), (gc, c_vary)) if v]
     BD = _block_d(cfg.bd_seq if seq else cfg.bd_fwd, dim, groups)
@@ -218,12 +257,7 @@ def scan_fwd(
             BD=BD, TL=TL, HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus,
             B_VARY=b_vary, num_warps=cfg.warps_fwd,
         )
-        h0 = torch.empty_like(hsum)
-        BLK = 256
-        _chunk_combine_kernel[(triton.cdiv(dim * N, BLK), batch)](
-            hsum, dtsum, A, hsum, h0, dim, N, n_chunks, A.stride(0), A.stride(1),
-            BLOCK=BLK, REVERSE=False, HAS_INIT=False, num_warps=4,
-        )
+        h0 = _carry(hsum, dtsum, A, None, reverse=False)
     # the two forward kernels take the same arguments but for their own tunables
     kernel, own = ((_fwd_seq_kernel, dict(NP=triton.next_power_of_2(N))) if seq
                    else (_fwd_kernel, dict(UNROLL=cfg.unroll)))
@@ -303,12 +337,7 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
             dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc, *strides,
             **consts, HAS_H0=False, SUMMARY=True, **launch,
         )
-        h0 = torch.empty_like(hsum)
-        BLK = 256
-        _chunk_combine_kernel[(triton.cdiv(dim * N, BLK), batch)](
-            hsum, dtsum, A, hsum, h0, dim, N, n_chunks, A.stride(0), A.stride(1),
-            BLOCK=BLK, REVERSE=False, HAS_INIT=False, num_warps=4,
-        )
+        h0 = _carry(hsum, dtsum, A, None, reverse=False)
     G._fwd_gluon_kernel[grid](
         u, delta, _opt(z, u), A, B, C, _opt(D, u), bias, y, _opt(h0, last), states, last,
         dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc, *strides,
@@ -373,25 +402,9 @@ def scan_bwd(
             return (X.stride(0), 0, X.stride(1))
         return (X.stride(0), X.stride(1), X.stride(2))
 
-    if n_chunks > 1 or dlast is not None:
-        rsum = torch.zeros(part, **f32)
-        dtsum = torch.zeros((batch, n_chunks, dim), **f32)
-        if n_chunks > 1:
-            _bwd_chunk_summary_kernel[grid](
-                dout, _opt(z, u), delta, A, C, _opt(delta_bias, u), rsum, dtsum,
-                dim, L, N, chunk_len, n_chunks, gc,
-                u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sC,
-                BD=BD, TL=TL, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-                SOFTPLUS=delta_softplus, C_VARY=c_vary, num_warps=cfg.warps_bwd,
-            )
-        r = torch.empty_like(rsum)
-        BLK = 256
-        dl = dlast.float().contiguous() if dlast is not None else None
-        _chunk_combine_kernel[(triton.cdiv(dim * N, BLK), batch)](
-            rsum, dtsum, A, _opt(dl, rsum), r, dim, N, n_chunks, A.stride(0), A.stride(1),
-            BLOCK=BLK, REVERSE=True, HAS_INIT=dl is not None, num_warps=4,
-        )
-    else:
+    r = _bwd_carry(cfg, dout, u, delta, A, C, z, delta_bias, delta_softplus, c_vary, gc, sC,
+                   BD, chunk_len, n_chunks, TL, dlast)
+    if r is None:
         r = torch.zeros(part, **f32)
     _bwd_kernel[grid](
         dout, u, delta, _opt(z, u), A, B, C, _opt(D, u), _opt(delta_bias, u),
@@ -469,26 +482,9 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
     dC = torch.empty((batch, n_dblk, N, L) if c_vary else part, **f32)
     dD = torch.zeros((dim,), **f32)
     dbias = torch.zeros((dim,), **f32)
-    r = None
-    if n_chunks > 1 or dlast is not None:
-        rsum = torch.zeros(part, **f32)
-        dtsum = torch.zeros((batch, n_chunks, dim), **f32)
-        if n_chunks > 1:
-            bd = _block_d(cfg.bd_bwd, dim, [gc] if c_vary else [])
-            _bwd_chunk_summary_kernel[(triton.cdiv(dim, bd), n_chunks, batch)](
-                dout, _opt(z, u), delta, A, C, _opt(delta_bias, u), rsum, dtsum,
-                dim, L, N, chunk_len, n_chunks, gc,
-                u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sC,
-                BD=bd, TL=TL, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-                SOFTPLUS=delta_softplus, C_VARY=c_vary, num_warps=cfg.warps_bwd,
-            )
-        r = torch.empty_like(rsum)
-        dl = dlast.float().contiguous() if dlast is not None else None
-        BLK = 256
-        _chunk_combine_kernel[(triton.cdiv(dim * N, BLK), batch)](
-            rsum, dtsum, A, _opt(dl, rsum), r, dim, N, n_chunks, A.stride(0), A.stride(1),
-            BLOCK=BLK, REVERSE=True, HAS_INIT=dl is not None, num_warps=4,
-        )
+    r = _bwd_carry(cfg, dout, u, delta, A, C, z, delta_bias, delta_softplus, c_vary, gc, sC,
+                   _block_d(cfg.bd_bwd, dim, [gc] if c_vary else []), chunk_len, n_chunks, TL,
+                   dlast)
     GB._bwd_gluon_kernel[(n_dblk, n_chunks, batch)](
         dout, u, delta, _opt(z, u), A, B, C, _opt(D, u), _opt(delta_bias, u),
         states, _opt(r, dA_part),
