@@ -3,7 +3,8 @@
 # rows with the default kernels, the rows again for other Gluon tunings, and ncu on row 0.
 # Results: $OUT/scan.tgz. Needs carry [".whl", ".devdata"].
 #   SEQSUITE_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_scan.sh
-# PARTS (default "tests bench tune ncu"; also "rows": TUNE_ROWS under ROW_CFGS, and "train":
+# PARTS (default "tests bench tune ncu"; also "rows": TUNE_ROWS under ROW_CFGS; "btune": the
+# rows (ROWS) under each SEQSUITE_SCAN_BWD_GLUON of BWD_CFGS ("ns,programs_per_sm"); "train":
 # bench train of the 7M DNA pair at 1K, 16K and 128K tokens); TESTS_K (pytest -k); GLUON_CFGS ("ns,warps_per_sm" list);
 # NCU_ROWS (row indices, default 0); NCU_K (kernel regex); ROWS (bench rows, default all).
 set -u
@@ -29,6 +30,13 @@ if has tune; then
     SEQSUITE_SCAN_GLUON=$c timeout 90 python3 benchmarks/scan.py --reps 50 $RARG \
       --out $P/scan-gluon-${c//,/-}.json > $P/scan-gluon-${c//,/-}.log 2>&1
     echo "gluon $c rc=$? at $(el)s"; grep -E "^ +[0-9]+ " $P/scan-gluon-${c//,/-}.log | cut -c1-80
+  done
+fi
+if has btune; then
+  for c in ${BWD_CFGS:-2,1 2,2 2,4}; do
+    SEQSUITE_SCAN_BWD_GLUON=$c timeout 120 python3 benchmarks/scan.py --reps 50 $RARG \
+      --out $P/scan-bwd-${c//,/-}.json > $P/scan-bwd-${c//,/-}.log 2>&1
+    echo "bwd gluon $c rc=$? at $(el)s"; grep -E "^ +[0-9]+ " $P/scan-bwd-${c//,/-}.log | cut -c1-100
   done
 fi
 if has train; then

@@ -231,7 +231,8 @@ def test_gluon_forward_plan():
 
 def test_gluon_backward_plan():
     """The Gluon backward runs unchunked where the grid has a program per SM (DESIGN §7 rows
-    1, 2 and 5), and leaves chunked grids and N > 16 to the tile backward unless asked."""
+    1, 2 and 5), splits smaller grids into whole waves of chunks (rows 3 and 4), and leaves
+    N > 16 to the tile backward."""
     from dataclasses import replace
 
     from seqsuite.kernels.triton_scan import ScanConfig, gluon_bwd_plan
@@ -239,7 +240,11 @@ def test_gluon_backward_plan():
     cfg = ScanConfig()
     assert gluon_bwd_plan(cfg, 8, 1536, 2048, 16, 132) == (2, 8, 128, 1)
     assert gluon_bwd_plan(cfg, 2, 4096, 4096, 16, 132) == (2, 8, 256, 1)
-    assert gluon_bwd_plan(cfg, 1, 256, 1 << 20, 16, 132) is None
+    assert gluon_bwd_plan(cfg, 1, 256, 1 << 20, 16, 132) == (2, 8, 4096, 16)  # 128 programs
+    assert gluon_bwd_plan(cfg, 16, 128, 16384, 16, 132) == (2, 8, 512, 2)
     assert gluon_bwd_plan(cfg, 8, 1536, 2048, 64, 132) is None
-    NS, warps, ct, nc = gluon_bwd_plan(replace(cfg, bwd="gluon"), 1, 256, 1 << 20, 16, 132)
-    assert (NS, warps) == (2, 8) and nc * 8 >= 132 and ct * nc >= (1 << 20) // 16
+    for pps in (1, 2, 3):
+        NS, warps, ct, nc = gluon_bwd_plan(replace(cfg, programs_per_sm_bwd_gluon=pps),
+                                           1, 256, 1 << 20, 16, 132)
+        assert 8 * nc <= pps * 132 < 8 * (nc + 1) and ct * nc >= (1 << 20) // 16
+    assert gluon_bwd_plan(cfg, 1, 32, 40, 16, 132)[2:] == (1, 3)  # no more chunks than tiles

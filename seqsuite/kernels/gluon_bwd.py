@@ -122,9 +122,13 @@ def _bwd_gluon_kernel(
     L3: gl.constexpr, LIO: gl.constexpr, LBC: gl.constexpr,
     HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
     SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
-    HAS_R: gl.constexpr,
+    HAS_R: gl.constexpr, SUMMARY: gl.constexpr,
 ):
-    """Gradients for one chunk of BD = 32 channels (see the module docstring for outputs)."""
+    """Gradients for one chunk of BD = 32 channels (see the module docstring for outputs).
+    SUMMARY: only the chunk's summary for the reverse chunk combine, the adjoint it hands to
+    the step before it when nothing comes from after it (R after its first step, into dA_ptr
+    as (batch, n_chunks, N, dim)) and its sum of Δ (into dD_ptr as (batch, n_chunks, dim));
+    u, B, the saved states and the other outputs are not read."""
     W: gl.constexpr = gl.num_warps()
     NS: gl.constexpr = NP // W
     SH2: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [1, 0])
@@ -146,14 +150,19 @@ def _bwd_gluon_kernel(
     else:
         R = gl.zeros([BD, W, NS], gl.float32, L3)
     dA_acc = gl.zeros([BD, W, NS], gl.float32, L3)
-    if B_VARY:
+    if SUMMARY:
+        pass
+    elif B_VARY:
         dB_row3 = dB_ptr + ((pid_b * n_dblk + pid_d) * N + n3) * L  # + t
         smask3 = (n3 < N) & ((lane3 & 1) == 0)
     else:
         Bc = gl.load(B_ptr + d3 * sB_g + n3 * sB_n, mask=m3, other=0.0).to(gl.float32)
         dB_acc = gl.zeros([BD, W, NS], gl.float32, L3)
         srcB = Bc
-    if C_VARY:
+    if SUMMARY:
+        if not C_VARY:
+            srcC = gl.load(C_ptr + d3 * sC_g + n3 * sC_n, mask=m3, other=0.0).to(gl.float32)
+    elif C_VARY:
         dC_row3 = dC_ptr + ((pid_b * n_dblk + pid_d) * N + n3) * L
         smask3c = (n3 < N) & ((lane3 & 1) == 0)
     else:
@@ -177,7 +186,7 @@ def _bwd_gluon_kernel(
     PR2: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[4 * BD, PAD_R]], [TL, BD, 4], [2, 1, 0])
     dd = gl.allocate_shared_memory(gl.float32, [TL, BD, 4], PR1)
     dd3 = dd._reinterpret(gl.float32, [TL, BD, 4], PR2)
-    if B_VARY:
+    if B_VARY and not SUMMARY:
         bs = gl.allocate_shared_memory(gl.float32, [TL, NP], SH2)
         srcB = bs._reinterpret(gl.float32, [TL, W, NS], SH2)
     if C_VARY:
@@ -185,8 +194,9 @@ def _bwd_gluon_kernel(
         srcC = cs._reinterpret(gl.float32, [TL, W, NS], SH2)
     PY2: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[TL, PAD_T]], [BD, TL], [1, 0])
     PY3: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[TL, PAD_T]], [W, BD, TL], [2, 1, 0])
-    sr = gl.allocate_shared_memory(gl.float32, [4 * W, BD, TL], PY2)  # y, Σ g B, Σ g (h-x) A
-    s4 = sr._reinterpret(gl.float32, [4, W, BD, TL], PY3)
+    if not SUMMARY:  # the warps' parts of y, Σ g B, Σ g (h-x) A
+        sr = gl.allocate_shared_memory(gl.float32, [4 * W, BD, TL], PY2)
+        s4 = sr._reinterpret(gl.float32, [4, W, BD, TL], PY3)
 
     t_start = pid_c * chunk_len
     t_end = gl.minimum(t_start + chunk_len, L)
@@ -197,12 +207,13 @@ def _bwd_gluon_kernel(
     tn = (tile1 - 1) * TL
     tm = io_dm & gl.expand_dims(tn + io_t < t_end, 0)
     dt_nx = gl.load(dt_ptr + io_base + tn, mask=tm, other=0.0)
-    u_nx = gl.load(u_ptr + io_base + tn, mask=tm, other=0.0)
+    if not SUMMARY:
+        u_nx = gl.load(u_ptr + io_base + tn, mask=tm, other=0.0)
     o_nx = gl.load(dout_ptr + io_base + tn, mask=tm, other=0.0)
     if HAS_Z:
         z_nx = gl.load(z_ptr + io_base + tn, mask=tm, other=0.0)
     bcm = bc_nm & gl.expand_dims(tn + bc_t < t_end, 0)
-    if B_VARY:
+    if B_VARY and not SUMMARY:
         B_nx = gl.load(B_ptr + offB + tn * sB_l, mask=bcm, other=0.0)
     if C_VARY:
         C_nx = gl.load(C_ptr + offC + tn * sC_l, mask=bcm, other=0.0)
@@ -221,7 +232,11 @@ def _bwd_gluon_kernel(
         else:
             dt = raw
         dt = gl.where(tm, dt, 0.0)
-        u = u_nx.to(gl.float32)
+        if SUMMARY:
+            u = gl.zeros_like(dt)
+            dbias_acc += dt
+        else:
+            u = u_nx.to(gl.float32)
         dout = o_nx.to(gl.float32)
         if HAS_Z:
             z = z_nx.to(gl.float32)
@@ -232,7 +247,7 @@ def _bwd_gluon_kernel(
         row4 = gl.join(gl.join(dt, dt * u), gl.join(dy, gl.zeros_like(dy)))
         row4 = gl.reshape(gl.permute(row4, [0, 1, 3, 2]), [BD, TL, 4])
         dd3.store(gl.permute(row4, [1, 0, 2]))
-        if B_VARY:
+        if B_VARY and not SUMMARY:
             bs.store(gl.permute(B_nx.to(gl.float32), [1, 0]))
         if C_VARY:
             cs.store(gl.permute(C_nx.to(gl.float32), [1, 0]))
@@ -240,88 +255,100 @@ def _bwd_gluon_kernel(
         tp = t0 - TL
         tmp = io_dm & gl.expand_dims((tp + io_t >= t_start) & (tp + io_t < t_end), 0)
         dt_nx = gl.load(dt_ptr + io_base + tp, mask=tmp, other=0.0)
-        u_nx = gl.load(u_ptr + io_base + tp, mask=tmp, other=0.0)
+        if not SUMMARY:
+            u_nx = gl.load(u_ptr + io_base + tp, mask=tmp, other=0.0)
         o_nx = gl.load(dout_ptr + io_base + tp, mask=tmp, other=0.0)
         if HAS_Z:
             z_nx = gl.load(z_ptr + io_base + tp, mask=tmp, other=0.0)
         bcm = bc_nm & gl.expand_dims((tp + bc_t >= t_start) & (tp + bc_t < t_end), 0)
-        if B_VARY:
+        if B_VARY and not SUMMARY:
             B_nx = gl.load(B_ptr + offB + tp * sB_l, mask=bcm, other=0.0)
         if C_VARY:
             C_nx = gl.load(C_ptr + offC + tp * sC_l, mask=bcm, other=0.0)
         gl.thread_barrier()
-
-        # 2. recompute the tile's states; dC; this thread's part of y
-        h = gl.load(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd, mask=m3, other=0.0)
-        hl = ()
-        yl = ()
-        cl = ()
-        for t in gl.static_range(TL):
-            dt_t, du_t, dy_t = _row(dd, t, L3)
-            Bt = _bc_row(srcB, t, B_VARY, L3)
-            Ct = _bc_row(srcC, t, C_VARY, L3)
-            h = gl.fma(gl.exp2(dt_t * A2), h, du_t * Bt)
-            hl = hl + (h,)
-            yl = yl + (gl.sum(h * Ct, axis=2),)
-            if C_VARY:
-                cl = cl + (dy_t * h,)
-            else:
-                dC_acc = gl.fma(dy_t, h, dC_acc)
-        # 3. the adjoint, backwards through the tile
-        if C_VARY:  # dC_t = sum over channels of dy_t h_t: lane l stores step l >> 1
-            gl.store(dC_row3 + t0 + st3, _lane_sums16(cl, lane3), mask=smask3c & (t0 + st3 < t_end))
-        s1l = ()
-        s2l = ()
-        bl = ()
-        for kk in gl.static_range(TL):
-            dt_t, du_t, dy_t = _row(dd, TL - 1 - kk, L3)
-            Bt = _bc_row(srcB, TL - 1 - kk, B_VARY, L3)
-            Ct = _bc_row(srcC, TL - 1 - kk, C_VARY, L3)
-            g = gl.fma(Ct, dy_t, R)
-            gh = g * (hl[TL - 1 - kk] - du_t * Bt)   # g a_t h_{t-1}
-            dA_acc = gl.fma(gh, dt_t, dA_acc)
-            s1l = (gl.sum(g * Bt, axis=2),) + s1l
-            s2l = (gl.sum(gh * A, axis=2),) + s2l
+        if SUMMARY:
+            for kk in gl.static_range(TL):
+                dt_t, du_t, dy_t = _row(dd, TL - 1 - kk, L3)
+                Ct = _bc_row(srcC, TL - 1 - kk, C_VARY, L3)
+                R = gl.exp2(dt_t * A2) * gl.fma(Ct, dy_t, R)
+            gl.thread_barrier()  # the next tile's staging overwrites dd
+        else:
+            # 2. recompute the tile's states; dC; this thread's part of y
+            h = gl.load(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd, mask=m3, other=0.0)
+            hl = ()
+            yl = ()
+            cl = ()
+            for t in gl.static_range(TL):
+                dt_t, du_t, dy_t = _row(dd, t, L3)
+                Bt = _bc_row(srcB, t, B_VARY, L3)
+                Ct = _bc_row(srcC, t, C_VARY, L3)
+                h = gl.fma(gl.exp2(dt_t * A2), h, du_t * Bt)
+                hl = hl + (h,)
+                yl = yl + (gl.sum(h * Ct, axis=2),)
+                if C_VARY:
+                    cl = cl + (dy_t * h,)
+                else:
+                    dC_acc = gl.fma(dy_t, h, dC_acc)
+            # 3. the adjoint, backwards through the tile
+            if C_VARY:  # dC_t = sum over channels of dy_t h_t: lane l stores step l >> 1
+                gl.store(dC_row3 + t0 + st3, _lane_sums16(cl, lane3), mask=smask3c & (t0 + st3 < t_end))
+            s1l = ()
+            s2l = ()
+            bl = ()
+            for kk in gl.static_range(TL):
+                dt_t, du_t, dy_t = _row(dd, TL - 1 - kk, L3)
+                Bt = _bc_row(srcB, TL - 1 - kk, B_VARY, L3)
+                Ct = _bc_row(srcC, TL - 1 - kk, C_VARY, L3)
+                g = gl.fma(Ct, dy_t, R)
+                gh = g * (hl[TL - 1 - kk] - du_t * Bt)   # g a_t h_{t-1}
+                dA_acc = gl.fma(gh, dt_t, dA_acc)
+                s1l = (gl.sum(g * Bt, axis=2),) + s1l
+                s2l = (gl.sum(gh * A, axis=2),) + s2l
+                if B_VARY:
+                    bl = (g * du_t,) + bl
+                else:
+                    dB_acc = gl.fma(g, du_t, dB_acc)
+                R = gl.exp2(dt_t * A2) * g
             if B_VARY:
-                bl = (g * du_t,) + bl
-            else:
-                dB_acc = gl.fma(g, du_t, dB_acc)
-            R = gl.exp2(dt_t * A2) * g
-        if B_VARY:
-            gl.store(dB_row3 + t0 + st3, _lane_sums16(bl, lane3), mask=smask3 & (t0 + st3 < t_end))
-        s4.index(0).store(_join16(yl))
-        s4.index(1).store(_join16(s1l))
-        s4.index(2).store(_join16(s2l))
-        gl.thread_barrier()
+                gl.store(dB_row3 + t0 + st3, _lane_sums16(bl, lane3), mask=smask3 & (t0 + st3 < t_end))
+            s4.index(0).store(_join16(yl))
+            s4.index(1).store(_join16(s1l))
+            s4.index(2).store(_join16(s2l))
+            gl.thread_barrier()
 
-        # 4. finish the tile (tile layout)
-        ypre = _sum_rows(sr, 0, W, LIO)
-        s1 = _sum_rows(sr, W, W, LIO)
-        s2 = _sum_rows(sr, 2 * W, W, LIO)
-        du = s1 * dt
+            # 4. finish the tile (tile layout)
+            ypre = _sum_rows(sr, 0, W, LIO)
+            s1 = _sum_rows(sr, W, W, LIO)
+            s2 = _sum_rows(sr, 2 * W, W, LIO)
+            du = s1 * dt
+            if HAS_D:
+                ypre += Dv * u
+                du += Dv * dy
+                dD_acc += dy * u
+            ddt = s2 + s1 * u
+            if SOFTPLUS:
+                ddt = ddt * slope
+            ddt = gl.where(tm, ddt, 0.0)
+            dbias_acc += ddt
+            offs = io_base + t0
+            gl.store(du_ptr + offs, du.to(du_ptr.dtype.element_ty), mask=tm)
+            gl.store(ddt_ptr + offs, ddt.to(ddt_ptr.dtype.element_ty), mask=tm)
+            if HAS_Z:
+                dz = dout * ypre * sz * (1.0 + z * (1.0 - sz))
+                gl.store(dz_ptr + offs, dz.to(dz_ptr.dtype.element_ty), mask=tm)
+
+    if SUMMARY:
+        gl.store(dA_ptr + prog, R, mask=m3)
+        gl.store(dD_ptr + (pid_b * n_chunks + pid_c) * dim + io_d, gl.sum(dbias_acc, axis=1),
+                 mask=io_d < dim)
+    else:
+        gl.store(dA_ptr + prog, dA_acc, mask=m3)
+        if not B_VARY:
+            gl.store(dB_ptr + prog, dB_acc, mask=m3)
+        if not C_VARY:
+            gl.store(dC_ptr + prog, dC_acc, mask=m3)
         if HAS_D:
-            ypre += Dv * u
-            du += Dv * dy
-            dD_acc += dy * u
-        ddt = s2 + s1 * u
-        if SOFTPLUS:
-            ddt = ddt * slope
-        ddt = gl.where(tm, ddt, 0.0)
-        dbias_acc += ddt
-        offs = io_base + t0
-        gl.store(du_ptr + offs, du.to(du_ptr.dtype.element_ty), mask=tm)
-        gl.store(ddt_ptr + offs, ddt.to(ddt_ptr.dtype.element_ty), mask=tm)
-        if HAS_Z:
-            dz = dout * ypre * sz * (1.0 + z * (1.0 - sz))
-            gl.store(dz_ptr + offs, dz.to(dz_ptr.dtype.element_ty), mask=tm)
-
-    gl.store(dA_ptr + prog, dA_acc, mask=m3)
-    if not B_VARY:
-        gl.store(dB_ptr + prog, dB_acc, mask=m3)
-    if not C_VARY:
-        gl.store(dC_ptr + prog, dC_acc, mask=m3)
-    if HAS_D:
-        gl.atomic_add(dD_ptr + io_d, gl.sum(dD_acc, axis=1), mask=io_d < dim, sem="relaxed")
-    if HAS_BIAS:
-        gl.atomic_add(dbias_ptr + io_d, gl.sum(dbias_acc, axis=1), mask=io_d < dim,
-                      sem="relaxed")
+            gl.atomic_add(dD_ptr + io_d, gl.sum(dD_acc, axis=1), mask=io_d < dim, sem="relaxed")
+        if HAS_BIAS:
+            gl.atomic_add(dbias_ptr + io_d, gl.sum(dbias_acc, axis=1), mask=io_d < dim,
+                          sem="relaxed")

@@ -7,8 +7,8 @@ of `selective_scan` for real A. Which kernels run:
   chunks); under TRITON_INTERPRET (the CPU tests), or where its 32-channel programs would
   straddle a B/C group, the plain-Triton tile kernel (triton_fwd.py). SEQSUITE_SCAN_FWD=
   auto|gluon|tile|seq overrides (seq: the experimental triton_fwd_seq.py).
-* Backward: on CUDA the Gluon kernel (gluon_bwd.py) where `gluon_bwd_plan` gives a grid of a
-  program per SM or more and N <= 16, else the tile kernel (triton_bwd.py).
+* Backward: on CUDA the Gluon kernel (gluon_bwd.py) for N <= 16 (`gluon_bwd_plan` splits
+  small grids into chunks), else the tile kernel (triton_bwd.py).
   SEQSUITE_SCAN_BWD=auto|gluon|tile overrides.
 Both directions keep the same saved-state format (the state at the start of every 16-step
 tile), so any forward pairs with any backward.
@@ -62,10 +62,8 @@ class ScanConfig:
     maxnreg_gluon: int = 0  # 0: 128 at 8+ warps, else ptxas chooses
     bwd: str = "auto"      # backward kernel: "gluon" (gluon_bwd.py; CUDA, N <= 16) or "tile"
     ns_bwd_gluon: int = 2  # "gluon" backward: states per thread (N / NS warps)
-    # "gluon" backward: grids of fewer programs per SM than this are chunked when the Gluon
-    # backward is asked for, and under "auto" go to the tile backward (measured 2026-11-29:
-    # the Gluon backward wins unchunked, 1.08-1.12x the reference against 0.92-0.94x, and
-    # loses chunked, its chunk summary being the plain-Triton one)
+    # "gluon" backward: grids of fewer programs than this many per SM are split into chunks
+    # (its chunk summary is the same kernel, SUMMARY)
     programs_per_sm_bwd_gluon: int = 1
 
 
@@ -432,7 +430,9 @@ def scan_bwd(
 
 def gluon_bwd_plan(cfg: ScanConfig, batch: int, dim: int, L: int, N: int, sms: int):
     """(NS, warps, chunk length in tiles, chunks) of the Gluon backward, or None where the
-    tile backward runs instead (N > 16; under "auto", a grid that would need chunks)."""
+    tile backward runs instead (N > 16). A grid of fewer programs than programs_per_sm x SMs
+    is split into as many chunks as fit in that many programs (whole waves: one 8-warp CTA
+    fits an SM)."""
     if N > 16:
         return None
     NP = triton.next_power_of_2(N)
@@ -440,9 +440,7 @@ def gluon_bwd_plan(cfg: ScanConfig, batch: int, dim: int, L: int, N: int, sms: i
     n_tiles = triton.cdiv(L, 16)
     programs = batch * triton.cdiv(dim, 32)
     want = cfg.programs_per_sm_bwd_gluon * sms
-    if programs < want and cfg.bwd == "auto":
-        return None
-    nc = 1 if programs >= want else min(n_tiles, math.ceil(want / programs))
+    nc = 1 if programs >= want else max(1, min(n_tiles, want // programs))
     ct = math.ceil(n_tiles / nc)
     return NS, NP // NS, ct, math.ceil(n_tiles / ct)
 
@@ -450,8 +448,7 @@ def gluon_bwd_plan(cfg: ScanConfig, batch: int, dim: int, L: int, N: int, sms: i
 def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
                     dlast, TL):
     """The Gluon backward (gluon_bwd.py), or None where it does not apply (N > 16, a tile
-    other than 16, B/C groups its 32-channel programs would straddle) or, under "auto", where
-    the grid would need chunks."""
+    other than 16, B/C groups its 32-channel programs would straddle)."""
     from . import gluon_bwd as GB
     from . import gluon_fwd as G
 
@@ -482,19 +479,31 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
     dC = torch.empty((batch, n_dblk, N, L) if c_vary else part, **f32)
     dD = torch.zeros((dim,), **f32)
     dbias = torch.zeros((dim,), **f32)
-    r = _bwd_carry(cfg, dout, u, delta, A, C, z, delta_bias, delta_softplus, c_vary, gc, sC,
-                   _block_d(cfg.bd_bwd, dim, [gc] if c_vary else []), chunk_len, n_chunks, TL,
-                   dlast)
-    GB._bwd_gluon_kernel[(n_dblk, n_chunks, batch)](
-        dout, u, delta, _opt(z, u), A, B, C, _opt(D, u), _opt(delta_bias, u),
-        states, _opt(r, dA_part),
-        du, ddelta, dz if z is not None else du, dA_part, dB, dC, dD, dbias,
-        dim, L, N, chunk_len, n_chunks, n_tiles, n_dblk, gb, gc,
-        u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sB, *sC,
-        BD=BD, NP=NP, TL=TL, L3=G.state_layout(NS, warps), LIO=G.tile_layout(BD, TL, warps),
-        LBC=G.tile_layout(NP, TL, warps), HAS_D=D is not None, HAS_Z=z is not None,
-        HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus, B_VARY=b_vary,
-        C_VARY=c_vary, HAS_R=r is not None, num_warps=warps,
+    grid = (n_dblk, n_chunks, batch)
+    dims = (dim, L, N, chunk_len, n_chunks, n_tiles, n_dblk, gb, gc,
+            u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sB, *sC)
+    consts = dict(BD=BD, NP=NP, TL=TL, L3=G.state_layout(NS, warps),
+                  LIO=G.tile_layout(BD, TL, warps), LBC=G.tile_layout(NP, TL, warps),
+                  HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+                  SOFTPLUS=delta_softplus, B_VARY=b_vary, C_VARY=c_vary, num_warps=warps)
+    zz, bias = _opt(z, u), _opt(delta_bias, u)
+    r = None
+    if n_chunks > 1:  # the chunks' summaries (the same kernel, SUMMARY), carried backwards
+        rsum = torch.empty(part, **f32)
+        dtsum = torch.empty((batch, n_chunks, dim), **f32)
+        GB._bwd_gluon_kernel[grid](
+            dout, u, delta, zz, A, B, C, u, bias, states, rsum,
+            du, ddelta, du, rsum, dB, dC, dtsum, dbias, *dims,
+            **consts, HAS_R=False, SUMMARY=True,
+        )
+        r = _carry(rsum, dtsum, A, dlast.float().contiguous() if dlast is not None else None,
+                   reverse=True)
+    elif dlast is not None:
+        r = dlast.float().transpose(1, 2).unsqueeze(1).contiguous()  # (batch, 1, N, dim)
+    GB._bwd_gluon_kernel[grid](
+        dout, u, delta, zz, A, B, C, _opt(D, u), bias, states, _opt(r, dA_part),
+        du, ddelta, dz if z is not None else du, dA_part, dB, dC, dD, dbias, *dims,
+        **consts, HAS_R=r is not None, SUMMARY=False,
     )
     dA = dA_part.sum((0, 1)).t().contiguous()
 
