@@ -230,21 +230,29 @@ def test_gluon_forward_plan():
 
 
 def test_gluon_backward_plan():
-    """The Gluon backward runs unchunked where the grid has a program per SM (DESIGN §7 rows
-    1, 2 and 5), splits smaller grids into whole waves of chunks (rows 3 and 4), and leaves
-    N > 16 to the tile backward."""
+    """The Gluon backward runs unchunked where the grid has programs_per_sm programs per SM
+    (DESIGN §7 rows 1, 2 and 5), splits smaller grids into whole waves of chunks (rows 3 and
+    4) whose summaries run on sub-chunks that tile each chunk, and leaves N > 16 to the tile
+    backward."""
     from dataclasses import replace
 
     from seqsuite.kernels.triton_scan import ScanConfig, gluon_bwd_plan
 
-    cfg = ScanConfig()
-    assert gluon_bwd_plan(cfg, 8, 1536, 2048, 16, 132) == (2, 8, 128, 1)
-    assert gluon_bwd_plan(cfg, 2, 4096, 4096, 16, 132) == (2, 8, 256, 1)
-    assert gluon_bwd_plan(cfg, 1, 256, 1 << 20, 16, 132) == (2, 8, 4096, 16)  # 128 programs
-    assert gluon_bwd_plan(cfg, 16, 128, 16384, 16, 132) == (2, 8, 512, 2)
+    cfg = replace(ScanConfig(), programs_per_sm_bwd_gluon=1, summary_programs_per_sm_bwd_gluon=6)
+    assert gluon_bwd_plan(cfg, 8, 1536, 2048, 16, 132) == (2, 8, 128, 1, 128)
+    assert gluon_bwd_plan(cfg, 2, 4096, 4096, 16, 132) == (2, 8, 256, 1, 256)
+    # 128 programs of 4096 tiles; summaries: 7 sub-chunks per chunk (896 programs)
+    assert gluon_bwd_plan(cfg, 1, 256, 1 << 20, 16, 132) == (2, 8, 4102, 16, 586)
+    assert gluon_bwd_plan(cfg, 16, 128, 16384, 16, 132) == (2, 8, 518, 2, 74)
     assert gluon_bwd_plan(cfg, 8, 1536, 2048, 64, 132) is None
     for pps in (1, 2, 3):
-        NS, warps, ct, nc = gluon_bwd_plan(replace(cfg, programs_per_sm_bwd_gluon=pps),
-                                           1, 256, 1 << 20, 16, 132)
-        assert 8 * nc <= pps * 132 < 8 * (nc + 1) and ct * nc >= (1 << 20) // 16
-    assert gluon_bwd_plan(cfg, 1, 32, 40, 16, 132)[2:] == (1, 3)  # no more chunks than tiles
+        for spps in (1, 6, 50):
+            c = replace(cfg, programs_per_sm_bwd_gluon=pps, summary_programs_per_sm_bwd_gluon=spps)
+            for batch, dim, L in ((1, 256, 1 << 20), (16, 128, 16384), (1, 32, 40), (3, 64, 5000)):
+                NS, warps, ct, nc, cs = gluon_bwd_plan(c, batch, dim, L, 16, 132)
+                n_tiles, programs = -(-L // 16), batch * -(-dim // 32)
+                assert (NS, warps) == (2, 8)
+                assert (nc - 1) * ct < n_tiles <= nc * ct  # every chunk has a tile
+                assert programs * nc <= max(pps * 132, programs)
+                assert ct % cs == 0 and 1 <= cs <= ct  # chunks are whole sub-chunks
+    assert gluon_bwd_plan(cfg, 1, 32, 40, 16, 132)[2:4] == (1, 3)  # no more chunks than tiles

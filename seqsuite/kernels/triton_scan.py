@@ -17,7 +17,8 @@ Tunables live in `CONFIG` (a plain dataclass). Environment overrides for benchma
 SEQSUITE_SCAN_CFG="bd_fwd,bd_bwd,tile,warps_fwd,warps_bwd[,warps_per_sm[,unroll]]" (tile
 kernels), SEQSUITE_SCAN_SEQ="bd,warps,warps_per_sm" (seq kernel),
 SEQSUITE_SCAN_GLUON="ns,min_warps_per_sm[,ns_chunked,chunk_warps_per_sm[,maxnreg]]" (Gluon
-forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm" (Gluon backward).
+forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm]" (Gluon
+backward).
 """
 from __future__ import annotations
 
@@ -63,8 +64,12 @@ class ScanConfig:
     bwd: str = "auto"      # backward kernel: "gluon" (gluon_bwd.py; CUDA, N <= 16) or "tile"
     ns_bwd_gluon: int = 2  # "gluon" backward: states per thread (N / NS warps)
     # "gluon" backward: grids of fewer programs than this many per SM are split into chunks
-    # (its chunk summary is the same kernel, SUMMARY)
-    programs_per_sm_bwd_gluon: int = 1
+    # (2: row 4 of DESIGN §7 1.52x the reference against 1.45x at 1, rows 3 and 1 alike or
+    # better; RESULTS.md 2026-11-29 15:34 UTC); the chunks' summaries (the same kernel,
+    # SUMMARY, 40 registers) run on sub-chunks until that grid has summary_programs_per_sm
+    # programs per SM (row 4: the summary over 2 chunks took 0.50 of 1.79 ms, 8 warps per SM)
+    programs_per_sm_bwd_gluon: int = 2
+    summary_programs_per_sm_bwd_gluon: int = 6
 
 
 CONFIG = ScanConfig()
@@ -87,7 +92,8 @@ def _config() -> ScanConfig:
     bg = os.environ.get("SEQSUITE_SCAN_BWD_GLUON")
     if bg:
         v = [int(x) for x in bg.split(",")]
-        cfg = replace(cfg, **dict(zip(("ns_bwd_gluon", "programs_per_sm_bwd_gluon"), v)))
+        cfg = replace(cfg, **dict(zip(("ns_bwd_gluon", "programs_per_sm_bwd_gluon",
+                                       "summary_programs_per_sm_bwd_gluon"), v)))
     kind = os.environ.get("SEQSUITE_SCAN_FWD")
     if kind:
         if kind not in ("auto", "tile", "seq", "gluon"):
@@ -429,10 +435,12 @@ def scan_bwd(
 
 
 def gluon_bwd_plan(cfg: ScanConfig, batch: int, dim: int, L: int, N: int, sms: int):
-    """(NS, warps, chunk length in tiles, chunks) of the Gluon backward, or None where the
-    tile backward runs instead (N > 16). A grid of fewer programs than programs_per_sm x SMs
-    is split into as many chunks as fit in that many programs (whole waves: one 8-warp CTA
-    fits an SM)."""
+    """(NS, warps, chunk length in tiles, chunks, summary sub-chunk length in tiles) of the
+    Gluon backward, or None where the tile backward runs instead (N > 16). A grid of fewer
+    programs than programs_per_sm x SMs is split into as many chunks as fit in that many
+    programs (whole waves: one 8-warp CTA fits an SM). The chunk summaries run on sub-chunks
+    (a chunk = a whole number of them) until their grid has summary_programs_per_sm programs
+    per SM."""
     if N > 16:
         return None
     NP = triton.next_power_of_2(N)
@@ -442,7 +450,12 @@ def gluon_bwd_plan(cfg: ScanConfig, batch: int, dim: int, L: int, N: int, sms: i
     want = cfg.programs_per_sm_bwd_gluon * sms
     nc = 1 if programs >= want else max(1, min(n_tiles, want // programs))
     ct = math.ceil(n_tiles / nc)
-    return NS, NP // NS, ct, math.ceil(n_tiles / ct)
+    if nc == 1:
+        return NS, NP // NS, ct, 1, ct
+    k = max(1, min(ct, math.ceil(cfg.summary_programs_per_sm_bwd_gluon * sms / (programs * nc))))
+    cs = math.ceil(ct / k)
+    ct = cs * math.ceil(ct / cs)
+    return NS, NP // NS, ct, math.ceil(n_tiles / ct), cs
 
 
 def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
@@ -464,7 +477,7 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
     plan = gluon_bwd_plan(cfg, batch, dim, L, N, sms)
     if plan is None:
         return None
-    NS, warps, ct, n_chunks = plan
+    NS, warps, ct, n_chunks, cs = plan
     NP = NS * warps
     n_dblk = triton.cdiv(dim, BD)
     n_tiles = triton.cdiv(L, TL)
@@ -480,24 +493,31 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
     dD = torch.zeros((dim,), **f32)
     dbias = torch.zeros((dim,), **f32)
     grid = (n_dblk, n_chunks, batch)
-    dims = (dim, L, N, chunk_len, n_chunks, n_tiles, n_dblk, gb, gc,
-            u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sB, *sC)
+    strides = (u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sB, *sC)
+    dims = (dim, L, N, chunk_len, n_chunks, n_tiles, n_dblk, gb, gc, *strides)
     consts = dict(BD=BD, NP=NP, TL=TL, L3=G.state_layout(NS, warps),
                   LIO=G.tile_layout(BD, TL, warps), LBC=G.tile_layout(NP, TL, warps),
                   HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
                   SOFTPLUS=delta_softplus, B_VARY=b_vary, C_VARY=c_vary, num_warps=warps)
     zz, bias = _opt(z, u), _opt(delta_bias, u)
     r = None
-    if n_chunks > 1:  # the chunks' summaries (the same kernel, SUMMARY), carried backwards
-        rsum = torch.empty(part, **f32)
-        dtsum = torch.empty((batch, n_chunks, dim), **f32)
-        GB._bwd_gluon_kernel[grid](
+    if n_chunks > 1:
+        # the summaries of sub-chunks of cs tiles (the same kernel, SUMMARY), carried
+        # backwards; chunk c takes the adjoint entering its last sub-chunk from the end
+        n_sub = triton.cdiv(n_tiles, cs)
+        rsum = torch.empty((batch, n_sub, N, dim), **f32)
+        dtsum = torch.empty((batch, n_sub, dim), **f32)
+        GB._bwd_gluon_kernel[(n_dblk, n_sub, batch)](
             dout, u, delta, zz, A, B, C, u, bias, states, rsum,
-            du, ddelta, du, rsum, dB, dC, dtsum, dbias, *dims,
+            du, ddelta, du, rsum, dB, dC, dtsum, dbias,
+            dim, L, N, cs * TL, n_sub, n_tiles, n_dblk, gb, gc, *strides,
             **consts, HAS_R=False, SUMMARY=True,
         )
         r = _carry(rsum, dtsum, A, dlast.float().contiguous() if dlast is not None else None,
                    reverse=True)
+        k = ct // cs
+        last_sub = torch.arange(n_chunks, device=u.device) * k + (k - 1)
+        r = r.index_select(1, last_sub.clamp_max(n_sub - 1)).contiguous()
     elif dlast is not None:
         r = dlast.float().transpose(1, 2).unsqueeze(1).contiguous()  # (batch, 1, N, dim)
     GB._bwd_gluon_kernel[grid](
