@@ -64,6 +64,7 @@ def run_both(x):
         ((2, 128, 2048, 64), "vary", 1),    # N = 64
         ((1, 32, 3000, 1), "vary", 1),      # N = 1, few channels: many chunks
         ((3, 48, 777, 16), "vary", 1),      # dim not a multiple of the 32-channel programs
+        ((2, 64, 1000, 24), "group", 2),    # N = 24: two groups of 16 states, 8 masked
     ],
 )
 def test_gpu_scan_matches_reference(shape, layout, G, dtype):

@@ -232,8 +232,8 @@ def test_gluon_forward_plan():
 def test_gluon_backward_plan():
     """The Gluon backward runs unchunked where the grid has programs_per_sm programs per SM
     (DESIGN §7 rows 1, 2 and 5), splits smaller grids into whole waves of chunks (rows 3 and
-    4) whose summaries run on sub-chunks that tile each chunk, and leaves N > 16 to the tile
-    backward."""
+    4) whose summaries run on sub-chunks that tile each chunk, holds 16 states at a time (N =
+    64: four groups), and leaves N > 64 to the tile backward."""
     from dataclasses import replace
 
     from seqsuite.kernels.triton_scan import ScanConfig, gluon_bwd_plan
@@ -244,7 +244,9 @@ def test_gluon_backward_plan():
     # 128 programs of 4096 tiles; summaries: 7 sub-chunks per chunk (896 programs)
     assert gluon_bwd_plan(cfg, 1, 256, 1 << 20, 16, 132) == (2, 8, 4102, 16, 586)
     assert gluon_bwd_plan(cfg, 16, 128, 16384, 16, 132) == (2, 8, 518, 2, 74)
-    assert gluon_bwd_plan(cfg, 8, 1536, 2048, 64, 132) is None
+    assert gluon_bwd_plan(cfg, 8, 1536, 2048, 64, 132) == (2, 8, 128, 1, 128)
+    assert gluon_bwd_plan(cfg, 8, 1536, 2048, 4, 132)[:2] == (2, 2)
+    assert gluon_bwd_plan(cfg, 8, 1536, 2048, 65, 132) is None
     for pps in (1, 2, 3):
         for spps in (1, 6, 50):
             c = replace(cfg, programs_per_sm_bwd_gluon=pps, summary_programs_per_sm_bwd_gluon=spps)

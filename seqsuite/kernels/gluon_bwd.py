@@ -7,8 +7,11 @@ a_t h_{t-1} = h_t − x_t:
   dA += g (h_t − x_t) Δ_t,   dΔ_t += g (h_t − x_t) A + g B_t u_t,   du_t += g B_t Δ_t,
   dB_t += g Δ_t u_t (summed over channels),   dC_t += dy_t h_t (summed over channels).
 
-Layout (gluon_fwd.py): lane = channel (32 per program), warp = NS states. One program walks
-its chunk's tiles of TL = 16 steps from the last to the first:
+Layout (gluon_fwd.py): lane = channel (32 per program), warp = NS states; a program holds
+GS = W x NS states (16 at most) at a time, and N > GS runs as NG = N / GS groups one after the
+other over each staged tile (steps 2-3 per group; the sums over states add up over the groups
+in registers). One program walks its chunk's tiles of TL = 16 steps from the last to the
+first:
 1. Staging: Δ (softplus), Δu and dy of the tile, computed once per (channel, step) in the
    tile layout, go to shared memory as [TL, BD, 4] rows (one 16-byte read per step); B and C
    rows as in the forward.
@@ -24,8 +27,8 @@ its chunk's tiles of TL = 16 steps from the last to the first:
 The per-(channel, step) sums over states go through shared memory once per tile, like y in
 the forward. Time-varying dB and dC are written per program as (batch, programs over dim,
 N, L) partial sums and reduced by the launcher (no atomics); dA and time-invariant dB/dC
-as (batch, n_chunks, N, dim). Chunks start from the adjoint R that
-`triton_bwd._bwd_chunk_summary_kernel` and the reverse chunk combine hand them.
+as (batch, n_chunks, N, dim). Chunks start from the adjoint R that this kernel's SUMMARY
+mode (run on sub-chunks) and the reverse chunk combine hand them.
 
 Gluon does not run under TRITON_INTERPRET: tested on the GPU (tests/test_kernels_gpu.py).
 """
@@ -130,7 +133,9 @@ def _bwd_gluon_kernel(
     as (batch, n_chunks, N, dim)) and its sum of Δ (into dD_ptr as (batch, n_chunks, dim));
     u, B, the saved states and the other outputs are not read."""
     W: gl.constexpr = gl.num_warps()
-    NS: gl.constexpr = NP // W
+    NS: gl.constexpr = L3.size_per_thread[2]
+    GS: gl.constexpr = W * NS   # states held at a time (one group)
+    NG: gl.constexpr = NP // GS  # groups, run one after the other over each staged tile
     SH2: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [1, 0])
 
     pid_d = gl.program_id(0)
@@ -141,34 +146,44 @@ def _bwd_gluon_kernel(
     d3, n3, m3 = _state_index(d0, dim, N, BD, L3)
     lane3 = d3 - d0      # = the lane
     st3 = lane3 >> 1     # the step whose channel sums lane l holds after _lane_sums16
-    A = gl.load(A_ptr + d3 * s_ab + n3 * s_an, mask=m3, other=0.0).to(gl.float32)
-    A2 = A * LOG2E
     nd = n3 * dim + d3
     prog = (pid_b * n_chunks + pid_c) * N * dim + nd  # this program's (n, d) slots
-    if HAS_R:
-        R = gl.load(r_ptr + prog, mask=m3, other=0.0)
-    else:
-        R = gl.zeros([BD, W, NS], gl.float32, L3)
-    dA_acc = gl.zeros([BD, W, NS], gl.float32, L3)
-    if SUMMARY:
-        pass
-    elif B_VARY:
-        dB_row3 = dB_ptr + ((pid_b * n_dblk + pid_d) * N + n3) * L  # + t
-        smask3 = (n3 < N) & ((lane3 & 1) == 0)
-    else:
-        Bc = gl.load(B_ptr + d3 * sB_g + n3 * sB_n, mask=m3, other=0.0).to(gl.float32)
-        dB_acc = gl.zeros([BD, W, NS], gl.float32, L3)
-        srcB = Bc
-    if SUMMARY:
+    zero3 = gl.zeros([BD, W, NS], gl.float32, L3)
+    # per group: mask, A, A log2 e, the adjoint R carried between tiles, dA (and the
+    # time-invariant B, C with their gradients)
+    ms = ()
+    As = ()
+    A2s = ()
+    Rs = ()
+    dAs = ()
+    Bcs = ()
+    dBs = ()
+    Ccs = ()
+    dCs = ()
+    for gi in gl.static_range(NG):
+        mg = m3 & (n3 + gi * GS < N)
+        ms = ms + (mg,)
+        Ag = gl.load(A_ptr + d3 * s_ab + (n3 + gi * GS) * s_an, mask=mg, other=0.0).to(gl.float32)
+        As = As + (Ag,)
+        A2s = A2s + (Ag * LOG2E,)
+        if HAS_R:
+            Rs = Rs + (gl.load(r_ptr + prog + gi * GS * dim, mask=mg, other=0.0),)
+        else:
+            Rs = Rs + (zero3,)
+        dAs = dAs + (zero3,)
+        if not B_VARY:
+            Bcs = Bcs + (gl.load(B_ptr + d3 * sB_g + (n3 + gi * GS) * sB_n, mask=mg,
+                                 other=0.0).to(gl.float32),)
+            dBs = dBs + (zero3,)
         if not C_VARY:
-            srcC = gl.load(C_ptr + d3 * sC_g + n3 * sC_n, mask=m3, other=0.0).to(gl.float32)
-    elif C_VARY:
+            Ccs = Ccs + (gl.load(C_ptr + d3 * sC_g + (n3 + gi * GS) * sC_n, mask=mg,
+                                 other=0.0).to(gl.float32),)
+            dCs = dCs + (zero3,)
+    if B_VARY and not SUMMARY:
+        dB_row3 = dB_ptr + ((pid_b * n_dblk + pid_d) * N + n3) * L  # + group + t
+    if C_VARY and not SUMMARY:
         dC_row3 = dC_ptr + ((pid_b * n_dblk + pid_d) * N + n3) * L
-        smask3c = (n3 < N) & ((lane3 & 1) == 0)
-    else:
-        Cc = gl.load(C_ptr + d3 * sC_g + n3 * sC_n, mask=m3, other=0.0).to(gl.float32)
-        dC_acc = gl.zeros([BD, W, NS], gl.float32, L3)
-        srcC = Cc
+    smask3 = (lane3 & 1) == 0
 
     io_d, io_t, io_dm, io_base = _io_index(pid_b, d0, dim, s_ub, s_ud, BD, TL, LIO)
     if HAS_BIAS:
@@ -186,12 +201,13 @@ def _bwd_gluon_kernel(
     PR2: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[4 * BD, PAD_R]], [TL, BD, 4], [2, 1, 0])
     dd = gl.allocate_shared_memory(gl.float32, [TL, BD, 4], PR1)
     dd3 = dd._reinterpret(gl.float32, [TL, BD, 4], PR2)
+    # B and C rows [TL, NP], read as [TL * NG, W, NS]: row t * NG + g = step t, group g
     if B_VARY and not SUMMARY:
         bs = gl.allocate_shared_memory(gl.float32, [TL, NP], SH2)
-        srcB = bs._reinterpret(gl.float32, [TL, W, NS], SH2)
+        srcB = bs._reinterpret(gl.float32, [TL * NG, W, NS], SH2)
     if C_VARY:
         cs = gl.allocate_shared_memory(gl.float32, [TL, NP], SH2)
-        srcC = cs._reinterpret(gl.float32, [TL, W, NS], SH2)
+        srcC = cs._reinterpret(gl.float32, [TL * NG, W, NS], SH2)
     PY2: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[TL, PAD_T]], [BD, TL], [1, 0])
     PY3: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[TL, PAD_T]], [W, BD, TL], [2, 1, 0])
     if not SUMMARY:  # the warps' parts of y, Σ g B, Σ g (h-x) A
@@ -267,50 +283,98 @@ def _bwd_gluon_kernel(
             C_nx = gl.load(C_ptr + offC + tp * sC_l, mask=bcm, other=0.0)
         gl.thread_barrier()
         if SUMMARY:
-            for kk in gl.static_range(TL):
-                dt_t, du_t, dy_t = _row(dd, TL - 1 - kk, L3)
-                Ct = _bc_row(srcC, TL - 1 - kk, C_VARY, L3)
-                R = gl.exp2(dt_t * A2) * gl.fma(Ct, dy_t, R)
+            Rn = ()
+            for gi in gl.static_range(NG):
+                R = Rs[gi]
+                for kk in gl.static_range(TL):
+                    dt_t, du_t, dy_t = _row(dd, TL - 1 - kk, L3)
+                    if C_VARY:
+                        Ct = _bc_row(srcC, (TL - 1 - kk) * NG + gi, True, L3)
+                    else:
+                        Ct = Ccs[gi]
+                    R = gl.exp2(dt_t * A2s[gi]) * gl.fma(Ct, dy_t, R)
+                Rn = Rn + (R,)
+            Rs = Rn
             gl.thread_barrier()  # the next tile's staging overwrites dd
         else:
-            # 2. recompute the tile's states; dC; this thread's part of y
-            h = gl.load(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd, mask=m3, other=0.0)
-            hl = ()
-            yl = ()
-            cl = ()
-            for t in gl.static_range(TL):
-                dt_t, du_t, dy_t = _row(dd, t, L3)
-                Bt = _bc_row(srcB, t, B_VARY, L3)
-                Ct = _bc_row(srcC, t, C_VARY, L3)
-                h = gl.fma(gl.exp2(dt_t * A2), h, du_t * Bt)
-                hl = hl + (h,)
-                yl = yl + (gl.sum(h * Ct, axis=2),)
-                if C_VARY:
-                    cl = cl + (dy_t * h,)
-                else:
-                    dC_acc = gl.fma(dy_t, h, dC_acc)
-            # 3. the adjoint, backwards through the tile
-            if C_VARY:  # dC_t = sum over channels of dy_t h_t: lane l stores step l >> 1
-                gl.store(dC_row3 + t0 + st3, _lane_sums16(cl, lane3), mask=smask3c & (t0 + st3 < t_end))
-            s1l = ()
-            s2l = ()
-            bl = ()
-            for kk in gl.static_range(TL):
-                dt_t, du_t, dy_t = _row(dd, TL - 1 - kk, L3)
-                Bt = _bc_row(srcB, TL - 1 - kk, B_VARY, L3)
-                Ct = _bc_row(srcC, TL - 1 - kk, C_VARY, L3)
-                g = gl.fma(Ct, dy_t, R)
-                gh = g * (hl[TL - 1 - kk] - du_t * Bt)   # g a_t h_{t-1}
-                dA_acc = gl.fma(gh, dt_t, dA_acc)
-                s1l = (gl.sum(g * Bt, axis=2),) + s1l
-                s2l = (gl.sum(gh * A, axis=2),) + s2l
+            # 2.-3. per group of GS states: recompute the tile's states, dC, this thread's
+            # part of y; the adjoint backwards through the tile. The per-step sums over
+            # states (y, Σ g B, Σ g (h - x) A) add up over the groups in registers.
+            Rn = ()
+            dAn = ()
+            dBn = ()
+            dCn = ()
+            for gi in gl.static_range(NG):
+                mg = ms[gi]
+                A2g = A2s[gi]
+                R = Rs[gi]
+                dA_acc = dAs[gi]
+                if not B_VARY:
+                    srcB = Bcs[gi]
+                    dB_acc = dBs[gi]
+                if not C_VARY:
+                    srcC = Ccs[gi]
+                    dC_acc = dCs[gi]
+                h = gl.load(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd + gi * GS * dim,
+                            mask=mg, other=0.0)
+                hl = ()
+                ylg = ()
+                cl = ()
+                for t in gl.static_range(TL):
+                    dt_t, du_t, dy_t = _row(dd, t, L3)
+                    Bt = _bc_row(srcB, t * NG + gi, B_VARY, L3)
+                    Ct = _bc_row(srcC, t * NG + gi, C_VARY, L3)
+                    h = gl.fma(gl.exp2(dt_t * A2g), h, du_t * Bt)
+                    hl = hl + (h,)
+                    yt = gl.sum(h * Ct, axis=2)
+                    if gi > 0:
+                        yt = yt + yl[t]
+                    ylg = ylg + (yt,)
+                    if C_VARY:
+                        cl = cl + (dy_t * h,)
+                    else:
+                        dC_acc = gl.fma(dy_t, h, dC_acc)
+                yl = ylg
+                if C_VARY:  # dC_t = sum over channels of dy_t h_t: lane l stores step l >> 1
+                    gl.store(dC_row3 + gi * GS * L + t0 + st3, _lane_sums16(cl, lane3),
+                             mask=smask3 & (n3 + gi * GS < N) & (t0 + st3 < t_end))
+                s1g = ()
+                s2g = ()
+                bl = ()
+                for kk in gl.static_range(TL):
+                    dt_t, du_t, dy_t = _row(dd, TL - 1 - kk, L3)
+                    Bt = _bc_row(srcB, (TL - 1 - kk) * NG + gi, B_VARY, L3)
+                    Ct = _bc_row(srcC, (TL - 1 - kk) * NG + gi, C_VARY, L3)
+                    g = gl.fma(Ct, dy_t, R)
+                    gh = g * (hl[TL - 1 - kk] - du_t * Bt)   # g a_t h_{t-1}
+                    dA_acc = gl.fma(gh, dt_t, dA_acc)
+                    s1 = gl.sum(g * Bt, axis=2)
+                    s2 = gl.sum(gh * As[gi], axis=2)
+                    if gi > 0:
+                        s1 = s1 + s1l[TL - 1 - kk]
+                        s2 = s2 + s2l[TL - 1 - kk]
+                    s1g = (s1,) + s1g
+                    s2g = (s2,) + s2g
+                    if B_VARY:
+                        bl = (g * du_t,) + bl
+                    else:
+                        dB_acc = gl.fma(g, du_t, dB_acc)
+                    R = gl.exp2(dt_t * A2g) * g
+                s1l = s1g
+                s2l = s2g
                 if B_VARY:
-                    bl = (g * du_t,) + bl
-                else:
-                    dB_acc = gl.fma(g, du_t, dB_acc)
-                R = gl.exp2(dt_t * A2) * g
-            if B_VARY:
-                gl.store(dB_row3 + t0 + st3, _lane_sums16(bl, lane3), mask=smask3 & (t0 + st3 < t_end))
+                    gl.store(dB_row3 + gi * GS * L + t0 + st3, _lane_sums16(bl, lane3),
+                             mask=smask3 & (n3 + gi * GS < N) & (t0 + st3 < t_end))
+                Rn = Rn + (R,)
+                dAn = dAn + (dA_acc,)
+                if not B_VARY:
+                    dBn = dBn + (dB_acc,)
+                if not C_VARY:
+                    dCn = dCn + (dC_acc,)
+            Rs = Rn
+            dAs = dAn
+            dBs = dBn
+            dCs = dCn
             s4.index(0).store(_join16(yl))
             s4.index(1).store(_join16(s1l))
             s4.index(2).store(_join16(s2l))
@@ -337,16 +401,20 @@ def _bwd_gluon_kernel(
                 dz = dout * ypre * sz * (1.0 + z * (1.0 - sz))
                 gl.store(dz_ptr + offs, dz.to(dz_ptr.dtype.element_ty), mask=tm)
 
+    for gi in gl.static_range(NG):
+        off = prog + gi * GS * dim
+        if SUMMARY:
+            gl.store(dA_ptr + off, Rs[gi], mask=ms[gi])
+        else:
+            gl.store(dA_ptr + off, dAs[gi], mask=ms[gi])
+            if not B_VARY:
+                gl.store(dB_ptr + off, dBs[gi], mask=ms[gi])
+            if not C_VARY:
+                gl.store(dC_ptr + off, dCs[gi], mask=ms[gi])
     if SUMMARY:
-        gl.store(dA_ptr + prog, R, mask=m3)
         gl.store(dD_ptr + (pid_b * n_chunks + pid_c) * dim + io_d, gl.sum(dbias_acc, axis=1),
                  mask=io_d < dim)
     else:
-        gl.store(dA_ptr + prog, dA_acc, mask=m3)
-        if not B_VARY:
-            gl.store(dB_ptr + prog, dB_acc, mask=m3)
-        if not C_VARY:
-            gl.store(dC_ptr + prog, dC_acc, mask=m3)
         if HAS_D:
             gl.atomic_add(dD_ptr + io_d, gl.sum(dD_acc, axis=1), mask=io_d < dim, sem="relaxed")
         if HAS_BIAS:

@@ -7,7 +7,7 @@ of `selective_scan` for real A. Which kernels run:
   chunks); under TRITON_INTERPRET (the CPU tests), or where its 32-channel programs would
   straddle a B/C group, the plain-Triton tile kernel (triton_fwd.py). SEQSUITE_SCAN_FWD=
   auto|gluon|tile|seq overrides (seq: the experimental triton_fwd_seq.py).
-* Backward: on CUDA the Gluon kernel (gluon_bwd.py) for N <= 16 (`gluon_bwd_plan` splits
+* Backward: on CUDA the Gluon kernel (gluon_bwd.py) for N <= 64 (`gluon_bwd_plan` splits
   small grids into chunks), else the tile kernel (triton_bwd.py).
   SEQSUITE_SCAN_BWD=auto|gluon|tile overrides.
 Both directions keep the same saved-state format (the state at the start of every 16-step
@@ -17,8 +17,8 @@ Tunables live in `CONFIG` (a plain dataclass). Environment overrides for benchma
 SEQSUITE_SCAN_CFG="bd_fwd,bd_bwd,tile,warps_fwd,warps_bwd[,warps_per_sm[,unroll]]" (tile
 kernels), SEQSUITE_SCAN_SEQ="bd,warps,warps_per_sm" (seq kernel),
 SEQSUITE_SCAN_GLUON="ns,min_warps_per_sm[,ns_chunked,chunk_warps_per_sm[,maxnreg]]" (Gluon
-forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm]" (Gluon
-backward).
+forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm[,maxnreg]]"
+(Gluon backward).
 """
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ class ScanConfig:
     min_warps_per_sm_gluon: int = 6
     chunk_warps_per_sm_gluon: int = 48
     maxnreg_gluon: int = 0  # 0: 128 at 8+ warps, else ptxas chooses
-    bwd: str = "auto"      # backward kernel: "gluon" (gluon_bwd.py; CUDA, N <= 16) or "tile"
+    bwd: str = "auto"      # backward kernel: "gluon" (gluon_bwd.py; CUDA, N <= 64) or "tile"
     ns_bwd_gluon: int = 2  # "gluon" backward: states per thread (N / NS warps)
     # "gluon" backward: grids of fewer programs than this many per SM are split into chunks
     # (2: row 4 of DESIGN §7 1.52x the reference against 1.45x at 1, rows 3 and 1 alike or
@@ -70,6 +70,7 @@ class ScanConfig:
     # programs per SM (row 4: the summary over 2 chunks took 0.50 of 1.79 ms, 8 warps per SM)
     programs_per_sm_bwd_gluon: int = 2
     summary_programs_per_sm_bwd_gluon: int = 6
+    maxnreg_bwd_gluon: int = 0  # 0: ptxas chooses (255 at N = 16: one 8-warp CTA per SM)
 
 
 CONFIG = ScanConfig()
@@ -93,7 +94,8 @@ def _config() -> ScanConfig:
     if bg:
         v = [int(x) for x in bg.split(",")]
         cfg = replace(cfg, **dict(zip(("ns_bwd_gluon", "programs_per_sm_bwd_gluon",
-                                       "summary_programs_per_sm_bwd_gluon"), v)))
+                                       "summary_programs_per_sm_bwd_gluon",
+                                       "maxnreg_bwd_gluon"), v)))
     kind = os.environ.get("SEQSUITE_SCAN_FWD")
     if kind:
         if kind not in ("auto", "tile", "seq", "gluon"):
@@ -436,31 +438,34 @@ def scan_bwd(
 
 def gluon_bwd_plan(cfg: ScanConfig, batch: int, dim: int, L: int, N: int, sms: int):
     """(NS, warps, chunk length in tiles, chunks, summary sub-chunk length in tiles) of the
-    Gluon backward, or None where the tile backward runs instead (N > 16). A grid of fewer
+    Gluon backward, or None where the tile backward runs instead (N > 64). Programs hold
+    16 states at a time (NS per thread, 16 / NS warps) and run N > 16 as groups of 16 over
+    each staged tile. A grid of fewer
     programs than programs_per_sm x SMs is split into as many chunks as fit in that many
     programs (whole waves: one 8-warp CTA fits an SM). The chunk summaries run on sub-chunks
     (a chunk = a whole number of them) until their grid has summary_programs_per_sm programs
     per SM."""
-    if N > 16:
+    if N > 64:
         return None
     NP = triton.next_power_of_2(N)
     NS = min(NP, cfg.ns_bwd_gluon)
+    W = max(min(NP, 16) // NS, 1)
     n_tiles = triton.cdiv(L, 16)
     programs = batch * triton.cdiv(dim, 32)
     want = cfg.programs_per_sm_bwd_gluon * sms
     nc = 1 if programs >= want else max(1, min(n_tiles, want // programs))
     ct = math.ceil(n_tiles / nc)
     if nc == 1:
-        return NS, NP // NS, ct, 1, ct
+        return NS, W, ct, 1, ct
     k = max(1, min(ct, math.ceil(cfg.summary_programs_per_sm_bwd_gluon * sms / (programs * nc))))
     cs = math.ceil(ct / k)
     ct = cs * math.ceil(ct / cs)
-    return NS, NP // NS, ct, math.ceil(n_tiles / ct), cs
+    return NS, W, ct, math.ceil(n_tiles / ct), cs
 
 
 def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
                     dlast, TL):
-    """The Gluon backward (gluon_bwd.py), or None where it does not apply (N > 16, a tile
+    """The Gluon backward (gluon_bwd.py), or None where it does not apply (N > 64, a tile
     other than 16, B/C groups its 32-channel programs would straddle)."""
     from . import gluon_bwd as GB
     from . import gluon_fwd as G
@@ -478,7 +483,7 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
     if plan is None:
         return None
     NS, warps, ct, n_chunks, cs = plan
-    NP = NS * warps
+    NP = triton.next_power_of_2(N)
     n_dblk = triton.cdiv(dim, BD)
     n_tiles = triton.cdiv(L, TL)
     chunk_len = ct * TL
@@ -520,10 +525,11 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
         r = r.index_select(1, last_sub.clamp_max(n_sub - 1)).contiguous()
     elif dlast is not None:
         r = dlast.float().transpose(1, 2).unsqueeze(1).contiguous()  # (batch, 1, N, dim)
+    own = dict(maxnreg=cfg.maxnreg_bwd_gluon) if cfg.maxnreg_bwd_gluon else {}
     GB._bwd_gluon_kernel[grid](
         dout, u, delta, zz, A, B, C, _opt(D, u), bias, states, _opt(r, dA_part),
         du, ddelta, dz if z is not None else du, dA_part, dB, dC, dD, dbias, *dims,
-        **consts, HAS_R=r is not None, SUMMARY=False,
+        **consts, HAS_R=r is not None, SUMMARY=False, **own,
     )
     dA = dA_part.sum((0, 1)).t().contiguous()
 
