@@ -181,31 +181,6 @@ def _contig(t: Optional[Tensor]) -> Optional[Tensor]:
     return None if t is None else (t if t.stride(-1) == 1 and t.is_contiguous() else t.contiguous())
 
 
-_SHARED_PREFERRED: set = set()
-
-
-def _prefer_shared(kernel):
-    """Ask the driver for the largest shared-memory carveout for a compiled kernel (once per
-    kernel). Without it the carveout of a kernel under 48 KB is the driver's pick, and row 1 of
-    DESIGN §7 read 0.23 or 0.37 ms from one process to the next (RESULTS.md, 2026-11-29
-    15:47 UTC): three 33 KB CTAs per SM need more than a 100 KB carveout.
-    SEQSUITE_SCAN_CARVEOUT=<percent> overrides (-1: the driver's default)."""
-    fn = getattr(kernel, "function", None)
-    if fn is None or fn in _SHARED_PREFERRED:
-        return kernel
-    _SHARED_PREFERRED.add(fn)
-    try:
-        import ctypes
-
-        cuda = ctypes.CDLL("libcuda.so.1")
-        # CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT = 9; 100 = the most shared memory
-        pct = int(os.environ.get("SEQSUITE_SCAN_CARVEOUT", "100"))
-        cuda.cuFuncSetAttribute(ctypes.c_void_p(fn), ctypes.c_int(9), ctypes.c_int(pct))
-    except (OSError, AttributeError):
-        pass
-    return kernel
-
-
 def _carry(summ: Tensor, dtsum: Tensor, A: Tensor, init: Optional[Tensor],
            reverse: bool) -> Tensor:
     """The state (forward) or adjoint (reverse) entering each chunk, from the chunks' own
@@ -363,17 +338,17 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
     if n_chunks > 1:
         hsum = torch.empty((batch, n_chunks, N, dim), dtype=torch.float32, device=u.device)
         dtsum = torch.empty((batch, n_chunks, dim), dtype=torch.float32, device=u.device)
-        _prefer_shared(G._fwd_gluon_kernel[grid](
+        G._fwd_gluon_kernel[grid](
             u, delta, u, A, B, C, u, bias, y, hsum, states, dtsum,
             dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc, *strides,
             **consts, HAS_H0=False, SUMMARY=True, **launch,
-        ))
+        )
         h0 = _carry(hsum, dtsum, A, None, reverse=False)
-    _prefer_shared(G._fwd_gluon_kernel[grid](
+    G._fwd_gluon_kernel[grid](
         u, delta, _opt(z, u), A, B, C, _opt(D, u), bias, y, _opt(h0, last), states, last,
         dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc, *strides,
         **consts, HAS_H0=h0 is not None, SUMMARY=False, **launch,
-    ))
+    )
     return y, last, states
 
 
@@ -537,12 +512,12 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
         n_sub = triton.cdiv(n_tiles, cs)
         rsum = torch.empty((batch, n_sub, N, dim), **f32)
         dtsum = torch.empty((batch, n_sub, dim), **f32)
-        _prefer_shared(GB._bwd_gluon_kernel[(n_dblk, n_sub, batch)](
+        GB._bwd_gluon_kernel[(n_dblk, n_sub, batch)](
             dout, u, delta, zz, A, B, C, u, bias, states, rsum,
             du, ddelta, du, rsum, dB, dC, dtsum, dbias,
             dim, L, N, cs * TL, n_sub, n_tiles, n_dblk, gb, gc, *strides,
             **consts, HAS_R=False, SUMMARY=True,
-        ))
+        )
         r = _carry(rsum, dtsum, A, dlast.float().contiguous() if dlast is not None else None,
                    reverse=True)
         k = ct // cs
@@ -551,11 +526,11 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
     elif dlast is not None:
         r = dlast.float().transpose(1, 2).unsqueeze(1).contiguous()  # (batch, 1, N, dim)
     own = dict(maxnreg=cfg.maxnreg_bwd_gluon) if cfg.maxnreg_bwd_gluon else {}
-    _prefer_shared(GB._bwd_gluon_kernel[grid](
+    GB._bwd_gluon_kernel[grid](
         dout, u, delta, zz, A, B, C, _opt(D, u), bias, states, _opt(r, dA_part),
         du, ddelta, dz if z is not None else du, dA_part, dB, dC, dD, dbias, *dims,
         **consts, HAS_R=r is not None, SUMMARY=False, **own,
-    ))
+    )
     dA = dA_part.sum((0, 1)).t().contiguous()
 
     def reduce_bc(X, vary, G, X_in):
