@@ -300,6 +300,15 @@ def gluon_plan(cfg: ScanConfig, batch: int, dim: int, L: int, N: int, sms: int):
     return NS, warps, ct, math.ceil(n_tiles / ct)
 
 
+def _gluon_bc(B: Tensor, C: Tensor, dim: int, TL: int):
+    """`_bc_layout` of B and C for the Gluon kernels (32-channel programs, 16-step tiles), or
+    None where they do not apply: another tile, or a B/C group a program would straddle."""
+    Bl, Cl = _bc_layout(B, dim), _bc_layout(C, dim)
+    if TL != 16 or any(g % 32 for _, v, g, _ in (Bl, Cl) if v and g < dim):
+        return None
+    return Bl, Cl
+
+
 def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL):
     """The Gluon forward (gluon_fwd.py), or None where its 32-channel programs would straddle
     a B/C group."""
@@ -307,11 +316,11 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
 
     batch, dim, L = u.shape
     N = A.shape[1]
-    B, b_vary, gb, sB = _bc_layout(B, dim)
-    C, c_vary, gc, sC = _bc_layout(C, dim)
-    BD = 32
-    if TL != 16 or any(g % BD for g, v in ((gb, b_vary), (gc, c_vary)) if v and g < dim):
+    bc = _gluon_bc(B, C, dim, TL)
+    if bc is None:
         return None
+    (B, b_vary, gb, sB), (C, c_vary, gc, sC) = bc
+    BD = 32
     sms = torch.cuda.get_device_properties(u.device).multi_processor_count
     NS, warps, ct, n_chunks = gluon_plan(cfg, batch, dim, L, N, sms)
     NP = NS * warps
@@ -473,11 +482,11 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
     batch, dim, L = u.shape
     N = A.shape[1]
     B_in, C_in = B, C
-    B, b_vary, gb, sB = _bc_layout(B, dim)
-    C, c_vary, gc, sC = _bc_layout(C, dim)
-    BD = 32
-    if TL != 16 or any(g % BD for g, v in ((gb, b_vary), (gc, c_vary)) if v and g < dim):
+    bc = _gluon_bc(B, C, dim, TL)
+    if bc is None:
         return None
+    (B, b_vary, gb, sB), (C, c_vary, gc, sC) = bc
+    BD = 32
     sms = torch.cuda.get_device_properties(u.device).multi_processor_count
     plan = gluon_bwd_plan(cfg, batch, dim, L, N, sms)
     if plan is None:
