@@ -5,7 +5,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD SEQSUITE_CACHE=/tmp/cache
 S="python3 -m seqsuite"
 source benchmarks/pack.sh
-tar -C /tmp -xf .devdata/sc09.tar
+[ -f .devdata/sc09.tar ] && tar -C /tmp -xf .devdata/sc09.tar
 python3 - <<'PY'
 import pathlib, shutil, soundfile as sf
 src, dst = pathlib.Path("/tmp/sc09"), pathlib.Path("/tmp/sc09wav")

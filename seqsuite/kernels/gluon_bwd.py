@@ -210,9 +210,15 @@ def _bwd_gluon_kernel(
         srcC = cs._reinterpret(gl.float32, [TL * NG, W, NS], SH2)
     PY2: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[TL, PAD_T]], [BD, TL], [1, 0])
     PY3: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[TL, PAD_T]], [W, BD, TL], [2, 1, 0])
-    if not SUMMARY:  # the warps' parts of y, Σ g B, Σ g (h-x) A
-        sr = gl.allocate_shared_memory(gl.float32, [4 * W, BD, TL], PY2)
-        s4 = sr._reinterpret(gl.float32, [4, W, BD, TL], PY3)
+    if not SUMMARY:
+        # the warps' parts of y, Σ g B and Σ g (h-x) A: three buffers, not one, since the
+        # compiler's barrier analysis is per buffer (one buffer: a barrier between the stores)
+        sy = gl.allocate_shared_memory(gl.float32, [W, BD, TL], PY2)
+        s1b = gl.allocate_shared_memory(gl.float32, [W, BD, TL], PY2)
+        s2b = gl.allocate_shared_memory(gl.float32, [W, BD, TL], PY2)
+        sy3 = sy._reinterpret(gl.float32, [W, BD, TL], PY3)
+        s1b3 = s1b._reinterpret(gl.float32, [W, BD, TL], PY3)
+        s2b3 = s2b._reinterpret(gl.float32, [W, BD, TL], PY3)
 
     t_start = pid_c * chunk_len
     t_end = gl.minimum(t_start + chunk_len, L)
@@ -375,15 +381,15 @@ def _bwd_gluon_kernel(
             dAs = dAn
             dBs = dBn
             dCs = dCn
-            s4.index(0).store(_join16(yl))
-            s4.index(1).store(_join16(s1l))
-            s4.index(2).store(_join16(s2l))
+            sy3.store(_join16(yl))
+            s1b3.store(_join16(s1l))
+            s2b3.store(_join16(s2l))
             gl.thread_barrier()
 
             # 4. finish the tile (tile layout)
-            ypre = _sum_rows(sr, 0, W, LIO)
-            s1 = _sum_rows(sr, W, W, LIO)
-            s2 = _sum_rows(sr, 2 * W, W, LIO)
+            ypre = _sum_rows(sy, 0, W, LIO)
+            s1 = _sum_rows(s1b, 0, W, LIO)
+            s2 = _sum_rows(s2b, 0, W, LIO)
             du = s1 * dt
             if HAS_D:
                 ypre += Dv * u
