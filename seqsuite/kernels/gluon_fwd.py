@@ -20,9 +20,10 @@ around the cost of one (batch, dim, l, n) point:
   TL + 4 floats).
 * Tiles are double-buffered: the next tile's inputs are loaded into registers while this one
   is scanned, and y of a tile is finished (sum over warps, D, gate, store) after the next
-  tile's barrier, so each tile costs one CTA barrier. Each buffer of a pair is its own
-  allocation and the tile loop is unrolled by two: the compiler's barrier analysis works per
-  allocation, and with both halves in one it added a second barrier per tile.
+  tile's barrier. The compiler's barrier analysis works per allocation and cannot tell the
+  two halves of a buffer apart, so it adds a second CTA barrier per tile before the y store;
+  one allocation per half (the loop unrolled by two) removed it but ran slower (row 5 of
+  DESIGN §7 0.316 -> 0.370 ms; benchmarks/notes-kernels.md), so it stays.
 
 Outputs are those of `_fwd_kernel`: y; the state at the start of every TL-step tile in hs
 (batch, n_tiles, N, dim), read by the backward; at the end of L the last state. Sequences
@@ -141,7 +142,7 @@ def _bc_tile(pid_b, d0, N, s_b, s_g, s_n, s_l, group, NP: gl.constexpr, TL: gl.c
 
 
 @gluon.jit
-def _stage(dt_raw, u_raw, bias, tmask, dd, BD: gl.constexpr,
+def _stage(dt_raw, u_raw, bias, tmask, dd, buf, BD: gl.constexpr,
            HAS_BIAS: gl.constexpr, SOFTPLUS: gl.constexpr):
     """Δ (after bias and softplus) and Δu of a [BD, TL] tile into the shared buffer, as
     [TL, BD, 2] rows (one 8-byte read per channel and step); zero past the chunk (a = 1, no
@@ -152,7 +153,7 @@ def _stage(dt_raw, u_raw, bias, tmask, dd, BD: gl.constexpr,
     if SOFTPLUS:
         dt = _softplus_g(dt)
     dt = gl.where(tmask, dt, 0.0)
-    dd.store(gl.permute(gl.join(dt, dt * u_raw.to(gl.float32)), [1, 0, 2]))
+    dd.index(buf).store(gl.permute(gl.join(dt, dt * u_raw.to(gl.float32)), [1, 0, 2]))
     return dt
 
 
@@ -213,13 +214,13 @@ def _steps16(h, A2, rows, i, L3: gl.constexpr, BD: gl.constexpr, B_VARY: gl.cons
 
 
 @gluon.jit
-def _finish_y(ys_r, u, z, Dv, y_ptr, offs, mask, W: gl.constexpr, TL: gl.constexpr,
+def _finish_y(ys_r, first, u, z, Dv, y_ptr, offs, mask, W: gl.constexpr, TL: gl.constexpr,
               LIO: gl.constexpr, HAS_D: gl.constexpr, HAS_Z: gl.constexpr):
-    """y of one tile: the W warps' parts (the W rows of ys_r) summed, D skip, SiLU(z) gate,
-    stored in y's dtype."""
-    yv = ys_r.index(0).load(LIO)
+    """y of one tile: the W warps' parts (rows first … first + W - 1 of ys_r) summed, D skip,
+    SiLU(z) gate, stored in y's dtype."""
+    yv = ys_r.index(first).load(LIO)
     for w in gl.static_range(1, W):
-        yv += ys_r.index(w).load(LIO)
+        yv += ys_r.index(first + w).load(LIO)
     if HAS_D:
         yv += Dv * u
     if HAS_Z:
@@ -279,44 +280,29 @@ def _fwd_gluon_kernel(
     bc_t, bc_nm, offB = _bc_tile(pid_b, d0, N, sB_b, sB_g, sB_n, sB_l, group_b, NP, TL, LBC)
     _, _, offC = _bc_tile(pid_b, d0, N, sC_b, sC_g, sC_n, sC_l, group_c, NP, TL, LBC)
 
-    # Double-buffered shared memory, one allocation per buffer: the compiler's barrier
-    # analysis is per allocation and cannot tell buffer 0 from buffer 1 of one allocation (it
-    # put a second CTA barrier per tile before the y store). So the tile loop is unrolled by
-    # two, tile 2k using the buffers of parity 0 and tile 2k + 1 those of parity 1.
     # (Δ, Δu) rows [BD, 2]: PAD_D floats after every row (the transposed stores of the
     # staging are then free of bank conflicts)
     PD1: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[2 * BD, PAD_D]], [BD, 2], [1, 0])
     PD2: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[2 * BD, PAD_D]], [TL, BD, 2], [2, 1, 0])
-    # the W partial y of a tile; PAD_T floats after every row of TL
-    PY2: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[TL, PAD_T]], [BD, TL], [1, 0])
-    PY3: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[TL, PAD_T]], [W, BD, TL], [2, 1, 0])
-    rows_p = ()   # per parity: the step rows (Δ, Δu), B, C as _step reads them
-    dd_p = ()     # per parity: the (Δ, Δu) buffer as the staging writes it
-    bs_p = ()
-    cs_p = ()
-    ys_p = ()     # per parity: the partial y, as [BD, TL] rows (reads) and [W, BD, TL] (store)
-    ys3_p = ()
-    for par in gl.static_range(2):
-        dd_r = gl.allocate_shared_memory(gl.float32, [TL, BD, 2], PD1)
-        dd_p = dd_p + (dd_r._reinterpret(gl.float32, [TL, BD, 2], PD2),)
-        rows = (dd_r,)
-        if B_VARY:
-            bs = gl.allocate_shared_memory(gl.float32, [TL, NP], SH2)
-            bs_p = bs_p + (bs,)
-            rows = rows + (bs._reinterpret(gl.float32, [TL, W, NS], SH2),)
+    dd_r = gl.allocate_shared_memory(gl.float32, [2 * TL, BD, 2], PD1)
+    dd = dd_r._reinterpret(gl.float32, [2, TL, BD, 2], PD2)
+    rows = (dd_r,)
+    if B_VARY:
+        bs = gl.allocate_shared_memory(gl.float32, [2, TL, NP], SH2)
+        rows = rows + (bs._reinterpret(gl.float32, [2 * TL, W, NS], SH2),)
+    else:
+        rows = rows + (Bc,)
+    if not SUMMARY:
+        # the W partial y of a tile; PAD_T floats after every row of TL
+        PY2: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[TL, PAD_T]], [BD, TL], [1, 0])
+        PY3: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[TL, PAD_T]], [W, BD, TL], [2, 1, 0])
+        ys_r = gl.allocate_shared_memory(gl.float32, [2 * W, BD, TL], PY2)
+        ys = ys_r._reinterpret(gl.float32, [2, W, BD, TL], PY3)
+        if C_VARY:
+            cs = gl.allocate_shared_memory(gl.float32, [2, TL, NP], SH2)
+            rows = rows + (cs._reinterpret(gl.float32, [2 * TL, W, NS], SH2),)
         else:
-            rows = rows + (Bc,)
-        if not SUMMARY:
-            ys_r = gl.allocate_shared_memory(gl.float32, [W, BD, TL], PY2)
-            ys_p = ys_p + (ys_r,)
-            ys3_p = ys3_p + (ys_r._reinterpret(gl.float32, [W, BD, TL], PY3),)
-            if C_VARY:
-                cs = gl.allocate_shared_memory(gl.float32, [TL, NP], SH2)
-                cs_p = cs_p + (cs,)
-                rows = rows + (cs._reinterpret(gl.float32, [TL, W, NS], SH2),)
-            else:
-                rows = rows + (Cc,)
-        rows_p = rows_p + (rows,)
+            rows = rows + (Cc,)
 
     t_start = pid_c * chunk_len
     t_end = gl.minimum(t_start + chunk_len, L)
@@ -335,69 +321,62 @@ def _fwd_gluon_kernel(
             z_nx = gl.load(z_ptr + io_base + t_start, mask=tm, other=0.0)
         if C_VARY:
             C_nx = gl.load(C_ptr + offC + t_start * sC_l, mask=bcm, other=0.0)
-    # the previous tile's y is finished one tile late (after this tile's barrier)
+    # the previous tile's y is finished one iteration late (after this tile's barrier)
     u_pv = gl.zeros([BD, TL], gl.float32, LIO)
     z_pv = gl.zeros([BD, TL], gl.float32, LIO)
     m_pv = tm & False
     dtot = gl.zeros([BD, TL], gl.float32, LIO)
 
-    # pairs of tiles; with an odd count the last pair's second tile lies past the chunk: all
-    # masked (Δ = 0, no input: h unchanged), no state stored
-    for it2 in range(tile0, tile1, 2):
-        for par in gl.static_range(2):
-            it = it2 + par
-            t0 = it * TL
-            tm = io_dm & gl.expand_dims(t0 + io_t < t_end, 0)
-            dt_c = _stage(dt_nx, u_nx, bias, tm, dd_p[par], BD, HAS_BIAS, SOFTPLUS)
-            if B_VARY:
-                bs_p[par].store(gl.permute(B_nx.to(gl.float32), [1, 0]))
-            if SUMMARY:
-                dtot += dt_c
-            else:
-                if C_VARY:
-                    cs_p[par].store(gl.permute(C_nx.to(gl.float32), [1, 0]))
-                u_c = u_nx.to(gl.float32)
-                if HAS_Z:
-                    z_c = z_nx.to(gl.float32)
-            # prefetch the next tile
-            t1 = t0 + TL
-            tmn = io_dm & gl.expand_dims(t1 + io_t < t_end, 0)
-            dt_nx = gl.load(dt_ptr + io_base + t1, mask=tmn, other=0.0)
-            u_nx = gl.load(u_ptr + io_base + t1, mask=tmn, other=0.0)
-            bcm = bc_nm & gl.expand_dims(t1 + bc_t < t_end, 0)
-            if B_VARY:
-                B_nx = gl.load(B_ptr + offB + t1 * sB_l, mask=bcm, other=0.0)
-            if not SUMMARY:
-                if HAS_Z:
-                    z_nx = gl.load(z_ptr + io_base + t1, mask=tmn, other=0.0)
-                if C_VARY:
-                    C_nx = gl.load(C_ptr + offC + t1 * sC_l, mask=bcm, other=0.0)
-            gl.thread_barrier()
-            if not SUMMARY:
-                if it > tile0:
-                    _finish_y(ys_p[1 - par], u_pv, z_pv, Dv, y_ptr, io_base + (t0 - TL), m_pv,
-                              W, TL, LIO, HAS_D, HAS_Z)
-                # the state entering this tile, for the backward
-                gl.store(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd, h,
-                         mask=m3 & (it < tile1))
-            h, yt = _steps16(h, A2, rows_p[par], 0, L3, BD, B_VARY, C_VARY, not SUMMARY)
-            if not SUMMARY:
-                ys3_p[par].store(yt)
-                u_pv = u_c
-                if HAS_Z:
-                    z_pv = z_c
-                m_pv = tm
+    for it in range(tile0, tile1):
+        buf = (it - tile0) % 2
+        t0 = it * TL
+        tm = io_dm & gl.expand_dims(t0 + io_t < t_end, 0)
+        dt_c = _stage(dt_nx, u_nx, bias, tm, dd, buf, BD, HAS_BIAS, SOFTPLUS)
+        if B_VARY:
+            bs.index(buf).store(gl.permute(B_nx.to(gl.float32), [1, 0]))
+        if SUMMARY:
+            dtot += dt_c
+        else:
+            if C_VARY:
+                cs.index(buf).store(gl.permute(C_nx.to(gl.float32), [1, 0]))
+            u_c = u_nx.to(gl.float32)
+            if HAS_Z:
+                z_c = z_nx.to(gl.float32)
+        # prefetch the next tile
+        t1 = t0 + TL
+        tmn = io_dm & gl.expand_dims(t1 + io_t < t_end, 0)
+        dt_nx = gl.load(dt_ptr + io_base + t1, mask=tmn, other=0.0)
+        u_nx = gl.load(u_ptr + io_base + t1, mask=tmn, other=0.0)
+        bcm = bc_nm & gl.expand_dims(t1 + bc_t < t_end, 0)
+        if B_VARY:
+            B_nx = gl.load(B_ptr + offB + t1 * sB_l, mask=bcm, other=0.0)
+        if not SUMMARY:
+            if HAS_Z:
+                z_nx = gl.load(z_ptr + io_base + t1, mask=tmn, other=0.0)
+            if C_VARY:
+                C_nx = gl.load(C_ptr + offC + t1 * sC_l, mask=bcm, other=0.0)
+        gl.thread_barrier()
+        if not SUMMARY:
+            if it > tile0:
+                _finish_y(ys_r, (1 - buf) * W, u_pv, z_pv, Dv, y_ptr, io_base + (t0 - TL), m_pv,
+                          W, TL, LIO, HAS_D, HAS_Z)
+            # the state entering this tile, for the backward
+            gl.store(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd, h, mask=m3)
+        h, yt = _steps16(h, A2, rows, buf * TL, L3, BD, B_VARY, C_VARY, not SUMMARY)
+        if not SUMMARY:
+            ys.index(buf).store(yt)
+            u_pv = u_c
+            if HAS_Z:
+                z_pv = z_c
+            m_pv = tm
     if SUMMARY:
         gl.store(h0_ptr + (pid_b * n_chunks + pid_c) * N * dim + nd, h, mask=m3)
         gl.store(last_ptr + (pid_b * n_chunks + pid_c) * dim + io_d, gl.sum(dtot, axis=1),
                  mask=io_d < dim)
     else:
-        # the loop's last tile (parity 1; past the chunk, and so all masked, when the count
-        # is odd)
         gl.thread_barrier()
         if tile1 > tile0:
-            tl_ = tile0 + 2 * ((tile1 - tile0 + 1) // 2) - 1
-            _finish_y(ys_p[1], u_pv, z_pv, Dv, y_ptr, io_base + tl_ * TL, m_pv,
-                      W, TL, LIO, HAS_D, HAS_Z)
+            _finish_y(ys_r, ((tile1 - 1 - tile0) % 2) * W, u_pv, z_pv, Dv, y_ptr,
+                      io_base + (tile1 - 1) * TL, m_pv, W, TL, LIO, HAS_D, HAS_Z)
         if t_end == L:
             gl.store(last_ptr + (pid_b * dim + d3) * N + n3, h, mask=m3)
