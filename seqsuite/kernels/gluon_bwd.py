@@ -98,18 +98,6 @@ def _lane_sums16(v, lane):
 
 
 @gluon.jit
-def _lane_sums8(v, lane):
-    """8 [BD = 32, W, NS] tensors (one per step) summed over the 32 lanes: three levels of
-    the reduce-scatter, then two plain butterfly levels (9 shuffles per state for 8 steps).
-    Lane l holds the sums of step l >> 2."""
-    v = _halve(v, lane, 16, 8)
-    v = _halve(v, lane, 8, 4)
-    v = _halve(v, lane, 4, 2)
-    s = v[0] + _bfly(v[0], 2)
-    return s + _bfly(s, 1)
-
-
-@gluon.jit
 def _bc_row(src, i, VARY: gl.constexpr, L3: gl.constexpr):
     if VARY:
         return gl.expand_dims(src.index(i).load(gl.SliceLayout(0, L3)), 0)
@@ -126,37 +114,6 @@ def _sum_rows(sr, first, W: gl.constexpr, LIO: gl.constexpr):
 
 
 @gluon.jit
-def _tile_vals(dt_raw, u_raw, o_raw, z_raw, bias, tm, HAS_BIAS: gl.constexpr,
-               SOFTPLUS: gl.constexpr, HAS_Z: gl.constexpr, NO_U: gl.constexpr):
-    """Per (channel, step) of a [BD, TL] tile: Δ (bias, softplus; 0 outside the chunk), the
-    softplus slope, u, dout, z, sigmoid(z) and dy = dout z sigmoid(z) (dout without z)."""
-    raw = dt_raw.to(gl.float32)
-    if HAS_BIAS:
-        raw = raw + bias
-    if SOFTPLUS:
-        dt = _softplus_g(raw)
-        slope = _rcp(1.0 + gl.exp2(-LOG2E * raw))  # sigmoid(raw) = d softplus / d raw
-    else:
-        dt = raw
-        slope = raw
-    dt = gl.where(tm, dt, 0.0)
-    if NO_U:
-        u = gl.zeros_like(dt)
-    else:
-        u = u_raw.to(gl.float32)
-    dout = o_raw.to(gl.float32)
-    if HAS_Z:
-        z = z_raw.to(gl.float32)
-        sz = _rcp(1.0 + gl.exp2(-LOG2E * z))
-        dy = dout * z * sz
-    else:
-        z = dout
-        sz = dout
-        dy = dout
-    return dt, slope, u, dout, z, sz, dy
-
-
-@gluon.jit
 def _bwd_gluon_kernel(
     dout_ptr, u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr,
     hs_ptr, r_ptr,
@@ -168,7 +125,7 @@ def _bwd_gluon_kernel(
     L3: gl.constexpr, LIO: gl.constexpr, LBC: gl.constexpr,
     HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
     SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
-    HAS_R: gl.constexpr, SUMMARY: gl.constexpr, SPLIT: gl.constexpr = False,
+    HAS_R: gl.constexpr, SUMMARY: gl.constexpr,
 ):
     """Gradients for one chunk of BD = 32 channels (see the module docstring for outputs).
     SUMMARY: only the chunk's summary for the reverse chunk combine, the adjoint it hands to
@@ -227,8 +184,6 @@ def _bwd_gluon_kernel(
     if C_VARY and not SUMMARY:
         dC_row3 = dC_ptr + ((pid_b * n_dblk + pid_d) * N + n3) * L
     smask3 = (lane3 & 1) == 0
-    st8 = lane3 >> 2     # ... after _lane_sums8
-    smask8 = (lane3 & 3) == 0
 
     io_d, io_t, io_dm, io_base = _io_index(pid_b, d0, dim, s_ub, s_ud, BD, TL, LIO)
     if HAS_BIAS:
@@ -290,10 +245,27 @@ def _bwd_gluon_kernel(
         t0 = it * TL
         tm = io_dm & gl.expand_dims(t0 + io_t < t_end, 0)
         # 1. staging (tile layout): Δ, its softplus slope, Δu, dy
-        dt, slope, u, dout, z, sz, dy = _tile_vals(dt_nx, u_nx, o_nx, z_nx, bias, tm, HAS_BIAS,
-                                                   SOFTPLUS, HAS_Z, SUMMARY)
+        raw = dt_nx.to(gl.float32)
+        if HAS_BIAS:
+            raw = raw + bias
+        if SOFTPLUS:
+            dt = _softplus_g(raw)
+            slope = _rcp(1.0 + gl.exp2(-LOG2E * raw))  # sigmoid(raw) = d softplus / d raw
+        else:
+            dt = raw
+        dt = gl.where(tm, dt, 0.0)
         if SUMMARY:
+            u = gl.zeros_like(dt)
             dbias_acc += dt
+        else:
+            u = u_nx.to(gl.float32)
+        dout = o_nx.to(gl.float32)
+        if HAS_Z:
+            z = z_nx.to(gl.float32)
+            sz = _rcp(1.0 + gl.exp2(-LOG2E * z))
+            dy = dout * z * sz
+        else:
+            dy = dout
         row4 = gl.join(gl.join(dt, dt * u), gl.join(dy, gl.zeros_like(dy)))
         row4 = gl.reshape(gl.permute(row4, [0, 1, 3, 2]), [BD, TL, 4])
         dd3.store(gl.permute(row4, [1, 0, 2]))
@@ -349,130 +321,56 @@ def _bwd_gluon_kernel(
                 if not C_VARY:
                     srcC = Ccs[gi]
                     dC_acc = dCs[gi]
-                if SPLIT:
-                    # the tile as two halves of 8 steps, for fewer live registers: (A) the
-                    # states forward through the tile for y and dC, keeping only the state
-                    # after step 7; (B) per half, last half first, its 8 states recomputed
-                    # from the half's start and the adjoint run back through them
-                    h0g = gl.load(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd + gi * GS * dim,
-                                  mask=mg, other=0.0)
-                    hA = h0g
-                    ylg = ()
-                    for hf in gl.static_range(2):
-                        cl = ()
-                        for t8 in gl.static_range(8):
-                            dt_t, du_t, dy_t = _row(dd, hf * 8 + t8, L3)
-                            Bt = _bc_row(srcB, (hf * 8 + t8) * NG + gi, B_VARY, L3)
-                            Ct = _bc_row(srcC, (hf * 8 + t8) * NG + gi, C_VARY, L3)
-                            hA = gl.fma(gl.exp2(dt_t * A2g), hA, du_t * Bt)
-                            yt = gl.sum(hA * Ct, axis=2)
-                            if gi > 0:
-                                yt = yt + yl[hf * 8 + t8]
-                            ylg = ylg + (yt,)
-                            if C_VARY:
-                                cl = cl + (dy_t * hA,)
-                            else:
-                                dC_acc = gl.fma(dy_t, hA, dC_acc)
-                        if C_VARY:
-                            gl.store(dC_row3 + gi * GS * L + t0 + hf * 8 + st8,
-                                     _lane_sums8(cl, lane3),
-                                     mask=smask8 & (n3 + gi * GS < N) & (t0 + hf * 8 + st8 < t_end))
-                        if hf == 0:
-                            hmid = hA
-                    yl = ylg
-                    if gi == NG - 1:
-                        sy3.store(_join16(yl))
-                    s1g = ()
-                    s2g = ()
-                    for hh in gl.static_range(2):
-                        if hh == 0:
-                            hB = hmid
-                        else:
-                            hB = h0g
-                        hl = ()
-                        for t8 in gl.static_range(8):
-                            dt_t, du_t, dy_t = _row(dd, (1 - hh) * 8 + t8, L3)
-                            Bt = _bc_row(srcB, ((1 - hh) * 8 + t8) * NG + gi, B_VARY, L3)
-                            hB = gl.fma(gl.exp2(dt_t * A2g), hB, du_t * Bt)
-                            hl = hl + (hB,)
-                        bl = ()
-                        for k8 in gl.static_range(8):
-                            dt_t, du_t, dy_t = _row(dd, (1 - hh) * 8 + 7 - k8, L3)
-                            Bt = _bc_row(srcB, ((1 - hh) * 8 + 7 - k8) * NG + gi, B_VARY, L3)
-                            Ct = _bc_row(srcC, ((1 - hh) * 8 + 7 - k8) * NG + gi, C_VARY, L3)
-                            g = gl.fma(Ct, dy_t, R)
-                            gh = g * (hl[7 - k8] - du_t * Bt)   # g a_t h_{t-1}
-                            dA_acc = gl.fma(gh, dt_t, dA_acc)
-                            s1 = gl.sum(g * Bt, axis=2)
-                            s2 = gl.sum(gh * As[gi], axis=2)
-                            if gi > 0:
-                                s1 = s1 + s1l[(1 - hh) * 8 + 7 - k8]
-                                s2 = s2 + s2l[(1 - hh) * 8 + 7 - k8]
-                            s1g = (s1,) + s1g
-                            s2g = (s2,) + s2g
-                            if B_VARY:
-                                bl = (g * du_t,) + bl
-                            else:
-                                dB_acc = gl.fma(g, du_t, dB_acc)
-                            R = gl.exp2(dt_t * A2g) * g
-                        if B_VARY:
-                            gl.store(dB_row3 + gi * GS * L + t0 + (1 - hh) * 8 + st8,
-                                     _lane_sums8(bl, lane3),
-                                     mask=smask8 & (n3 + gi * GS < N)
-                                     & (t0 + (1 - hh) * 8 + st8 < t_end))
-                    s1l = s1g
-                    s2l = s2g
-                else:
-                    h = gl.load(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd + gi * GS * dim,
-                                mask=mg, other=0.0)
-                    hl = ()
-                    ylg = ()
-                    cl = ()
-                    for t in gl.static_range(TL):
-                        dt_t, du_t, dy_t = _row(dd, t, L3)
-                        Bt = _bc_row(srcB, t * NG + gi, B_VARY, L3)
-                        Ct = _bc_row(srcC, t * NG + gi, C_VARY, L3)
-                        h = gl.fma(gl.exp2(dt_t * A2g), h, du_t * Bt)
-                        hl = hl + (h,)
-                        yt = gl.sum(h * Ct, axis=2)
-                        if gi > 0:
-                            yt = yt + yl[t]
-                        ylg = ylg + (yt,)
-                        if C_VARY:
-                            cl = cl + (dy_t * h,)
-                        else:
-                            dC_acc = gl.fma(dy_t, h, dC_acc)
-                    yl = ylg
-                    if C_VARY:  # dC_t = sum over channels of dy_t h_t: lane l stores step l >> 1
-                        gl.store(dC_row3 + gi * GS * L + t0 + st3, _lane_sums16(cl, lane3),
-                                 mask=smask3 & (n3 + gi * GS < N) & (t0 + st3 < t_end))
-                    s1g = ()
-                    s2g = ()
-                    bl = ()
-                    for kk in gl.static_range(TL):
-                        dt_t, du_t, dy_t = _row(dd, TL - 1 - kk, L3)
-                        Bt = _bc_row(srcB, (TL - 1 - kk) * NG + gi, B_VARY, L3)
-                        Ct = _bc_row(srcC, (TL - 1 - kk) * NG + gi, C_VARY, L3)
-                        g = gl.fma(Ct, dy_t, R)
-                        gh = g * (hl[TL - 1 - kk] - du_t * Bt)   # g a_t h_{t-1}
-                        dA_acc = gl.fma(gh, dt_t, dA_acc)
-                        s1 = gl.sum(g * Bt, axis=2)
-                        s2 = gl.sum(gh * As[gi], axis=2)
-                        if gi > 0:
-                            s1 = s1 + s1l[TL - 1 - kk]
-                            s2 = s2 + s2l[TL - 1 - kk]
-                        s1g = (s1,) + s1g
-                        s2g = (s2,) + s2g
-                        if B_VARY:
-                            bl = (g * du_t,) + bl
-                        else:
-                            dB_acc = gl.fma(g, du_t, dB_acc)
-                        R = gl.exp2(dt_t * A2g) * g
-                    s1l = s1g
-                    s2l = s2g
+                h = gl.load(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd + gi * GS * dim,
+                            mask=mg, other=0.0)
+                hl = ()
+                ylg = ()
+                cl = ()
+                for t in gl.static_range(TL):
+                    dt_t, du_t, dy_t = _row(dd, t, L3)
+                    Bt = _bc_row(srcB, t * NG + gi, B_VARY, L3)
+                    Ct = _bc_row(srcC, t * NG + gi, C_VARY, L3)
+                    h = gl.fma(gl.exp2(dt_t * A2g), h, du_t * Bt)
+                    hl = hl + (h,)
+                    yt = gl.sum(h * Ct, axis=2)
+                    if gi > 0:
+                        yt = yt + yl[t]
+                    ylg = ylg + (yt,)
+                    if C_VARY:
+                        cl = cl + (dy_t * h,)
+                    else:
+                        dC_acc = gl.fma(dy_t, h, dC_acc)
+                yl = ylg
+                if C_VARY:  # dC_t = sum over channels of dy_t h_t: lane l stores step l >> 1
+                    gl.store(dC_row3 + gi * GS * L + t0 + st3, _lane_sums16(cl, lane3),
+                             mask=smask3 & (n3 + gi * GS < N) & (t0 + st3 < t_end))
+                s1g = ()
+                s2g = ()
+                bl = ()
+                for kk in gl.static_range(TL):
+                    dt_t, du_t, dy_t = _row(dd, TL - 1 - kk, L3)
+                    Bt = _bc_row(srcB, (TL - 1 - kk) * NG + gi, B_VARY, L3)
+                    Ct = _bc_row(srcC, (TL - 1 - kk) * NG + gi, C_VARY, L3)
+                    g = gl.fma(Ct, dy_t, R)
+                    gh = g * (hl[TL - 1 - kk] - du_t * Bt)   # g a_t h_{t-1}
+                    dA_acc = gl.fma(gh, dt_t, dA_acc)
+                    s1 = gl.sum(g * Bt, axis=2)
+                    s2 = gl.sum(gh * As[gi], axis=2)
+                    if gi > 0:
+                        s1 = s1 + s1l[TL - 1 - kk]
+                        s2 = s2 + s2l[TL - 1 - kk]
+                    s1g = (s1,) + s1g
+                    s2g = (s2,) + s2g
                     if B_VARY:
-                        gl.store(dB_row3 + gi * GS * L + t0 + st3, _lane_sums16(bl, lane3),
-                                 mask=smask3 & (n3 + gi * GS < N) & (t0 + st3 < t_end))
+                        bl = (g * du_t,) + bl
+                    else:
+                        dB_acc = gl.fma(g, du_t, dB_acc)
+                    R = gl.exp2(dt_t * A2g) * g
+                s1l = s1g
+                s2l = s2g
+                if B_VARY:
+                    gl.store(dB_row3 + gi * GS * L + t0 + st3, _lane_sums16(bl, lane3),
+                             mask=smask3 & (n3 + gi * GS < N) & (t0 + st3 < t_end))
                 Rn = Rn + (R,)
                 dAn = dAn + (dA_acc,)
                 if not B_VARY:
@@ -483,20 +381,12 @@ def _bwd_gluon_kernel(
             dAs = dAn
             dBs = dBn
             dCs = dCn
-            if not SPLIT:
-                sy3.store(_join16(yl))
+            sy3.store(_join16(yl))
             s1b3.store(_join16(s1l))
             s2b3.store(_join16(s2l))
             gl.thread_barrier()
 
             # 4. finish the tile (tile layout)
-            if SPLIT:
-                # the tile's inputs again (L1/L2 hits): not held in registers through 2.-3.
-                offs = io_base + t0
-                dt, slope, u, dout, z, sz, dy = _tile_vals(
-                    gl.load(dt_ptr + offs, mask=tm, other=0.0), gl.load(u_ptr + offs, mask=tm, other=0.0),
-                    gl.load(dout_ptr + offs, mask=tm, other=0.0), gl.load(z_ptr + offs, mask=tm, other=0.0),
-                    bias, tm, HAS_BIAS, SOFTPLUS, HAS_Z, False)
             ypre = _sum_rows(sy, 0, W, LIO)
             s1 = _sum_rows(s1b, 0, W, LIO)
             s2 = _sum_rows(s2b, 0, W, LIO)

@@ -17,7 +17,7 @@ Tunables live in `CONFIG` (a plain dataclass). Environment overrides for benchma
 SEQSUITE_SCAN_CFG="bd_fwd,bd_bwd,tile,warps_fwd,warps_bwd[,warps_per_sm[,unroll]]" (tile
 kernels), SEQSUITE_SCAN_SEQ="bd,warps,warps_per_sm" (seq kernel),
 SEQSUITE_SCAN_GLUON="ns,min_warps_per_sm[,ns_chunked,chunk_warps_per_sm[,maxnreg]]" (Gluon
-forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm[,maxnreg[,split]]]"
+forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm[,maxnreg]]"
 (Gluon backward).
 """
 from __future__ import annotations
@@ -71,9 +71,6 @@ class ScanConfig:
     programs_per_sm_bwd_gluon: int = 2
     summary_programs_per_sm_bwd_gluon: int = 6
     maxnreg_bwd_gluon: int = 0  # 0: ptxas chooses (255 at N = 16: one 8-warp CTA per SM)
-    # 1: run each tile as two halves of 8 steps (gluon_bwd.py, SPLIT), 217 registers at N = 16
-    # without a cap, 128 with few spills (two CTAs per SM)
-    split_bwd_gluon: int = 0
 
 
 CONFIG = ScanConfig()
@@ -98,7 +95,7 @@ def _config() -> ScanConfig:
         v = [int(x) for x in bg.split(",")]
         cfg = replace(cfg, **dict(zip(("ns_bwd_gluon", "programs_per_sm_bwd_gluon",
                                        "summary_programs_per_sm_bwd_gluon",
-                                       "maxnreg_bwd_gluon", "split_bwd_gluon"), v)))
+                                       "maxnreg_bwd_gluon"), v)))
     kind = os.environ.get("SEQSUITE_SCAN_FWD")
     if kind:
         if kind not in ("auto", "tile", "seq", "gluon"):
@@ -541,7 +538,7 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
     GB._bwd_gluon_kernel[grid](
         dout, u, delta, zz, A, B, C, _opt(D, u), bias, states, _opt(r, dA_part),
         du, ddelta, dz if z is not None else du, dA_part, dB, dC, dD, dbias, *dims,
-        **consts, HAS_R=r is not None, SUMMARY=False, SPLIT=bool(cfg.split_bwd_gluon), **own,
+        **consts, HAS_R=r is not None, SUMMARY=False, **own,
     )
     dA = dA_part.sum((0, 1)).t().contiguous()
 
