@@ -37,7 +37,7 @@ from __future__ import annotations
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 
-from .gluon_fwd import (LOG2E, PAD_T, _bc_tile, _io_index, _join16, _rcp, _softplus_g,
+from .gluon_fwd import (LN2, LOG2E, PAD_T, _bc_tile, _io_index, _join16, _rcp, _softplus_g,
                         _state_index)
 
 PAD_R = gl.constexpr(4)  # floats after each [BD, 4] row of the (Δ, Δu, dy) buffer
@@ -98,6 +98,16 @@ def _lane_sums16(v, lane):
 
 
 @gluon.jit
+def _ex2_mul(x, y):
+    """exp2(x * y) as one inline-PTX block: the compiler cannot merge it with the same exp
+    computed earlier, so the backward recomputes exp(ΔA) in its reverse pass (two cheap
+    instructions) instead of holding 16 x NS of them in registers."""
+    return gl.inline_asm_elementwise(
+        "{ .reg .f32 t; mul.ftz.f32 t, $1, $2; ex2.approx.ftz.f32 $0, t; }", "=r,r,r", [x, y],
+        dtype=gl.float32, is_pure=True, pack=1)
+
+
+@gluon.jit
 def _bc_row(src, i, VARY: gl.constexpr, L3: gl.constexpr):
     if VARY:
         return gl.expand_dims(src.index(i).load(gl.SliceLayout(0, L3)), 0)
@@ -152,7 +162,6 @@ def _bwd_gluon_kernel(
     # per group: mask, A, A log2 e, the adjoint R carried between tiles, dA (and the
     # time-invariant B, C with their gradients)
     ms = ()
-    As = ()
     A2s = ()
     Rs = ()
     dAs = ()
@@ -164,7 +173,6 @@ def _bwd_gluon_kernel(
         mg = m3 & (n3 + gi * GS < N)
         ms = ms + (mg,)
         Ag = gl.load(A_ptr + d3 * s_ab + (n3 + gi * GS) * s_an, mask=mg, other=0.0).to(gl.float32)
-        As = As + (Ag,)
         A2s = A2s + (Ag * LOG2E,)
         if HAS_R:
             Rs = Rs + (gl.load(r_ptr + prog + gi * GS * dim, mask=mg, other=0.0),)
@@ -355,7 +363,7 @@ def _bwd_gluon_kernel(
                     gh = g * (hl[TL - 1 - kk] - du_t * Bt)   # g a_t h_{t-1}
                     dA_acc = gl.fma(gh, dt_t, dA_acc)
                     s1 = gl.sum(g * Bt, axis=2)
-                    s2 = gl.sum(gh * As[gi], axis=2)
+                    s2 = gl.sum(gh * A2s[gi], axis=2)  # log2 e x Σ g (h - x) A
                     if gi > 0:
                         s1 = s1 + s1l[TL - 1 - kk]
                         s2 = s2 + s2l[TL - 1 - kk]
@@ -365,7 +373,7 @@ def _bwd_gluon_kernel(
                         bl = (g * du_t,) + bl
                     else:
                         dB_acc = gl.fma(g, du_t, dB_acc)
-                    R = gl.exp2(dt_t * A2g) * g
+                    R = _ex2_mul(dt_t, A2g) * g  # recomputed, not held from step 2.
                 s1l = s1g
                 s2l = s2g
                 if B_VARY:
@@ -395,7 +403,7 @@ def _bwd_gluon_kernel(
                 ypre += Dv * u
                 du += Dv * dy
                 dD_acc += dy * u
-            ddt = s2 + s1 * u
+            ddt = s2 * LN2 + s1 * u
             if SOFTPLUS:
                 ddt = ddt * slope
             ddt = gl.where(tm, ddt, 0.0)
