@@ -92,22 +92,6 @@ def _median_ms(fn, warmup: int = 10, reps: int = 100) -> float:
                                          rep=max(50, reps) * 1.2 * est, return_mode="median"))
 
 
-def _warm_gpu(seconds: float = 1.0) -> None:
-    """Keep the GPU busy for `seconds` before the first row: the first row timed in a process
-    read up to 1.75x slow in some runs (0.401 against 0.229 ms, RESULTS.md), as if the clocks
-    were still leaving their idle state; each row's own 200 ms warm-up did not cover it."""
-    import time
-
-    import torch
-
-    a = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        for _ in range(10):
-            a = torch.tanh(a @ a)
-        torch.cuda.synchronize()
-
-
 def bench_row(batch: int, dim: int, L: int, N: int, ref_fwd: float, ref_bwd: float,
               warmup: int = 10, reps: int = 100) -> BenchRow:
     """Time forward and backward of one row on the current CUDA device."""
@@ -144,13 +128,17 @@ def bench_scan(out: str | None = None, rows=None, warmup: int = 10, reps: int = 
         raise UserError("bench scan needs a CUDA GPU: run it on a machine with one")
     import seqsuite.kernels.triton_scan  # noqa: F401  (registers the ops)
 
-    _warm_gpu()
+    todo = rows or ROWS
+    # the first row, once untimed: the first row timed in a process read up to 1.75x slow in
+    # some processes (forward 0.262-0.401 against 0.221-0.229 ms, RESULTS.md), even after a
+    # second of other GPU work; rows timed after it do not vary so
+    bench_row(*todo[0], warmup=warmup, reps=50)
     results = []
     header = (f"{'batch':>5} {'dim':>5} {'L':>8} {'N':>3} | {'fwd ms':>8} {'x floor':>7} "
               f"{'vs ref':>6} | {'bwd ms':>8} {'x floor':>7} {'vs ref':>6}")
     print(header)
     print("-" * len(header))
-    for r in rows or ROWS:
+    for r in todo:
         row = bench_row(*r, warmup=warmup, reps=reps)
         d = asdict(row) | {"fwd_speedup": row.fwd_speedup, "bwd_speedup": row.bwd_speedup,
                            "fwd_x_floor": row.fwd_ms / row.fwd_floor_ms,

@@ -135,7 +135,7 @@ def _bwd_gluon_kernel(
     L3: gl.constexpr, LIO: gl.constexpr, LBC: gl.constexpr,
     HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
     SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
-    HAS_R: gl.constexpr, SUMMARY: gl.constexpr,
+    HAS_R: gl.constexpr, SUMMARY: gl.constexpr, REEXP: gl.constexpr = True,
 ):
     """Gradients for one chunk of BD = 32 channels (see the module docstring for outputs).
     SUMMARY: only the chunk's summary for the reverse chunk combine, the adjoint it hands to
@@ -373,7 +373,10 @@ def _bwd_gluon_kernel(
                         bl = (g * du_t,) + bl
                     else:
                         dB_acc = gl.fma(g, du_t, dB_acc)
-                    R = _ex2_mul(dt_t, A2g) * g  # recomputed, not held from step 2.
+                    if REEXP:
+                        R = _ex2_mul(dt_t, A2g) * g  # recomputed, not held from step 2.
+                    else:
+                        R = gl.exp2(dt_t * A2g) * g  # the compiler keeps step 2.'s
                 s1l = s1g
                 s2l = s2g
                 if B_VARY:

@@ -17,7 +17,7 @@ Tunables live in `CONFIG` (a plain dataclass). Environment overrides for benchma
 SEQSUITE_SCAN_CFG="bd_fwd,bd_bwd,tile,warps_fwd,warps_bwd[,warps_per_sm[,unroll]]" (tile
 kernels), SEQSUITE_SCAN_SEQ="bd,warps,warps_per_sm" (seq kernel),
 SEQSUITE_SCAN_GLUON="ns,min_warps_per_sm[,ns_chunked,chunk_warps_per_sm[,maxnreg]]" (Gluon
-forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm[,maxnreg]]"
+forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm[,maxnreg[,reexp]]]"
 (Gluon backward).
 """
 from __future__ import annotations
@@ -71,6 +71,7 @@ class ScanConfig:
     programs_per_sm_bwd_gluon: int = 2
     summary_programs_per_sm_bwd_gluon: int = 6
     maxnreg_bwd_gluon: int = 0  # 0: ptxas chooses (255 at N = 16: one 8-warp CTA per SM)
+    reexp_bwd_gluon: int = 1  # 1: the reverse pass recomputes exp(ΔA) (gluon_bwd.py, REEXP)
 
 
 CONFIG = ScanConfig()
@@ -95,7 +96,7 @@ def _config() -> ScanConfig:
         v = [int(x) for x in bg.split(",")]
         cfg = replace(cfg, **dict(zip(("ns_bwd_gluon", "programs_per_sm_bwd_gluon",
                                        "summary_programs_per_sm_bwd_gluon",
-                                       "maxnreg_bwd_gluon"), v)))
+                                       "maxnreg_bwd_gluon", "reexp_bwd_gluon"), v)))
     kind = os.environ.get("SEQSUITE_SCAN_FWD")
     if kind:
         if kind not in ("auto", "tile", "seq", "gluon"):
@@ -538,7 +539,7 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
     GB._bwd_gluon_kernel[grid](
         dout, u, delta, zz, A, B, C, _opt(D, u), bias, states, _opt(r, dA_part),
         du, ddelta, dz if z is not None else du, dA_part, dB, dC, dD, dbias, *dims,
-        **consts, HAS_R=r is not None, SUMMARY=False, **own,
+        **consts, HAS_R=r is not None, SUMMARY=False, REEXP=bool(cfg.reexp_bwd_gluon), **own,
     )
     dA = dA_part.sum((0, 1)).t().contiguous()
 
