@@ -258,3 +258,17 @@ def test_gluon_backward_plan():
                 assert programs * nc <= max(pps * 132, programs)
                 assert ct % cs == 0 and 1 <= cs <= ct  # chunks are whole sub-chunks
     assert gluon_bwd_plan(cfg, 1, 32, 40, 16, 132)[2:4] == (1, 3)  # no more chunks than tiles
+
+
+def test_gluon_backward_reexp_policy():
+    """exp(ΔA) is recomputed in the reverse pass on unchunked grids with N <= 16 by default
+    (measured faster there, slower on chunked rows); 0 and 2 force it off and on."""
+    from dataclasses import replace
+
+    from seqsuite.kernels.triton_scan import ScanConfig, reexp_bwd
+
+    cfg = ScanConfig()
+    assert reexp_bwd(cfg, 1, 16) and reexp_bwd(cfg, 1, 8)
+    assert not reexp_bwd(cfg, 4, 16) and not reexp_bwd(cfg, 1, 64)
+    assert not any(reexp_bwd(replace(cfg, reexp_bwd_gluon=0), c, n) for c in (1, 4) for n in (16, 64))
+    assert all(reexp_bwd(replace(cfg, reexp_bwd_gluon=2), c, n) for c in (1, 4) for n in (16, 64))

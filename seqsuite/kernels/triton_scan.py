@@ -71,7 +71,11 @@ class ScanConfig:
     programs_per_sm_bwd_gluon: int = 2
     summary_programs_per_sm_bwd_gluon: int = 6
     maxnreg_bwd_gluon: int = 0  # 0: ptxas chooses (255 at N = 16: one 8-warp CTA per SM)
-    reexp_bwd_gluon: int = 1  # 1: the reverse pass recomputes exp(ΔA) (gluon_bwd.py, REEXP)
+    # the reverse pass recomputes exp(ΔA) instead of holding step 2.'s (gluon_bwd.py, REEXP):
+    # 0 never, 2 always, 1 on unchunked grids with N <= 16 (measured, RESULTS.md 2026-11-29
+    # 17:02 UTC: rows 1, 2 and 5 of DESIGN §7 6-7 % faster, the chunked rows 3 and 4 3 %
+    # slower, row 6 (N = 64) within 1 %)
+    reexp_bwd_gluon: int = 1
 
 
 CONFIG = ScanConfig()
@@ -473,6 +477,12 @@ def gluon_bwd_plan(cfg: ScanConfig, batch: int, dim: int, L: int, N: int, sms: i
     return NS, W, ct, math.ceil(n_tiles / ct), cs
 
 
+def reexp_bwd(cfg: ScanConfig, n_chunks: int, N: int) -> bool:
+    """Whether the Gluon backward recomputes exp(ΔA) in its reverse pass (`reexp_bwd_gluon`)."""
+    r = cfg.reexp_bwd_gluon
+    return r == 2 or (r == 1 and n_chunks == 1 and N <= 16)
+
+
 def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
                     dlast, TL):
     """The Gluon backward (gluon_bwd.py), or None where it does not apply (N > 64, a tile
@@ -539,7 +549,7 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
     GB._bwd_gluon_kernel[grid](
         dout, u, delta, zz, A, B, C, _opt(D, u), bias, states, _opt(r, dA_part),
         du, ddelta, dz if z is not None else du, dA_part, dB, dC, dD, dbias, *dims,
-        **consts, HAS_R=r is not None, SUMMARY=False, REEXP=bool(cfg.reexp_bwd_gluon), **own,
+        **consts, HAS_R=r is not None, SUMMARY=False, REEXP=reexp_bwd(cfg, n_chunks, N), **own,
     )
     dA = dA_part.sum((0, 1)).t().contiguous()
 
