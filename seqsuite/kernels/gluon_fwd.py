@@ -215,7 +215,7 @@ def _steps16(h, A2, rows, i, L3: gl.constexpr, BD: gl.constexpr, B_VARY: gl.cons
 
 @gluon.jit
 def _finish_y(ys_r, first, u, z, Dv, y_ptr, offs, mask, W: gl.constexpr, TL: gl.constexpr,
-              LIO: gl.constexpr, HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HINT: gl.constexpr):
+              LIO: gl.constexpr, HAS_D: gl.constexpr, HAS_Z: gl.constexpr):
     """y of one tile: the W warps' parts (rows first … first + W - 1 of ys_r) summed, D skip,
     SiLU(z) gate, stored in y's dtype."""
     yv = ys_r.index(first).load(LIO)
@@ -225,10 +225,7 @@ def _finish_y(ys_r, first, u, z, Dv, y_ptr, offs, mask, W: gl.constexpr, TL: gl.
         yv += Dv * u
     if HAS_Z:
         yv = _silu_gate(yv, z, y_ptr.dtype.element_ty != gl.float32)
-    if HINT == 2:
-        gl.store(y_ptr + offs, yv.to(y_ptr.dtype.element_ty), mask=mask, cache_modifier=".cs")
-    else:
-        gl.store(y_ptr + offs, yv.to(y_ptr.dtype.element_ty), mask=mask)
+    gl.store(y_ptr + offs, yv.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 @gluon.jit
@@ -242,7 +239,7 @@ def _fwd_gluon_kernel(
     L3: gl.constexpr, LIO: gl.constexpr, LBC: gl.constexpr,
     HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
     SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
-    HAS_H0: gl.constexpr, SUMMARY: gl.constexpr, HINT: gl.constexpr = 0,
+    HAS_H0: gl.constexpr, SUMMARY: gl.constexpr,
 ):
     """Scan one chunk of BD = 32 channels. SUMMARY: only the chunk's end state from a zero
     start (into h0_ptr as hsum (batch, n_chunks, N, dim)) and its sum of Δ (into last_ptr
@@ -362,13 +359,9 @@ def _fwd_gluon_kernel(
         if not SUMMARY:
             if it > tile0:
                 _finish_y(ys_r, (1 - buf) * W, u_pv, z_pv, Dv, y_ptr, io_base + (t0 - TL), m_pv,
-                          W, TL, LIO, HAS_D, HAS_Z, HINT)
+                          W, TL, LIO, HAS_D, HAS_Z)
             # the state entering this tile, for the backward
-            if HINT == 0:
-                gl.store(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd, h, mask=m3)
-            elif HINT < 3:  # streaming: evict first from L2 (B and C stay for other programs)
-                gl.store(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd, h, mask=m3,
-                         cache_modifier=".cs")
+            gl.store(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd, h, mask=m3)
         h, yt = _steps16(h, A2, rows, buf * TL, L3, BD, B_VARY, C_VARY, not SUMMARY)
         if not SUMMARY:
             ys.index(buf).store(yt)
@@ -384,6 +377,6 @@ def _fwd_gluon_kernel(
         gl.thread_barrier()
         if tile1 > tile0:
             _finish_y(ys_r, ((tile1 - 1 - tile0) % 2) * W, u_pv, z_pv, Dv, y_ptr,
-                      io_base + (tile1 - 1) * TL, m_pv, W, TL, LIO, HAS_D, HAS_Z, HINT)
+                      io_base + (tile1 - 1) * TL, m_pv, W, TL, LIO, HAS_D, HAS_Z)
         if t_end == L:
             gl.store(last_ptr + (pid_b * dim + d3) * N + n3, h, mask=m3)

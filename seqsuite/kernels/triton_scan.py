@@ -358,13 +358,10 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
             **consts, HAS_H0=False, SUMMARY=True, **launch,
         )
         h0 = _carry(hsum, dtsum, A, None, reverse=False)
-    # store hints (experiment): 1 the saved states streamed (.cs), 2 y too, 3 no saved states
-    # (the backward is then wrong: for timing the forward only)
-    hint = int(os.environ.get("SEQSUITE_SCAN_FWD_HINT", "0"))
     G._fwd_gluon_kernel[grid](
         u, delta, _opt(z, u), A, B, C, _opt(D, u), bias, y, _opt(h0, last), states, last,
         dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc, *strides,
-        **consts, HAS_H0=h0 is not None, SUMMARY=False, HINT=hint, **launch,
+        **consts, HAS_H0=h0 is not None, SUMMARY=False, **launch,
     )
     return y, last, states
 
