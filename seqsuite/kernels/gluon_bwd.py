@@ -25,7 +25,10 @@ first:
 4. Finish (tile layout, after a barrier): the warps' parts summed; du, dΔ (through softplus),
    dz written; dD and dΔ-bias summed per channel (one atomic add per program at the end).
 The per-(channel, step) sums over states go through shared memory once per tile, like y in
-the forward. Time-varying dB and dC are written per program as (batch, programs over dim,
+the forward (three buffers, one per sum: the compiler's barrier analysis is per buffer). With
+REEXP the reverse pass recomputes exp(ΔA) (`_ex2_mul`) instead of keeping step 2's 16 x NS
+values in registers: no spills at N = 16, fewer at N = 64; the launcher turns it on where it
+measured faster (`triton_scan.reexp_bwd`). Time-varying dB and dC are written per program as (batch, programs over dim,
 N, L) partial sums and reduced by the launcher (no atomics); dA and time-invariant dB/dC
 as (batch, n_chunks, N, dim). Chunks start from the adjoint R that this kernel's SUMMARY
 mode (run on sub-chunks) and the reverse chunk combine hand them.
