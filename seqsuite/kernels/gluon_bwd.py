@@ -139,7 +139,6 @@ def _bwd_gluon_kernel(
     HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
     SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
     HAS_R: gl.constexpr, SUMMARY: gl.constexpr, REEXP: gl.constexpr = True,
-    GSUMS: gl.constexpr = False,
 ):
     """Gradients for one chunk of BD = 32 channels (see the module docstring for outputs).
     SUMMARY: only the chunk's summary for the reverse chunk combine, the adjoint it hands to
@@ -225,22 +224,11 @@ def _bwd_gluon_kernel(
     if not SUMMARY:
         # the warps' parts of y, Σ g B and Σ g (h-x) A: three buffers, not one, since the
         # compiler's barrier analysis is per buffer (one buffer: a barrier between the stores)
-        # GSUMS (N > 16): y and Σ g B go to one buffer per group as soon as the group has
-        # them, instead of adding up over the groups in registers (fewer live registers,
-        # NG x W rows summed in the finish)
-        NGS: gl.constexpr = NG if GSUMS else 1
-        sy_g = ()
-        sy3_g = ()
-        s1_g = ()
-        s13_g = ()
-        for gi in gl.static_range(NGS):
-            sy = gl.allocate_shared_memory(gl.float32, [W, BD, TL], PY2)
-            s1b = gl.allocate_shared_memory(gl.float32, [W, BD, TL], PY2)
-            sy_g = sy_g + (sy,)
-            sy3_g = sy3_g + (sy._reinterpret(gl.float32, [W, BD, TL], PY3),)
-            s1_g = s1_g + (s1b,)
-            s13_g = s13_g + (s1b._reinterpret(gl.float32, [W, BD, TL], PY3),)
+        sy = gl.allocate_shared_memory(gl.float32, [W, BD, TL], PY2)
+        s1b = gl.allocate_shared_memory(gl.float32, [W, BD, TL], PY2)
         s2b = gl.allocate_shared_memory(gl.float32, [W, BD, TL], PY2)
+        sy3 = sy._reinterpret(gl.float32, [W, BD, TL], PY3)
+        s1b3 = s1b._reinterpret(gl.float32, [W, BD, TL], PY3)
         s2b3 = s2b._reinterpret(gl.float32, [W, BD, TL], PY3)
 
     t_start = pid_c * chunk_len
@@ -356,7 +344,7 @@ def _bwd_gluon_kernel(
                     h = gl.fma(gl.exp2(dt_t * A2g), h, du_t * Bt)
                     hl = hl + (h,)
                     yt = gl.sum(h * Ct, axis=2)
-                    if gi > 0 and not GSUMS:
+                    if gi > 0:
                         yt = yt + yl[t]
                     ylg = ylg + (yt,)
                     if C_VARY:
@@ -364,8 +352,6 @@ def _bwd_gluon_kernel(
                     else:
                         dC_acc = gl.fma(dy_t, h, dC_acc)
                 yl = ylg
-                if GSUMS:
-                    sy3_g[gi].store(_join16(yl))
                 if C_VARY:  # dC_t = sum over channels of dy_t h_t: lane l stores step l >> 1
                     gl.store(dC_row3 + gi * GS * L + t0 + st3, _lane_sums16(cl, lane3),
                              mask=smask3 & (n3 + gi * GS < N) & (t0 + st3 < t_end))
@@ -382,8 +368,7 @@ def _bwd_gluon_kernel(
                     s1 = gl.sum(g * Bt, axis=2)
                     s2 = gl.sum(gh * A2s[gi], axis=2)  # log2 e x Σ g (h - x) A
                     if gi > 0:
-                        if not GSUMS:
-                            s1 = s1 + s1l[TL - 1 - kk]
+                        s1 = s1 + s1l[TL - 1 - kk]
                         s2 = s2 + s2l[TL - 1 - kk]
                     s1g = (s1,) + s1g
                     s2g = (s2,) + s2g
@@ -397,8 +382,6 @@ def _bwd_gluon_kernel(
                         R = gl.exp2(dt_t * A2g) * g  # the compiler keeps step 2.'s
                 s1l = s1g
                 s2l = s2g
-                if GSUMS:
-                    s13_g[gi].store(_join16(s1l))
                 if B_VARY:
                     gl.store(dB_row3 + gi * GS * L + t0 + st3, _lane_sums16(bl, lane3),
                              mask=smask3 & (n3 + gi * GS < N) & (t0 + st3 < t_end))
@@ -412,18 +395,14 @@ def _bwd_gluon_kernel(
             dAs = dAn
             dBs = dBn
             dCs = dCn
-            if not GSUMS:
-                sy3_g[0].store(_join16(yl))
-                s13_g[0].store(_join16(s1l))
+            sy3.store(_join16(yl))
+            s1b3.store(_join16(s1l))
             s2b3.store(_join16(s2l))
             gl.thread_barrier()
 
             # 4. finish the tile (tile layout)
-            ypre = _sum_rows(sy_g[0], 0, W, LIO)
-            s1 = _sum_rows(s1_g[0], 0, W, LIO)
-            for gi in gl.static_range(1, NGS):
-                ypre += _sum_rows(sy_g[gi], 0, W, LIO)
-                s1 += _sum_rows(s1_g[gi], 0, W, LIO)
+            ypre = _sum_rows(sy, 0, W, LIO)
+            s1 = _sum_rows(s1b, 0, W, LIO)
             s2 = _sum_rows(s2b, 0, W, LIO)
             du = s1 * dt
             if HAS_D:

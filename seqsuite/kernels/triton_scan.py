@@ -17,7 +17,7 @@ Tunables live in `CONFIG` (a plain dataclass). Environment overrides for benchma
 SEQSUITE_SCAN_CFG="bd_fwd,bd_bwd,tile,warps_fwd,warps_bwd[,warps_per_sm[,unroll]]" (tile
 kernels), SEQSUITE_SCAN_SEQ="bd,warps,warps_per_sm" (seq kernel),
 SEQSUITE_SCAN_GLUON="ns,min_warps_per_sm[,ns_chunked,chunk_warps_per_sm[,maxnreg]]" (Gluon
-forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm[,maxnreg[,reexp[,gsums]]]]"
+forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm[,maxnreg[,reexp]]]"
 (Gluon backward).
 """
 from __future__ import annotations
@@ -76,9 +76,6 @@ class ScanConfig:
     # 17:02 UTC: rows 1, 2 and 5 of DESIGN §7 6-7 % faster, the chunked rows 3 and 4 3 %
     # slower, row 6 (N = 64) within 1 %)
     reexp_bwd_gluon: int = 1
-    # 1: for N > 16, y and Σ g B of each group of 16 states go to shared memory as the group
-    # has them instead of adding up over the groups in registers (gluon_bwd.py, GSUMS)
-    gsums_bwd_gluon: int = 0
 
 
 CONFIG = ScanConfig()
@@ -103,8 +100,7 @@ def _config() -> ScanConfig:
         v = [int(x) for x in bg.split(",")]
         cfg = replace(cfg, **dict(zip(("ns_bwd_gluon", "programs_per_sm_bwd_gluon",
                                        "summary_programs_per_sm_bwd_gluon",
-                                       "maxnreg_bwd_gluon", "reexp_bwd_gluon",
-                                       "gsums_bwd_gluon"), v)))
+                                       "maxnreg_bwd_gluon", "reexp_bwd_gluon"), v)))
     kind = os.environ.get("SEQSUITE_SCAN_FWD")
     if kind:
         if kind not in ("auto", "tile", "seq", "gluon"):
@@ -553,8 +549,7 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
     GB._bwd_gluon_kernel[grid](
         dout, u, delta, zz, A, B, C, _opt(D, u), bias, states, _opt(r, dA_part),
         du, ddelta, dz if z is not None else du, dA_part, dB, dC, dD, dbias, *dims,
-        **consts, HAS_R=r is not None, SUMMARY=False, REEXP=reexp_bwd(cfg, n_chunks, N),
-        GSUMS=bool(cfg.gsums_bwd_gluon) and NP > 16, **own,
+        **consts, HAS_R=r is not None, SUMMARY=False, REEXP=reexp_bwd(cfg, n_chunks, N), **own,
     )
     dA = dA_part.sum((0, 1)).t().contiguous()
 
