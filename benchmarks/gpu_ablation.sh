@@ -3,7 +3,7 @@
 # after the other, ALONE on the GPU and all to the same step count, then `seqsuite audio
 # ablation` (which reuses the finished runs) scores the test files and writes the table and
 # learning curves. gpu_show.sh ran them side by side and a time limit cut them at unequal steps.
-#   SEQSUITE_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_ablation.sh
+#   SEQSUITE_COMMIT=<commit> bash benchmarks/gpu_ablation.sh
 # RUN_S caps each run (SIGINT: it saves and stops; the report shows the steps reached) and
 # SCORE_S the scoring, so the results are packed before the device's 600 s limit.
 # Results: $OUT/ablation.tgz. Needs carry [".whl", ".devdata"].

@@ -3,7 +3,7 @@
 # generation comparison (prompt 1K / 8K / 64K). PART=compile runs instead the training step of
 # hg38-mamba-7m (and its Transformer++ pair) with torch.compile at L = 2^10, 2^14, 2^17.
 # Results come back packed as $OUT/bench.tgz. Needs carry [".whl"] (plus ".devdata" for the
-# shared setup). Usage: SEQSUITE_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_bench.sh
+# shared setup). Usage: SEQSUITE_COMMIT=<commit> bash benchmarks/gpu_bench.sh
 set -u
 T0=$(date +%s)
 el() { echo $(( $(date +%s) - T0 )); }

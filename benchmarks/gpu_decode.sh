@@ -6,7 +6,7 @@
 #   chunks  SEQSUITE_FUSED_STEP=0: K-step graphs, layers stepped one by one
 #   base    SEQSUITE_FUSED_STEP=0 --no-chunks: one graph per step, torch sampling (as before)
 # Results: $OUT/decode.tgz. Needs carry [".whl", ".devdata"].
-#   SEQSUITE_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_decode.sh
+#   SEQSUITE_COMMIT=<commit> bash benchmarks/gpu_decode.sh
 # GEN_CLI=1 runs `seqsuite audio generate` (shipped model) at batch 1 and 64. ONLY_FUSED=1 skips the chunks and base runs. BIG=1 also times the fused step at batch 1024/4096 (SEQSUITE_FUSED_MAX_BATCH=8192).
 # TILES="BI,BK,BKO,warps;..." sweeps the fused kernel's tiles (decode_policy.py --tiles).
 # PROFILE=1 profiles chunk-graph replays (benchmarks/profile_decode.py; PROFILE_CASES="preset:batch ...",

@@ -4,7 +4,7 @@
 # real shapes, then the DESIGN §7 rows for a few tunings against the tile kernel), and the
 # decode step with fewer kernels (audio samples/s and LM decode tokens/s at small batch).
 # Results: $OUT/probe.tgz. Needs carry [".whl", ".devdata"].
-#   SEQSUITE_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_probe.sh
+#   SEQSUITE_COMMIT=<commit> bash benchmarks/gpu_probe.sh
 # PARTS picks what runs (default "tests scan generate"); SEQ_CONFIGS the seq-kernel tunings.
 set -u
 PARTS=${PARTS:-tests scan generate}

@@ -2,7 +2,7 @@
 # One device call for the selective-scan kernels (issue 4): the GPU scan tests, the DESIGN §7
 # rows with the default kernels, the rows again for other Gluon tunings, and ncu on row 0.
 # Results: $OUT/scan.tgz. Needs carry [".whl", ".devdata"].
-#   SEQSUITE_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_scan.sh
+#   SEQSUITE_COMMIT=<commit> bash benchmarks/gpu_scan.sh
 # PARTS (default "tests bench tune ncu"; also "rows": TUNE_ROWS under ROW_CFGS; "btune": the
 # rows (ROWS) under each SEQSUITE_SCAN_BWD_GLUON of BWD_CFGS ("ns,programs_per_sm"); "train":
 # bench train of the 7M DNA pair at 1K, 16K and 128K tokens); TESTS_K (pytest -k); GLUON_CFGS ("ns,warps_per_sm" list);

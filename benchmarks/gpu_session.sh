@@ -4,7 +4,7 @@
 # $OUT/assets.tgz (the device returns at most 8 files). Needs carry [".whl", ".devdata"]
 # (.whl from ../shared/tools/device-wheels pyfaidx librosa soundfile; .devdata/sc09.tar holds the
 # espeak-ng demo digits as FLAC, since the device has no espeak-ng). Usage:
-#   SEQSUITE_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_session.sh
+#   SEQSUITE_COMMIT=<commit> bash benchmarks/gpu_session.sh
 set -u
 T0=$(date +%s)
 el() { echo $(( $(date +%s) - T0 )); }

@@ -11,7 +11,7 @@
 # Throughputs measured here are measured while sharing the GPU; clean ones come from
 # `seqsuite bench`. Everything returns packed in $OUT/show.tgz; benchmarks/show_report.py (run at
 # the end, also runnable locally on the unpacked folder) writes show.md and the PNGs.
-# Needs carry [".whl", ".devdata"]. Usage: SEQSUITE_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_show.sh
+# Needs carry [".whl", ".devdata"]. Usage: SEQSUITE_COMMIT=<commit> bash benchmarks/gpu_show.sh
 # SCALE=cpu runs the same pipeline at toy sizes on a CPU, to check it before spending GPU time.
 set -u
 T0=$(date +%s)

@@ -3,7 +3,7 @@
 # the GPU and run to the same number of steps (gpu_show.sh ran them side by side, which left
 # each at < 0.2M tokens/s and far too few tokens to learn; see RESULTS.md 2026-11-29).
 # One device call holds ~10 min: split the lengths over calls with LENS, e.g.
-#   LENS="10 12" SEQSUITE_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_species.sh
+#   LENS="10 12" SEQSUITE_COMMIT=<commit> bash benchmarks/gpu_species.sh
 #   LENS="14 16" ...
 # Defaults: 2^17 tokens per step x 800 steps = 105M tokens per run, lr 2e-3 as for the shipped
 # classifier (which needed ~200M tokens at 2^13). MODELS picks the presets; EXTRA="LR:K ..." adds

@@ -9,7 +9,7 @@
 # pretrained backbones and shows 64 windows per step at every length. HyenaDNA is built with
 # max_len = the last length in LENS (its l_max), so --init can carry it to the longer windows.
 # Each run ALONE on the GPU. Results: $OUT/chain-<model>.tgz. Needs carry [".whl", ".devdata"].
-#   MODEL=hg38-mamba-1.4m SEQSUITE_COMMIT=$(git rev-parse --short HEAD) bash benchmarks/gpu_species_chain.sh
+#   MODEL=hg38-mamba-1.4m SEQSUITE_COMMIT=<commit> bash benchmarks/gpu_species_chain.sh
 #   MODEL=hg38-hyenadna-1.4m ...
 # Table and PNG: unpack both, copy their species/ folders into one ROOT/species, then
 #   python benchmarks/show_report.py ROOT --alone   (it keeps the best seed per model and length)

@@ -211,3 +211,16 @@ def test_bench_gpu_smoke(tmp_path):
     assert all(_positive(r["peak_gb"]) for r in mem["rows"])
     gen = json.loads((tmp_path / "generate.json").read_text())
     assert gen["settings"]["cuda_graphs"] is True
+
+
+def test_git_commit_names_the_checkout(monkeypatch):
+    """The banner's commit: $SEQSUITE_COMMIT when set; else the checkout's short hash, with
+    '+changes' when tracked files differ from it (a stale copy's .git, uncommitted edits)."""
+    import re
+
+    from seqsuite.bench.common import git_commit
+
+    monkeypatch.setenv("SEQSUITE_COMMIT", "abc1234")
+    assert git_commit() == "abc1234"
+    monkeypatch.delenv("SEQSUITE_COMMIT")
+    assert re.fullmatch(r"[0-9a-f]{4,40}(\+changes)?|unknown", git_commit())

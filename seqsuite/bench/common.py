@@ -44,15 +44,26 @@ class Report:
 
 def git_commit() -> str:
     """Short hash of the checkout this package lives in ($SEQSUITE_COMMIT when set, e.g. on a
-    machine that received a copy of the tree without .git), or 'unknown' outside one."""
+    machine that received a copy of the tree without .git), or 'unknown' outside one. The
+    hash gets a '+changes' suffix when tracked files differ from it: uncommitted edits, or a
+    copied tree whose git metadata is older than its files (as on the device machine, where
+    the copy's .git stays at the first commit copied there)."""
     if os.environ.get("SEQSUITE_COMMIT"):
         return os.environ["SEQSUITE_COMMIT"]
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> subprocess.CompletedProcess | None:
+        try:
+            return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    out = git("rev-parse", "--short", "HEAD")
+    if out is None or out.returncode != 0 or not out.stdout.strip():
         return "unknown"
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    changed = dirty is not None and dirty.returncode == 0 and bool(dirty.stdout.strip())
+    return out.stdout.strip() + ("+changes" if changed else "")
 
 
 def device_name(device: torch.device) -> str:
