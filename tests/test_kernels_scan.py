@@ -272,3 +272,26 @@ def test_gluon_backward_reexp_policy():
     assert not reexp_bwd(cfg, 4, 16) and not reexp_bwd(cfg, 1, 64)
     assert not any(reexp_bwd(replace(cfg, reexp_bwd_gluon=0), c, n) for c in (1, 4) for n in (16, 64))
     assert all(reexp_bwd(replace(cfg, reexp_bwd_gluon=2), c, n) for c in (1, 4) for n in (16, 64))
+
+
+def test_gluon_sass_tool_compiles_the_kernels_for_sm90():
+    """benchmarks/gluon_sass.py compiles the Gluon kernels for sm_90 without a GPU (the
+    bundled ptxas) and reports registers and the tile loop; its figures back the kernel
+    notes, so it must keep working."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import triton
+
+    if not (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists():
+        pytest.skip("this triton has no bundled ptxas")
+    tool = Path(__file__).resolve().parent.parent / "benchmarks" / "gluon_sass.py"
+    for args in (["fwd"], ["bwd", "--summary", "--chunked"]):
+        out = subprocess.run([sys.executable, str(tool), *args], capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        head, loop = out.stdout.strip().splitlines()
+        assert re.search(r"\d+ registers, spills \d+ B stored", head), head
+        assert int(re.search(r"tile loop: (\d+) SASS", loop).group(1)) > 0, loop

@@ -1,0 +1,136 @@
+"""Compile the Gluon scan kernels for sm_90 on any machine (no GPU needed) and report what
+the hardware will run: registers, spills and shared memory (the bundled ptxas), and the
+SASS of the tile loop by opcode (the bundled cuobjdump).
+
+The integer arguments are specialised as Triton's runtime does for DESIGN §7's row 1
+(multiples of 16 marked divisible by 16, unit strides and a single chunk as constants);
+without that the loads of Δ, u and z come out as one masked 2-byte load per element and the
+counts mislead. `--chunked` keeps the chunk count a runtime value (rows 3 and 4).
+
+    python benchmarks/gluon_sass.py fwd                  # forward, N = 16, 4 states per thread
+    python benchmarks/gluon_sass.py bwd --N 64           # backward, N = 64 (four groups)
+    python benchmarks/gluon_sass.py bwd --reexp 0 --maxnreg 128 --sass out.sass
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+BF16_ARGS = {
+    "fwd": ("u_ptr", "dt_ptr", "z_ptr", "B_ptr", "C_ptr", "y_ptr"),
+    "bwd": ("dout_ptr", "u_ptr", "dt_ptr", "z_ptr", "B_ptr", "C_ptr", "du_ptr", "ddt_ptr", "dz_ptr"),
+}
+DIV16 = ("dim", "L", "chunk_len", "n_tiles", "group_b", "group_c", "s_ub", "s_ud", "s_ab",
+         "sB_b", "sB_n", "sC_b", "sC_n")
+
+
+def compile_kernel(fn, consts: dict, bf16: tuple, warps: int, maxnreg: int | None, chunked: bool):
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.experimental.gluon._runtime import GluonASTSource
+
+    consts = dict(consts, s_an=1, sB_l=1, sC_l=1, sB_g=0, sC_g=0)
+    if not chunked:
+        consts["n_chunks"] = 1
+    sig, cexp, attrs = {}, {}, {}
+    for i, name in enumerate(fn.arg_names):
+        if name in consts:
+            sig[name] = "constexpr"
+            cexp[(i,)] = consts[name]
+        elif name.endswith("_ptr"):
+            sig[name] = "*bf16" if name in bf16 else "*fp32"
+            attrs[(i,)] = [["tt.divisibility", 16]]
+        else:
+            sig[name] = "i32"
+            if name in DIV16:
+                attrs[(i,)] = [["tt.divisibility", 16]]
+    options = {"num_warps": warps}
+    if maxnreg:
+        options["maxnreg"] = maxnreg
+    src = GluonASTSource(fn, sig, constexprs=cexp, attrs=attrs)
+    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
+
+
+def loop_opcodes(sass: str) -> tuple[int, collections.Counter]:
+    """Instruction count and opcode histogram of the longest backward-branching loop."""
+    ins = [(int(m.group(1), 16), m.group(2)) for m in
+           re.finditer(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", sass)]
+    loops = []
+    for addr, text in ins:
+        m = re.search(r"BRA (?:`\(.*?\) )?0x([0-9a-f]+)", text)
+        if m and int(m.group(1), 16) < addr:
+            loops.append((int(m.group(1), 16), addr))
+    if not loops:
+        return 0, collections.Counter()
+    lo, hi = max(loops, key=lambda x: x[1] - x[0])
+    body = [t for a, t in ins if lo <= a <= hi]
+    ops = collections.Counter(re.sub(r"^@!?U?P\w+\s+", "", t).split()[0].split(".")[0] for t in body)
+    return len(body), ops
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("kernel", choices=("fwd", "bwd"))
+    p.add_argument("--N", type=int, default=16)
+    p.add_argument("--ns", type=int, default=0, help="states per thread (default: the launcher's)")
+    p.add_argument("--maxnreg", type=int, default=0)
+    p.add_argument("--reexp", type=int, default=1, help="backward: recompute exp in the reverse pass")
+    p.add_argument("--summary", action="store_true", help="the SUMMARY variant")
+    p.add_argument("--chunked", action="store_true", help="the chunk count as a runtime value")
+    p.add_argument("--sass", help="also write the SASS here")
+    a = p.parse_args()
+
+    import triton
+
+    from seqsuite.kernels import gluon_bwd as GB
+    from seqsuite.kernels import gluon_fwd as G
+
+    NP = triton.next_power_of_2(a.N)
+    common = dict(BD=32, TL=16, NP=NP, HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True,
+                  B_VARY=True, C_VARY=True, SUMMARY=a.summary)
+    if a.kernel == "fwd":
+        ns = a.ns or max(min(NP, 4), NP // 8, 1)
+        warps = max(NP // ns, 1)
+        consts = dict(common, L3=G.state_layout(ns, warps), LIO=G.tile_layout(32, 16, warps),
+                      LBC=G.tile_layout(NP, 16, warps), HAS_H0=a.chunked)
+        maxnreg = a.maxnreg or (128 if warps >= 8 else None)
+        k = compile_kernel(G._fwd_gluon_kernel, consts, BF16_ARGS["fwd"], warps, maxnreg, a.chunked)
+    else:
+        ns = a.ns or min(NP, 2)
+        warps = max(min(NP, 16) // ns, 1)
+        consts = dict(common, L3=G.state_layout(ns, warps), LIO=G.tile_layout(32, 16, warps),
+                      LBC=G.tile_layout(NP, 16, warps), HAS_R=a.chunked, REEXP=bool(a.reexp))
+        k = compile_kernel(GB._bwd_gluon_kernel, consts, BF16_ARGS["bwd"], warps,
+                           a.maxnreg or None, a.chunked)
+    bindir = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+    with tempfile.TemporaryDirectory() as tmp:
+        ptx, cubin = Path(tmp, "k.ptx"), Path(tmp, "k.cubin")
+        ptx.write_text(k.asm["ptx"])
+        cubin.write_bytes(k.asm["cubin"])
+        cmd = [str(bindir / "ptxas"), "-arch=sm_90a", "-v", "-o", os.devnull, str(ptx)]
+        if a.maxnreg:
+            cmd.append(f"--maxrregcount={a.maxnreg}")
+        info = subprocess.run(cmd, capture_output=True, text=True).stderr
+        sass = subprocess.run([str(bindir / "cuobjdump"), "-sass", str(cubin)],
+                              capture_output=True, text=True).stdout
+    if a.sass:
+        Path(a.sass).write_text(sass)
+    regs = re.search(r"Used (\d+) registers", info)
+    spill = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", info)
+    n, ops = loop_opcodes(sass)
+    print(f"{a.kernel} N={a.N} NS={ns} warps={warps}: {regs.group(1) if regs else '?'} registers, "
+          f"spills {spill.group(1) if spill else '?'} B stored / {spill.group(2) if spill else '?'} B "
+          f"loaded, {k.metadata.shared} B shared memory")
+    print(f"tile loop: {n} SASS instructions; " + ", ".join(f"{o} {c}" for o, c in ops.most_common(16)))
+
+
+if __name__ == "__main__":
+    main()
