@@ -128,17 +128,12 @@ def bench_scan(out: str | None = None, rows=None, warmup: int = 10, reps: int = 
         raise UserError("bench scan needs a CUDA GPU: run it on a machine with one")
     import seqsuite.kernels.triton_scan  # noqa: F401  (registers the ops)
 
-    todo = rows or ROWS
-    # the first row, once untimed: the first row timed in a process read up to 1.75x slow in
-    # some processes (forward 0.262-0.401 against 0.221-0.229 ms, RESULTS.md), even after a
-    # second of other GPU work; rows timed after it do not vary so
-    bench_row(*todo[0], warmup=warmup, reps=50)
     results = []
     header = (f"{'batch':>5} {'dim':>5} {'L':>8} {'N':>3} | {'fwd ms':>8} {'x floor':>7} "
               f"{'vs ref':>6} | {'bwd ms':>8} {'x floor':>7} {'vs ref':>6}")
     print(header)
     print("-" * len(header))
-    for r in todo:
+    for r in rows or ROWS:
         row = bench_row(*r, warmup=warmup, reps=reps)
         d = asdict(row) | {"fwd_speedup": row.fwd_speedup, "bwd_speedup": row.bwd_speedup,
                            "fwd_x_floor": row.fwd_ms / row.fwd_floor_ms,
