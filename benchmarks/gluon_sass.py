@@ -20,6 +20,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -92,24 +93,26 @@ def main() -> None:
 
     from seqsuite.kernels import gluon_bwd as GB
     from seqsuite.kernels import gluon_fwd as G
+    from seqsuite.kernels.triton_scan import (CONFIG, _gluon_shape, gluon_bwd_plan, gluon_consts,
+                                              gluon_fwd_maxnreg)
 
     NP = triton.next_power_of_2(a.N)
-    common = dict(BD=32, TL=16, NP=NP, HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True,
-                  B_VARY=True, C_VARY=True, SUMMARY=a.summary)
+    # the launcher's choices for row 1 (8, 1536, 2048, N) on the H200's 132 SMs
     if a.kernel == "fwd":
-        ns = a.ns or max(min(NP, 4), NP // 8, 1)
-        warps = max(NP // ns, 1)
-        consts = dict(common, L3=G.state_layout(ns, warps), LIO=G.tile_layout(32, 16, warps),
-                      LBC=G.tile_layout(NP, 16, warps), HAS_H0=a.chunked)
-        maxnreg = a.maxnreg or (128 if warps >= 8 else None)
-        k = compile_kernel(G._fwd_gluon_kernel, consts, BF16_ARGS["fwd"], warps, maxnreg, a.chunked)
+        _, ns, warps = _gluon_shape(a.ns or CONFIG.ns_gluon, a.N)
     else:
-        ns = a.ns or min(NP, 2)
-        warps = max(min(NP, 16) // ns, 1)
-        consts = dict(common, L3=G.state_layout(ns, warps), LIO=G.tile_layout(32, 16, warps),
-                      LBC=G.tile_layout(NP, 16, warps), HAS_R=a.chunked, REEXP=bool(a.reexp))
-        k = compile_kernel(GB._bwd_gluon_kernel, consts, BF16_ARGS["bwd"], warps,
-                           a.maxnreg or None, a.chunked)
+        ns, warps = gluon_bwd_plan(CONFIG if not a.ns else replace(CONFIG, ns_bwd_gluon=a.ns),
+                                   8, 1536, 2048, a.N, 132)[:2]
+    common = dict(gluon_consts(ns, warps, NP, 16, True, True, True, True, True, True),
+                  SUMMARY=a.summary)
+    if a.kernel == "fwd":
+        maxnreg = a.maxnreg or gluon_fwd_maxnreg(CONFIG, warps) or None
+        k = compile_kernel(G._fwd_gluon_kernel, dict(common, HAS_H0=a.chunked), BF16_ARGS["fwd"],
+                           warps, maxnreg, a.chunked)
+    else:
+        k = compile_kernel(GB._bwd_gluon_kernel,
+                           dict(common, HAS_R=a.chunked, REEXP=bool(a.reexp)), BF16_ARGS["bwd"],
+                           warps, a.maxnreg or None, a.chunked)
     bindir = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
     with tempfile.TemporaryDirectory() as tmp:
         ptx, cubin = Path(tmp, "k.ptx"), Path(tmp, "k.cubin")

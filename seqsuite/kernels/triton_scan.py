@@ -305,6 +305,25 @@ def gluon_plan(cfg: ScanConfig, batch: int, dim: int, L: int, N: int, sms: int):
     return NS, warps, ct, math.ceil(n_tiles / ct)
 
 
+def gluon_consts(NS: int, warps: int, NP: int, TL: int, has_d: bool, has_z: bool,
+                 has_bias: bool, softplus: bool, b_vary: bool, c_vary: bool) -> dict:
+    """The constexpr arguments both Gluon kernels take: 32 channels per program, NS states per
+    thread over `warps` warps (NP states in all), TL-step tiles, and the call's options."""
+    from . import gluon_fwd as G
+
+    return dict(BD=32, NP=NP, TL=TL, L3=G.state_layout(NS, warps),
+                LIO=G.tile_layout(32, TL, warps), LBC=G.tile_layout(NP, TL, warps),
+                HAS_D=has_d, HAS_Z=has_z, HAS_BIAS=has_bias, SOFTPLUS=softplus,
+                B_VARY=b_vary, C_VARY=c_vary)
+
+
+def gluon_fwd_maxnreg(cfg: ScanConfig, warps: int) -> int:
+    """Register cap of the Gluon forward (0: none). 8+ warps (N >= 64): ptxas takes 174
+    registers unasked; capped at 128 the N = 64 row of DESIGN §7 ran 8% faster (RESULTS.md,
+    2026-11-29 14:29 UTC); 4 warps are best uncapped."""
+    return cfg.maxnreg_gluon or (128 if warps >= 8 else 0)
+
+
 def _gluon_bc(B: Tensor, C: Tensor, dim: int, TL: int):
     """`_bc_layout` of B and C for the Gluon kernels (32-channel programs, 16-step tiles), or
     None where they do not apply: another tile, or a B/C group a program would straddle."""
@@ -332,14 +351,10 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
     n_dblk = triton.cdiv(dim, BD)
     n_tiles = triton.cdiv(L, TL)
     chunk_len = ct * TL
-    consts = dict(BD=BD, NP=NP, TL=TL, L3=G.state_layout(NS, warps),
-                  LIO=G.tile_layout(BD, TL, warps), LBC=G.tile_layout(NP, TL, warps),
-                  HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-                  SOFTPLUS=delta_softplus, B_VARY=b_vary, C_VARY=c_vary)
+    consts = gluon_consts(NS, warps, NP, TL, D is not None, z is not None,
+                          delta_bias is not None, delta_softplus, b_vary, c_vary)
     launch = dict(num_warps=warps)
-    # 8+ warps (N >= 64): ptxas takes 174 registers unasked; capped at 128 the N = 64 row of
-    # DESIGN §7 ran 8% faster (RESULTS.md, 2026-11-29 14:29 UTC); 4 warps are best uncapped
-    maxnreg = cfg.maxnreg_gluon or (128 if warps >= 8 else 0)
+    maxnreg = gluon_fwd_maxnreg(cfg, warps)
     if maxnreg:
         launch["maxnreg"] = maxnreg
     y = torch.empty_like(u)
@@ -488,7 +503,6 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
     """The Gluon backward (gluon_bwd.py), or None where it does not apply (N > 64, a tile
     other than 16, B/C groups its 32-channel programs would straddle)."""
     from . import gluon_bwd as GB
-    from . import gluon_fwd as G
 
     batch, dim, L = u.shape
     N = A.shape[1]
@@ -520,10 +534,9 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
     grid = (n_dblk, n_chunks, batch)
     strides = (u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sB, *sC)
     dims = (dim, L, N, chunk_len, n_chunks, n_tiles, n_dblk, gb, gc, *strides)
-    consts = dict(BD=BD, NP=NP, TL=TL, L3=G.state_layout(NS, warps),
-                  LIO=G.tile_layout(BD, TL, warps), LBC=G.tile_layout(NP, TL, warps),
-                  HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-                  SOFTPLUS=delta_softplus, B_VARY=b_vary, C_VARY=c_vary, num_warps=warps)
+    consts = dict(gluon_consts(NS, warps, NP, TL, D is not None, z is not None,
+                               delta_bias is not None, delta_softplus, b_vary, c_vary),
+                  num_warps=warps)
     zz, bias = _opt(z, u), _opt(delta_bias, u)
     r = None
     if n_chunks > 1:
