@@ -86,6 +86,7 @@ def main() -> None:
     p.add_argument("--reexp", type=int, default=1, help="backward: recompute exp in the reverse pass")
     p.add_argument("--summary", action="store_true", help="the SUMMARY variant")
     p.add_argument("--chunked", action="store_true", help="the chunk count as a runtime value")
+    p.add_argument("--even", action="store_true", help="the EVEN variant (no masks)")
     p.add_argument("--sass", help="also write the SASS here")
     a = p.parse_args()
 
@@ -107,11 +108,13 @@ def main() -> None:
                   SUMMARY=a.summary)
     if a.kernel == "fwd":
         maxnreg = a.maxnreg or gluon_fwd_maxnreg(CONFIG, warps) or None
-        k = compile_kernel(G._fwd_gluon_kernel, dict(common, HAS_H0=a.chunked), BF16_ARGS["fwd"],
+        k = compile_kernel(G._fwd_gluon_kernel, dict(common, HAS_H0=a.chunked, EVEN=a.even),
+                           BF16_ARGS["fwd"],
                            warps, maxnreg, a.chunked)
     else:
         k = compile_kernel(GB._bwd_gluon_kernel,
-                           dict(common, HAS_R=a.chunked, REEXP=bool(a.reexp)), BF16_ARGS["bwd"],
+                           dict(common, HAS_R=a.chunked, REEXP=bool(a.reexp), EVEN=a.even),
+                           BF16_ARGS["bwd"],
                            warps, a.maxnreg or None, a.chunked)
     bindir = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
     with tempfile.TemporaryDirectory() as tmp:

@@ -85,6 +85,7 @@ def test_gpu_scan_matches_reference(shape, layout, G, dtype):
     dict(fwd="tile", bwd="tile"),
     dict(bwd="gluon", ns_bwd_gluon=4),           # backward: 4 states per thread, 4 warps
     dict(bwd="gluon", ns_bwd_gluon=1),           # backward: one state per thread
+    dict(even_gluon=0),                          # masked loads and stores on whole tiles too
 ])
 @pytest.mark.parametrize(
     "shape,layout,G",

@@ -274,6 +274,21 @@ def test_gluon_backward_reexp_policy():
     assert all(reexp_bwd(replace(cfg, reexp_bwd_gluon=2), c, n) for c in (1, 4) for n in (16, 64))
 
 
+def test_gluon_even_policy():
+    """The unmasked (EVEN) variant of the Gluon kernels runs only where no load or store would
+    need a mask: L a multiple of the tile, dim of the 32-channel programs, N a power of two."""
+    from dataclasses import replace
+
+    from seqsuite.kernels.triton_scan import ScanConfig, gluon_even
+
+    cfg = ScanConfig()
+    assert gluon_even(cfg, 1536, 2048, 16, 16) and gluon_even(cfg, 128, 16384, 64, 16)
+    assert not gluon_even(cfg, 1536, 2047, 16, 16)   # a partial last tile
+    assert not gluon_even(cfg, 48, 2048, 16, 16)     # a partial channel block
+    assert not gluon_even(cfg, 1536, 2048, 24, 16)   # states past N in the last group
+    assert not gluon_even(replace(cfg, even_gluon=0), 1536, 2048, 16, 16)
+
+
 def test_gluon_sass_tool_compiles_the_kernels_for_sm90():
     """benchmarks/gluon_sass.py compiles the Gluon kernels for sm_90 without a GPU (the
     bundled ptxas) and reports registers and the tile loop; its figures back the kernel
@@ -288,10 +303,14 @@ def test_gluon_sass_tool_compiles_the_kernels_for_sm90():
     if not (Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas").exists():
         pytest.skip("this triton has no bundled ptxas")
     tool = Path(__file__).resolve().parent.parent / "benchmarks" / "gluon_sass.py"
-    for args in (["fwd"], ["bwd", "--summary", "--chunked"]):
+    counts = {}
+    for args in (["fwd"], ["fwd", "--even"], ["bwd", "--summary", "--chunked"]):
         out = subprocess.run([sys.executable, str(tool), *args], capture_output=True, text=True,
                              timeout=300)
         assert out.returncode == 0, out.stderr[-2000:]
         head, loop = out.stdout.strip().splitlines()
         assert re.search(r"\d+ registers, spills \d+ B stored", head), head
-        assert int(re.search(r"tile loop: (\d+) SASS", loop).group(1)) > 0, loop
+        counts[" ".join(args)] = int(re.search(r"tile loop: (\d+) SASS", loop).group(1))
+        assert counts[" ".join(args)] > 0, loop
+    # the unmasked variant drops the masks' compares and selects from the tile loop
+    assert counts["fwd --even"] < counts["fwd"]

@@ -40,8 +40,8 @@ from __future__ import annotations
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 
-from .gluon_fwd import (LN2, LOG2E, PAD_T, _bc_tile, _io_index, _join16, _rcp, _softplus_g,
-                        _state_index)
+from .gluon_fwd import (LN2, LOG2E, PAD_T, _bc_tile, _io_index, _join16, _ld, _rcp,
+                        _softplus_g, _st, _state_index)
 
 PAD_R = gl.constexpr(4)  # floats after each [BD, 4] row of the (Δ, Δu, dy) buffer
 
@@ -139,12 +139,14 @@ def _bwd_gluon_kernel(
     HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
     SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
     HAS_R: gl.constexpr, SUMMARY: gl.constexpr, REEXP: gl.constexpr = True,
+    EVEN: gl.constexpr = False,
 ):
     """Gradients for one chunk of BD = 32 channels (see the module docstring for outputs).
     SUMMARY: only the chunk's summary for the reverse chunk combine, the adjoint it hands to
     the step before it when nothing comes from after it (R after its first step, into dA_ptr
     as (batch, n_chunks, N, dim)) and its sum of Δ (into dD_ptr as (batch, n_chunks, dim));
-    u, B, the saved states and the other outputs are not read."""
+    u, B, the saved states and the other outputs are not read. EVEN: L a multiple of TL, dim
+    of BD and N a power of two (no masks)."""
     W: gl.constexpr = gl.num_warps()
     NS: gl.constexpr = L3.size_per_thread[2]
     GS: gl.constexpr = W * NS   # states held at a time (one group)
@@ -264,7 +266,8 @@ def _bwd_gluon_kernel(
             slope = _rcp(1.0 + gl.exp2(-LOG2E * raw))  # sigmoid(raw) = d softplus / d raw
         else:
             dt = raw
-        dt = gl.where(tm, dt, 0.0)
+        if not EVEN:
+            dt = gl.where(tm, dt, 0.0)
         if SUMMARY:
             u = gl.zeros_like(dt)
             dbias_acc += dt
@@ -287,17 +290,19 @@ def _bwd_gluon_kernel(
         # prefetch the tile before this one
         tp = t0 - TL
         tmp = io_dm & gl.expand_dims((tp + io_t >= t_start) & (tp + io_t < t_end), 0)
-        dt_nx = gl.load(dt_ptr + io_base + tp, mask=tmp, other=0.0)
+        if EVEN:  # before the start: the first tile again (loaded, not used)
+            tp = gl.maximum(tp, 0)
+        dt_nx = _ld(dt_ptr + io_base + tp, tmp, EVEN)
         if not SUMMARY:
-            u_nx = gl.load(u_ptr + io_base + tp, mask=tmp, other=0.0)
-        o_nx = gl.load(dout_ptr + io_base + tp, mask=tmp, other=0.0)
+            u_nx = _ld(u_ptr + io_base + tp, tmp, EVEN)
+        o_nx = _ld(dout_ptr + io_base + tp, tmp, EVEN)
         if HAS_Z:
-            z_nx = gl.load(z_ptr + io_base + tp, mask=tmp, other=0.0)
+            z_nx = _ld(z_ptr + io_base + tp, tmp, EVEN)
         bcm = bc_nm & gl.expand_dims((tp + bc_t >= t_start) & (tp + bc_t < t_end), 0)
         if B_VARY and not SUMMARY:
-            B_nx = gl.load(B_ptr + offB + tp * sB_l, mask=bcm, other=0.0)
+            B_nx = _ld(B_ptr + offB + tp * sB_l, bcm, EVEN)
         if C_VARY:
-            C_nx = gl.load(C_ptr + offC + tp * sC_l, mask=bcm, other=0.0)
+            C_nx = _ld(C_ptr + offC + tp * sC_l, bcm, EVEN)
         gl.thread_barrier()
         if SUMMARY:
             Rn = ()
@@ -332,8 +337,7 @@ def _bwd_gluon_kernel(
                 if not C_VARY:
                     srcC = Ccs[gi]
                     dC_acc = dCs[gi]
-                h = gl.load(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd + gi * GS * dim,
-                            mask=mg, other=0.0)
+                h = _ld(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd + gi * GS * dim, mg, EVEN)
                 hl = ()
                 ylg = ()
                 cl = ()
@@ -353,8 +357,12 @@ def _bwd_gluon_kernel(
                         dC_acc = gl.fma(dy_t, h, dC_acc)
                 yl = ylg
                 if C_VARY:  # dC_t = sum over channels of dy_t h_t: lane l stores step l >> 1
+                    if EVEN:
+                        cmask = smask3
+                    else:
+                        cmask = smask3 & (n3 + gi * GS < N) & (t0 + st3 < t_end)
                     gl.store(dC_row3 + gi * GS * L + t0 + st3, _lane_sums16(cl, lane3),
-                             mask=smask3 & (n3 + gi * GS < N) & (t0 + st3 < t_end))
+                             mask=cmask)
                 s1g = ()
                 s2g = ()
                 bl = ()
@@ -383,8 +391,12 @@ def _bwd_gluon_kernel(
                 s1l = s1g
                 s2l = s2g
                 if B_VARY:
+                    if EVEN:
+                        bmask = smask3
+                    else:
+                        bmask = smask3 & (n3 + gi * GS < N) & (t0 + st3 < t_end)
                     gl.store(dB_row3 + gi * GS * L + t0 + st3, _lane_sums16(bl, lane3),
-                             mask=smask3 & (n3 + gi * GS < N) & (t0 + st3 < t_end))
+                             mask=bmask)
                 Rn = Rn + (R,)
                 dAn = dAn + (dA_acc,)
                 if not B_VARY:
@@ -412,14 +424,15 @@ def _bwd_gluon_kernel(
             ddt = s2 * LN2 + s1 * u
             if SOFTPLUS:
                 ddt = ddt * slope
-            ddt = gl.where(tm, ddt, 0.0)
+            if not EVEN:
+                ddt = gl.where(tm, ddt, 0.0)
             dbias_acc += ddt
             offs = io_base + t0
-            gl.store(du_ptr + offs, du.to(du_ptr.dtype.element_ty), mask=tm)
-            gl.store(ddt_ptr + offs, ddt.to(ddt_ptr.dtype.element_ty), mask=tm)
+            _st(du_ptr + offs, du.to(du_ptr.dtype.element_ty), tm, EVEN)
+            _st(ddt_ptr + offs, ddt.to(ddt_ptr.dtype.element_ty), tm, EVEN)
             if HAS_Z:
                 dz = dout * ypre * sz * (1.0 + z * (1.0 - sz))
-                gl.store(dz_ptr + offs, dz.to(dz_ptr.dtype.element_ty), mask=tm)
+                _st(dz_ptr + offs, dz.to(dz_ptr.dtype.element_ty), tm, EVEN)
 
     for gi in gl.static_range(NG):
         off = prog + gi * GS * dim

@@ -103,6 +103,24 @@ def _softplus_g(x):
 
 
 @gluon.jit
+def _ld(ptr, mask, EVEN: gl.constexpr):
+    """A load, masked unless EVEN (whole tiles, whole channel blocks, N a power of two)."""
+    if EVEN:
+        return gl.load(ptr)
+    else:
+        return gl.load(ptr, mask=mask, other=0.0)
+
+
+@gluon.jit
+def _st(ptr, v, mask, EVEN: gl.constexpr):
+    """A store, masked unless EVEN."""
+    if EVEN:
+        gl.store(ptr, v)
+    else:
+        gl.store(ptr, v, mask=mask)
+
+
+@gluon.jit
 def _state_index(d0, dim, N, BD: gl.constexpr, L3: gl.constexpr):
     """Channel d (the lane), state n = w * NS + s and their mask, as [BD, W, NS] tensors of
     the state layout L3."""
@@ -143,7 +161,7 @@ def _bc_tile(pid_b, d0, N, s_b, s_g, s_n, s_l, group, NP: gl.constexpr, TL: gl.c
 
 @gluon.jit
 def _stage(dt_raw, u_raw, bias, tmask, dd, buf, BD: gl.constexpr,
-           HAS_BIAS: gl.constexpr, SOFTPLUS: gl.constexpr):
+           HAS_BIAS: gl.constexpr, SOFTPLUS: gl.constexpr, EVEN: gl.constexpr):
     """Δ (after bias and softplus) and Δu of a [BD, TL] tile into the shared buffer, as
     [TL, BD, 2] rows (one 8-byte read per channel and step); zero past the chunk (a = 1, no
     input)."""
@@ -152,7 +170,8 @@ def _stage(dt_raw, u_raw, bias, tmask, dd, buf, BD: gl.constexpr,
         dt = dt + gl.expand_dims(bias, 1)
     if SOFTPLUS:
         dt = _softplus_g(dt)
-    dt = gl.where(tmask, dt, 0.0)
+    if not EVEN:
+        dt = gl.where(tmask, dt, 0.0)
     dd.index(buf).store(gl.permute(gl.join(dt, dt * u_raw.to(gl.float32)), [1, 0, 2]))
     return dt
 
@@ -215,7 +234,7 @@ def _steps16(h, A2, rows, i, L3: gl.constexpr, BD: gl.constexpr, B_VARY: gl.cons
 
 @gluon.jit
 def _finish_y(ys_r, first, u, z, Dv, y_ptr, offs, mask, W: gl.constexpr, TL: gl.constexpr,
-              LIO: gl.constexpr, HAS_D: gl.constexpr, HAS_Z: gl.constexpr):
+              LIO: gl.constexpr, HAS_D: gl.constexpr, HAS_Z: gl.constexpr, EVEN: gl.constexpr):
     """y of one tile: the W warps' parts (rows first … first + W - 1 of ys_r) summed, D skip,
     SiLU(z) gate, stored in y's dtype."""
     yv = ys_r.index(first).load(LIO)
@@ -225,7 +244,7 @@ def _finish_y(ys_r, first, u, z, Dv, y_ptr, offs, mask, W: gl.constexpr, TL: gl.
         yv += Dv * u
     if HAS_Z:
         yv = _silu_gate(yv, z, y_ptr.dtype.element_ty != gl.float32)
-    gl.store(y_ptr + offs, yv.to(y_ptr.dtype.element_ty), mask=mask)
+    _st(y_ptr + offs, yv.to(y_ptr.dtype.element_ty), mask, EVEN)
 
 
 @gluon.jit
@@ -239,11 +258,12 @@ def _fwd_gluon_kernel(
     L3: gl.constexpr, LIO: gl.constexpr, LBC: gl.constexpr,
     HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
     SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
-    HAS_H0: gl.constexpr, SUMMARY: gl.constexpr,
+    HAS_H0: gl.constexpr, SUMMARY: gl.constexpr, EVEN: gl.constexpr = False,
 ):
     """Scan one chunk of BD = 32 channels. SUMMARY: only the chunk's end state from a zero
     start (into h0_ptr as hsum (batch, n_chunks, N, dim)) and its sum of Δ (into last_ptr
-    as dtsum (batch, n_chunks, dim)); no y, no tile states."""
+    as dtsum (batch, n_chunks, dim)); no y, no tile states. EVEN: L a multiple of TL, dim of
+    BD and N a power of two, so that no load or store needs a mask."""
     W: gl.constexpr = gl.num_warps()
     NS: gl.constexpr = NP // W
     SH2: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [1, 0])
@@ -331,7 +351,7 @@ def _fwd_gluon_kernel(
         buf = (it - tile0) % 2
         t0 = it * TL
         tm = io_dm & gl.expand_dims(t0 + io_t < t_end, 0)
-        dt_c = _stage(dt_nx, u_nx, bias, tm, dd, buf, BD, HAS_BIAS, SOFTPLUS)
+        dt_c = _stage(dt_nx, u_nx, bias, tm, dd, buf, BD, HAS_BIAS, SOFTPLUS, EVEN)
         if B_VARY:
             bs.index(buf).store(gl.permute(B_nx.to(gl.float32), [1, 0]))
         if SUMMARY:
@@ -345,23 +365,25 @@ def _fwd_gluon_kernel(
         # prefetch the next tile
         t1 = t0 + TL
         tmn = io_dm & gl.expand_dims(t1 + io_t < t_end, 0)
-        dt_nx = gl.load(dt_ptr + io_base + t1, mask=tmn, other=0.0)
-        u_nx = gl.load(u_ptr + io_base + t1, mask=tmn, other=0.0)
+        if EVEN:  # past the end: the last tile again (loaded, not used)
+            t1 = gl.minimum(t1, L - TL)
+        dt_nx = _ld(dt_ptr + io_base + t1, tmn, EVEN)
+        u_nx = _ld(u_ptr + io_base + t1, tmn, EVEN)
         bcm = bc_nm & gl.expand_dims(t1 + bc_t < t_end, 0)
         if B_VARY:
-            B_nx = gl.load(B_ptr + offB + t1 * sB_l, mask=bcm, other=0.0)
+            B_nx = _ld(B_ptr + offB + t1 * sB_l, bcm, EVEN)
         if not SUMMARY:
             if HAS_Z:
-                z_nx = gl.load(z_ptr + io_base + t1, mask=tmn, other=0.0)
+                z_nx = _ld(z_ptr + io_base + t1, tmn, EVEN)
             if C_VARY:
-                C_nx = gl.load(C_ptr + offC + t1 * sC_l, mask=bcm, other=0.0)
+                C_nx = _ld(C_ptr + offC + t1 * sC_l, bcm, EVEN)
         gl.thread_barrier()
         if not SUMMARY:
             if it > tile0:
                 _finish_y(ys_r, (1 - buf) * W, u_pv, z_pv, Dv, y_ptr, io_base + (t0 - TL), m_pv,
-                          W, TL, LIO, HAS_D, HAS_Z)
+                          W, TL, LIO, HAS_D, HAS_Z, EVEN)
             # the state entering this tile, for the backward
-            gl.store(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd, h, mask=m3)
+            _st(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd, h, m3, EVEN)
         h, yt = _steps16(h, A2, rows, buf * TL, L3, BD, B_VARY, C_VARY, not SUMMARY)
         if not SUMMARY:
             ys.index(buf).store(yt)
@@ -377,6 +399,6 @@ def _fwd_gluon_kernel(
         gl.thread_barrier()
         if tile1 > tile0:
             _finish_y(ys_r, ((tile1 - 1 - tile0) % 2) * W, u_pv, z_pv, Dv, y_ptr,
-                      io_base + (tile1 - 1) * TL, m_pv, W, TL, LIO, HAS_D, HAS_Z)
+                      io_base + (tile1 - 1) * TL, m_pv, W, TL, LIO, HAS_D, HAS_Z, EVEN)
         if t_end == L:
             gl.store(last_ptr + (pid_b * dim + d3) * N + n3, h, mask=m3)

@@ -18,7 +18,7 @@ SEQSUITE_SCAN_CFG="bd_fwd,bd_bwd,tile,warps_fwd,warps_bwd[,warps_per_sm[,unroll]
 kernels), SEQSUITE_SCAN_SEQ="bd,warps,warps_per_sm" (seq kernel),
 SEQSUITE_SCAN_GLUON="ns,min_warps_per_sm[,ns_chunked,chunk_warps_per_sm[,maxnreg]]" (Gluon
 forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm[,maxnreg[,reexp]]]"
-(Gluon backward).
+(Gluon backward), SEQSUITE_SCAN_EVEN=0|1 (both Gluon kernels' unmasked variant).
 """
 from __future__ import annotations
 
@@ -76,6 +76,9 @@ class ScanConfig:
     # 17:02 UTC: rows 1, 2 and 5 of DESIGN §7 6-7 % faster, the chunked rows 3 and 4 3 %
     # slower, row 6 (N = 64) within 1 %)
     reexp_bwd_gluon: int = 1
+    # both Gluon kernels: the unmasked variant where a call fits it (`gluon_even`); 0 never
+    # (SEQSUITE_SCAN_EVEN=0)
+    even_gluon: int = 1
 
 
 CONFIG = ScanConfig()
@@ -111,6 +114,9 @@ def _config() -> ScanConfig:
         v = [int(x) for x in seq.split(",")]
         cfg = replace(cfg, bd_seq=v[0], warps_seq=v[1] if len(v) > 1 else cfg.warps_seq,
                       warps_per_sm_seq=v[2] if len(v) > 2 else cfg.warps_per_sm_seq)
+    even = os.environ.get("SEQSUITE_SCAN_EVEN")
+    if even:
+        cfg = replace(cfg, even_gluon=int(even))
     gl_env = os.environ.get("SEQSUITE_SCAN_GLUON")
     if gl_env:
         v = [int(x) for x in gl_env.split(",")]
@@ -306,15 +312,25 @@ def gluon_plan(cfg: ScanConfig, batch: int, dim: int, L: int, N: int, sms: int):
 
 
 def gluon_consts(NS: int, warps: int, NP: int, TL: int, has_d: bool, has_z: bool,
-                 has_bias: bool, softplus: bool, b_vary: bool, c_vary: bool) -> dict:
+                 has_bias: bool, softplus: bool, b_vary: bool, c_vary: bool,
+                 even: bool = False) -> dict:
     """The constexpr arguments both Gluon kernels take: 32 channels per program, NS states per
-    thread over `warps` warps (NP states in all), TL-step tiles, and the call's options."""
+    thread over `warps` warps (NP states in all), TL-step tiles, and the call's options.
+    even (`gluon_even`): no load or store needs a mask."""
     from . import gluon_fwd as G
 
     return dict(BD=32, NP=NP, TL=TL, L3=G.state_layout(NS, warps),
                 LIO=G.tile_layout(32, TL, warps), LBC=G.tile_layout(NP, TL, warps),
                 HAS_D=has_d, HAS_Z=has_z, HAS_BIAS=has_bias, SOFTPLUS=softplus,
-                B_VARY=b_vary, C_VARY=c_vary)
+                B_VARY=b_vary, C_VARY=c_vary, EVEN=even)
+
+
+def gluon_even(cfg: ScanConfig, dim: int, L: int, N: int, TL: int) -> bool:
+    """Whether a call fits the Gluon kernels' EVEN variant: L a multiple of the tile, dim of the
+    32 channels of a program and N a power of two, so that no load or store is masked (the
+    tile loop has 7 % fewer instructions; at N = 64 the backward spills less). `even_gluon`
+    = 0 turns it off."""
+    return bool(cfg.even_gluon) and L % TL == 0 and dim % 32 == 0 and N == triton.next_power_of_2(N)
 
 
 def gluon_fwd_maxnreg(cfg: ScanConfig, warps: int) -> int:
@@ -352,7 +368,8 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
     n_tiles = triton.cdiv(L, TL)
     chunk_len = ct * TL
     consts = gluon_consts(NS, warps, NP, TL, D is not None, z is not None,
-                          delta_bias is not None, delta_softplus, b_vary, c_vary)
+                          delta_bias is not None, delta_softplus, b_vary, c_vary,
+                          gluon_even(cfg, dim, L, N, TL))
     launch = dict(num_warps=warps)
     maxnreg = gluon_fwd_maxnreg(cfg, warps)
     if maxnreg:
@@ -535,7 +552,8 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
     strides = (u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sB, *sC)
     dims = (dim, L, N, chunk_len, n_chunks, n_tiles, n_dblk, gb, gc, *strides)
     consts = dict(gluon_consts(NS, warps, NP, TL, D is not None, z is not None,
-                               delta_bias is not None, delta_softplus, b_vary, c_vary),
+                               delta_bias is not None, delta_softplus, b_vary, c_vary,
+                               gluon_even(cfg, dim, L, N, TL)),
                   num_warps=warps)
     zz, bias = _opt(z, u), _opt(delta_bias, u)
     r = None
