@@ -19,6 +19,8 @@ def main() -> None:
     p.add_argument("--row", type=int, default=0)
     p.add_argument("--medians", type=int, default=4)
     p.add_argument("--fresh", action="store_true", help="new input tensors for every median")
+    p.add_argument("--addresses", action="store_true",
+                   help="print each median with the buffers' addresses (MiB, mod 64 MiB)")
     a = p.parse_args()
     import seqsuite.kernels.triton_scan  # noqa: F401  (registers the ops)
     from seqsuite.cli.bench_scan import ROWS, _median_ms, make_inputs
@@ -36,6 +38,14 @@ def main() -> None:
                 True, tile_for(N))
         with torch.no_grad():
             out.append(_median_ms(lambda: torch.ops.seqsuite.scan_fwd(*args), 10, 50))
+            if a.addresses:
+                y, _, states = torch.ops.seqsuite.scan_fwd(*args)
+                bufs = dict(u=x["u"], dt=x["delta"], z=x["z"], B=x["B"], C=x["C"], y=y,
+                            states=states)
+                mib = " ".join(f"{k}={(t.data_ptr() % (64 << 20)) / (1 << 20):.3f}"
+                               for k, t in bufs.items())
+                print(f"  {out[-1]:.3f} ms  {mib}", flush=True)
+                del y, states
     print(f"row {a.row} fwd ms: " + " ".join(f"{v:.3f}" for v in out), flush=True)
 
 

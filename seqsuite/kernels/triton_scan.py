@@ -382,9 +382,11 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
     strides = (u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sB, *sC)
     bias = _opt(delta_bias, u)
     if n_chunks > 1:
+        # the summaries of every chunk but the last (no chunk starts after it; the combine
+        # reads its slot but stores nothing from it)
         hsum = torch.empty((batch, n_chunks, N, dim), dtype=torch.float32, device=u.device)
         dtsum = torch.empty((batch, n_chunks, dim), dtype=torch.float32, device=u.device)
-        G._fwd_gluon_kernel[grid](
+        G._fwd_gluon_kernel[(n_dblk, n_chunks - 1, batch)](
             u, delta, u, A, B, C, u, bias, y, hsum, states, dtsum,
             dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc, *strides,
             **consts, HAS_H0=False, SUMMARY=True, **launch,
