@@ -18,10 +18,12 @@ SEQSUITE_SCAN_CFG="bd_fwd,bd_bwd,tile,warps_fwd,warps_bwd[,warps_per_sm[,unroll]
 kernels), SEQSUITE_SCAN_SEQ="bd,warps,warps_per_sm" (seq kernel),
 SEQSUITE_SCAN_GLUON="ns,min_warps_per_sm[,ns_chunked,chunk_warps_per_sm[,maxnreg]]" (Gluon
 forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm[,maxnreg[,reexp]]]"
-(Gluon backward), SEQSUITE_SCAN_EVEN=0|1 (both Gluon kernels' unmasked variant).
+(Gluon backward), SEQSUITE_SCAN_EVEN=0|1 (both Gluon kernels' unmasked variant),
+SEQSUITE_SCAN_FASTLAUNCH=0|1 (`_launch`).
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass, replace
@@ -30,6 +32,7 @@ from typing import Optional
 import torch
 import triton
 from torch import Tensor
+from triton import knobs
 
 from .triton_bwd import _bwd_chunk_summary_kernel, _bwd_kernel
 from .triton_fwd import _chunk_combine_kernel, _fwd_chunk_summary_kernel, _fwd_kernel
@@ -79,6 +82,9 @@ class ScanConfig:
     # both Gluon kernels: the unmasked variant where a call fits it (`gluon_even`); 0 never
     # (SEQSUITE_SCAN_EVEN=0)
     even_gluon: int = 1
+    # launch the Gluon kernels through `_launch`'s cache of compiled kernels (0: through
+    # Triton's dispatcher every call; SEQSUITE_SCAN_FASTLAUNCH=0)
+    fast_launch: int = 1
 
 
 CONFIG = ScanConfig()
@@ -117,6 +123,9 @@ def _config() -> ScanConfig:
     even = os.environ.get("SEQSUITE_SCAN_EVEN")
     if even:
         cfg = replace(cfg, even_gluon=int(even))
+    fast = os.environ.get("SEQSUITE_SCAN_FASTLAUNCH")
+    if fast:
+        cfg = replace(cfg, fast_launch=int(fast))
     gl_env = os.environ.get("SEQSUITE_SCAN_GLUON")
     if gl_env:
         v = [int(x) for x in gl_env.split(",")]
@@ -192,18 +201,64 @@ def _contig(t: Optional[Tensor]) -> Optional[Tensor]:
     return None if t is None else (t if t.stride(-1) == 1 and t.is_contiguous() else t.contiguous())
 
 
+_LAUNCH_CACHE: dict = {}
+
+
+def _spec(a):
+    """What Triton specialises a runtime argument on: a tensor's dtype and 16-byte alignment,
+    an int's being 1, a multiple of 16 or beyond 32 bits."""
+    if isinstance(a, Tensor):
+        return a.dtype, a.data_ptr() % 16 == 0
+    if isinstance(a, bool) or not isinstance(a, int):
+        return a
+    return a == 1, a % 16 == 0, -(1 << 31) <= a < (1 << 31)
+
+
+def _launch(fast: bool, fn, grid, args: tuple, key, consts: dict) -> None:
+    """fn[grid](*args, **consts). Triton's dispatcher binds and specialises every argument
+    and hashes the constexprs (Gluon layouts among them) on every call: tens of µs of host
+    time per launch, more than the GPU time of a short scan. With `fast`, the compiled kernel
+    is kept under (fn, key, the arguments' specialisation) and launched directly; `key` must
+    stand for everything in `consts` (which holds the constexprs and launch options). The
+    first call of each key goes through the dispatcher (and compiles)."""
+    if not fast:
+        fn[grid](*args, **consts)
+        return
+    ck = (fn, key, args[0].device, tuple(_spec(a) for a in args))
+    hit = _LAUNCH_CACHE.get(ck)
+    if hit is None:
+        k = fn[grid](*args, **consts)
+        k = k.result() if hasattr(k, "result") else k
+        tail = tuple(consts[p.name] if p.name in consts else p.default
+                     for p in fn.params[len(args):])
+        _LAUNCH_CACHE[ck] = (k, tail)
+        return
+    k, tail = hit
+    full = args + tail
+    stream = torch.cuda.current_stream().cuda_stream
+    g = tuple(grid) + (1,) * (3 - len(grid))
+    k.run(g[0], g[1], g[2], stream, k.function, k.packed_metadata,
+          k.launch_metadata(g, stream, *full), knobs.runtime.launch_enter_hook,
+          knobs.runtime.launch_exit_hook, *full)
+
+
 def _carry(summ: Tensor, dtsum: Tensor, A: Tensor, init: Optional[Tensor],
-           reverse: bool) -> Tensor:
+           reverse: bool, fast: bool = False) -> Tensor:
     """The state (forward) or adjoint (reverse) entering each chunk, from the chunks' own
     summaries: `_chunk_combine_kernel` over (batch, n_chunks, N, dim)."""
     batch, n_chunks, N, dim = summ.shape
     out = torch.empty_like(summ)
     BLK = 256
-    _chunk_combine_kernel[(triton.cdiv(dim * N, BLK), batch)](
-        summ, dtsum, A, _opt(init, summ), out, dim, N, n_chunks, A.stride(0), A.stride(1),
-        BLOCK=BLK, REVERSE=reverse, HAS_INIT=init is not None, num_warps=4,
-    )
+    has_init = init is not None
+    _launch(fast, _chunk_combine_kernel, (triton.cdiv(dim * N, BLK), batch),
+            (summ, dtsum, A, _opt(init, summ), out, dim, N, n_chunks, A.stride(0), A.stride(1)),
+            (reverse, has_init), _combine_consts(reverse, has_init))
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def _combine_consts(reverse: bool, has_init: bool) -> dict:
+    return dict(BLOCK=256, REVERSE=reverse, HAS_INIT=has_init, num_warps=4)
 
 
 def _bwd_carry(cfg: ScanConfig, dout, u, delta, A, C, z, delta_bias, delta_softplus, c_vary,
@@ -311,12 +366,14 @@ def gluon_plan(cfg: ScanConfig, batch: int, dim: int, L: int, N: int, sms: int):
     return NS, warps, ct, math.ceil(n_tiles / ct)
 
 
+@functools.lru_cache(maxsize=None)
 def gluon_consts(NS: int, warps: int, NP: int, TL: int, has_d: bool, has_z: bool,
                  has_bias: bool, softplus: bool, b_vary: bool, c_vary: bool,
                  even: bool = False) -> dict:
     """The constexpr arguments both Gluon kernels take: 32 channels per program, NS states per
     thread over `warps` warps (NP states in all), TL-step tiles, and the call's options.
-    even (`gluon_even`): no load or store needs a mask."""
+    even (`gluon_even`): no load or store needs a mask. Cached: the caller must not change
+    the dict."""
     from . import gluon_fwd as G
 
     return dict(BD=32, NP=NP, TL=TL, L3=G.state_layout(NS, warps),
@@ -340,6 +397,11 @@ def gluon_fwd_maxnreg(cfg: ScanConfig, warps: int) -> int:
     return cfg.maxnreg_gluon or (128 if warps >= 8 else 0)
 
 
+@functools.lru_cache(maxsize=None)
+def _sm_count(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
 def _gluon_bc(B: Tensor, C: Tensor, dim: int, TL: int):
     """`_bc_layout` of B and C for the Gluon kernels (32-channel programs, 16-step tiles), or
     None where they do not apply: another tile, or a B/C group a program would straddle."""
@@ -361,19 +423,16 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
         return None
     (B, b_vary, gb, sB), (C, c_vary, gc, sC) = bc
     BD = 32
-    sms = torch.cuda.get_device_properties(u.device).multi_processor_count
+    sms = _sm_count(u.device)
     NS, warps, ct, n_chunks = gluon_plan(cfg, batch, dim, L, N, sms)
     NP = NS * warps
     n_dblk = triton.cdiv(dim, BD)
     n_tiles = triton.cdiv(L, TL)
     chunk_len = ct * TL
-    consts = gluon_consts(NS, warps, NP, TL, D is not None, z is not None,
-                          delta_bias is not None, delta_softplus, b_vary, c_vary,
-                          gluon_even(cfg, dim, L, N, TL))
-    launch = dict(num_warps=warps)
-    maxnreg = gluon_fwd_maxnreg(cfg, warps)
-    if maxnreg:
-        launch["maxnreg"] = maxnreg
+    ckey = (NS, warps, NP, TL, D is not None, z is not None, delta_bias is not None,
+            bool(delta_softplus), b_vary, c_vary, gluon_even(cfg, dim, L, N, TL),
+            gluon_fwd_maxnreg(cfg, warps))
+    fast = bool(cfg.fast_launch)
     y = torch.empty_like(u)
     last = torch.empty((batch, dim, N), dtype=torch.float32, device=u.device)
     states = torch.empty((batch, n_tiles, N, dim), dtype=torch.float32, device=u.device)
@@ -386,18 +445,28 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
         # reads its slot but stores nothing from it)
         hsum = torch.empty((batch, n_chunks, N, dim), dtype=torch.float32, device=u.device)
         dtsum = torch.empty((batch, n_chunks, dim), dtype=torch.float32, device=u.device)
-        G._fwd_gluon_kernel[(n_dblk, n_chunks - 1, batch)](
-            u, delta, u, A, B, C, u, bias, y, hsum, states, dtsum,
-            dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc, *strides,
-            **consts, HAS_H0=False, SUMMARY=True, **launch,
-        )
-        h0 = _carry(hsum, dtsum, A, None, reverse=False)
-    G._fwd_gluon_kernel[grid](
-        u, delta, _opt(z, u), A, B, C, _opt(D, u), bias, y, _opt(h0, last), states, last,
-        dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc, *strides,
-        **consts, HAS_H0=h0 is not None, SUMMARY=False, **launch,
-    )
+        _launch(fast, G._fwd_gluon_kernel, (n_dblk, n_chunks - 1, batch),
+                (u, delta, u, A, B, C, u, bias, y, hsum, states, dtsum,
+                 dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc, *strides),
+                (ckey, False, True), _fwd_consts(ckey, False, True))
+        h0 = _carry(hsum, dtsum, A, None, reverse=False, fast=fast)
+    has_h0 = h0 is not None
+    _launch(fast, G._fwd_gluon_kernel, grid,
+            (u, delta, _opt(z, u), A, B, C, _opt(D, u), bias, y, _opt(h0, last), states, last,
+             dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc, *strides),
+            (ckey, has_h0, False), _fwd_consts(ckey, has_h0, False))
     return y, last, states
+
+
+@functools.lru_cache(maxsize=None)
+def _fwd_consts(ckey: tuple, has_h0: bool, summary: bool) -> dict:
+    """The Gluon forward's constexprs and launch options for `_launch` (ckey: see
+    `_scan_fwd_gluon`)."""
+    *gk, maxnreg = ckey
+    d = dict(gluon_consts(*gk), HAS_H0=has_h0, SUMMARY=summary, num_warps=ckey[1])
+    if maxnreg:
+        d["maxnreg"] = maxnreg
+    return d
 
 
 @scan_fwd.register_fake
@@ -511,6 +580,16 @@ def gluon_bwd_plan(cfg: ScanConfig, batch: int, dim: int, L: int, N: int, sms: i
     return NS, W, ct, math.ceil(n_tiles / ct), cs
 
 
+@functools.lru_cache(maxsize=None)
+def _bwd_consts(ckey: tuple, has_r: bool, summary: bool, reexp: bool, maxnreg: int) -> dict:
+    """The Gluon backward's constexprs and launch options for `_launch` (ckey: see
+    `_scan_bwd_gluon`)."""
+    d = dict(gluon_consts(*ckey), HAS_R=has_r, SUMMARY=summary, REEXP=reexp, num_warps=ckey[1])
+    if maxnreg:
+        d["maxnreg"] = maxnreg
+    return d
+
+
 def reexp_bwd(cfg: ScanConfig, n_chunks: int, N: int) -> bool:
     """Whether the Gluon backward recomputes exp(ΔA) in its reverse pass (`reexp_bwd_gluon`)."""
     r = cfg.reexp_bwd_gluon
@@ -531,7 +610,7 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
         return None
     (B, b_vary, gb, sB), (C, c_vary, gc, sC) = bc
     BD = 32
-    sms = torch.cuda.get_device_properties(u.device).multi_processor_count
+    sms = _sm_count(u.device)
     plan = gluon_bwd_plan(cfg, batch, dim, L, N, sms)
     if plan is None:
         return None
@@ -553,10 +632,9 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
     grid = (n_dblk, n_chunks, batch)
     strides = (u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sB, *sC)
     dims = (dim, L, N, chunk_len, n_chunks, n_tiles, n_dblk, gb, gc, *strides)
-    consts = dict(gluon_consts(NS, warps, NP, TL, D is not None, z is not None,
-                               delta_bias is not None, delta_softplus, b_vary, c_vary,
-                               gluon_even(cfg, dim, L, N, TL)),
-                  num_warps=warps)
+    ckey = (NS, warps, NP, TL, D is not None, z is not None, delta_bias is not None,
+            bool(delta_softplus), b_vary, c_vary, gluon_even(cfg, dim, L, N, TL))
+    fast = bool(cfg.fast_launch)
     zz, bias = _opt(z, u), _opt(delta_bias, u)
     r = None
     if n_chunks > 1:
@@ -565,25 +643,24 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
         n_sub = triton.cdiv(n_tiles, cs)
         rsum = torch.empty((batch, n_sub, N, dim), **f32)
         dtsum = torch.empty((batch, n_sub, dim), **f32)
-        GB._bwd_gluon_kernel[(n_dblk, n_sub, batch)](
-            dout, u, delta, zz, A, B, C, u, bias, states, rsum,
-            du, ddelta, du, rsum, dB, dC, dtsum, dbias,
-            dim, L, N, cs * TL, n_sub, n_tiles, n_dblk, gb, gc, *strides,
-            **consts, HAS_R=False, SUMMARY=True,
-        )
+        skey = (ckey, False, True, True, 0)
+        _launch(fast, GB._bwd_gluon_kernel, (n_dblk, n_sub, batch),
+                (dout, u, delta, zz, A, B, C, u, bias, states, rsum,
+                 du, ddelta, du, rsum, dB, dC, dtsum, dbias,
+                 dim, L, N, cs * TL, n_sub, n_tiles, n_dblk, gb, gc, *strides),
+                skey, _bwd_consts(*skey))
         r = _carry(rsum, dtsum, A, dlast.float().contiguous() if dlast is not None else None,
-                   reverse=True)
+                   reverse=True, fast=fast)
         k = ct // cs
         last_sub = torch.arange(n_chunks, device=u.device) * k + (k - 1)
         r = r.index_select(1, last_sub.clamp_max(n_sub - 1)).contiguous()
     elif dlast is not None:
         r = dlast.float().transpose(1, 2).unsqueeze(1).contiguous()  # (batch, 1, N, dim)
-    own = dict(maxnreg=cfg.maxnreg_bwd_gluon) if cfg.maxnreg_bwd_gluon else {}
-    GB._bwd_gluon_kernel[grid](
-        dout, u, delta, zz, A, B, C, _opt(D, u), bias, states, _opt(r, dA_part),
-        du, ddelta, dz if z is not None else du, dA_part, dB, dC, dD, dbias, *dims,
-        **consts, HAS_R=r is not None, SUMMARY=False, REEXP=reexp_bwd(cfg, n_chunks, N), **own,
-    )
+    mkey = (ckey, r is not None, False, reexp_bwd(cfg, n_chunks, N), cfg.maxnreg_bwd_gluon)
+    _launch(fast, GB._bwd_gluon_kernel, grid,
+            (dout, u, delta, zz, A, B, C, _opt(D, u), bias, states, _opt(r, dA_part),
+             du, ddelta, dz if z is not None else du, dA_part, dB, dC, dD, dbias, *dims),
+            mkey, _bwd_consts(*mkey))
     dA = dA_part.sum((0, 1)).t().contiguous()
 
     def reduce_bc(X, vary, G, X_in):
