@@ -24,6 +24,10 @@ from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# compiled for real: under the interpreter triton.jit makes InterpretedFunctions (the
+# reductions' combine functions among them), which the Gluon compiler cannot call (the CPU
+# tests run this tool with TRITON_INTERPRET=1 in their environment)
+os.environ.pop("TRITON_INTERPRET", None)
 
 BF16_ARGS = {
     "fwd": ("u_ptr", "dt_ptr", "z_ptr", "B_ptr", "C_ptr", "y_ptr"),

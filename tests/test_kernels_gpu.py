@@ -136,6 +136,23 @@ def test_gpu_backward_kernels_agree_unchunked(monkeypatch, layout, G, dim):
         assert rel(a, b) < 1e-4, (name, rel(a, b))
 
 
+@pytest.mark.parametrize("shape", [(2, 256, 2048, 16), (1, 64, 4097, 16), (16, 128, 4096, 16)])
+def test_gpu_inference_path_matches_training_forward(shape):
+    """Without gradients the scan skips the backward's tile states (and torch's dispatcher):
+    y and the last state must be those of the training forward, bit for bit (unchunked,
+    masked and chunked grids)."""
+    from seqsuite.kernels import selective_scan
+
+    x = make(*shape, dtype=torch.bfloat16)
+    with torch.no_grad():
+        y0, last0 = selective_scan(**x, delta_softplus=True, return_last_state=True)
+    xg = {k: v.clone().requires_grad_() for k, v in x.items()}
+    y1, last1 = selective_scan(**xg, delta_softplus=True, return_last_state=True)
+    assert torch.equal(y0, y1.detach()) and torch.equal(last0, last1.detach())
+    y2, _, states = torch.ops.seqsuite.scan_fwd(*(x[k] for k in ORDER), True, 16)
+    assert torch.equal(y0, y2) and states.shape[1] == -(-shape[2] // 16)
+
+
 def test_gpu_long_sequence_batch1():
     """Batch 1, L = 2^20 (the §7 row): y and the last state against the float64 reference run
     in segments of 2^16 steps carrying the state."""

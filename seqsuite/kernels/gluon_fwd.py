@@ -259,11 +259,13 @@ def _fwd_gluon_kernel(
     HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
     SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
     HAS_H0: gl.constexpr, SUMMARY: gl.constexpr, EVEN: gl.constexpr = False,
+    SAVE: gl.constexpr = True,
 ):
     """Scan one chunk of BD = 32 channels. SUMMARY: only the chunk's end state from a zero
     start (into h0_ptr as hsum (batch, n_chunks, N, dim)) and its sum of Δ (into last_ptr
     as dtsum (batch, n_chunks, dim)); no y, no tile states. EVEN: L a multiple of TL, dim of
-    BD and N a power of two, so that no load or store needs a mask."""
+    BD and N a power of two, so that no load or store needs a mask. SAVE=False (no backward
+    will run): the tile states are not stored."""
     W: gl.constexpr = gl.num_warps()
     NS: gl.constexpr = NP // W
     SH2: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [1, 0])
@@ -382,8 +384,8 @@ def _fwd_gluon_kernel(
             if it > tile0:
                 _finish_y(ys_r, (1 - buf) * W, u_pv, z_pv, Dv, y_ptr, io_base + (t0 - TL), m_pv,
                           W, TL, LIO, HAS_D, HAS_Z, EVEN)
-            # the state entering this tile, for the backward
-            _st(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd, h, m3, EVEN)
+            if SAVE:  # the state entering this tile, for the backward
+                _st(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd, h, m3, EVEN)
         h, yt = _steps16(h, A2, rows, buf * TL, L3, BD, B_VARY, C_VARY, not SUMMARY)
         if not SUMMARY:
             ys.index(buf).store(yt)

@@ -90,7 +90,27 @@ class ScanConfig:
 CONFIG = ScanConfig()
 
 
+_ENV_KEYS = ("SEQSUITE_SCAN_CFG", "SEQSUITE_SCAN_BWD", "SEQSUITE_SCAN_BWD_GLUON",
+             "SEQSUITE_SCAN_FWD", "SEQSUITE_SCAN_SEQ", "SEQSUITE_SCAN_EVEN",
+             "SEQSUITE_SCAN_FASTLAUNCH", "SEQSUITE_SCAN_GLUON")
+_CONFIG_CACHE: dict = {}
+
+
 def _config() -> ScanConfig:
+    """CONFIG with the environment's overrides (cached per CONFIG's values and the
+    environment; tests change CONFIG's fields in place)."""
+    if torch.compiler.is_compiling():  # dynamo traces the plain version
+        return _config_from_env()
+    key = (id(CONFIG), tuple(CONFIG.__dict__.values()), tuple(os.environ.get(k) for k in _ENV_KEYS))
+    hit = _CONFIG_CACHE.get(key)
+    if hit is not None and hit[0] is CONFIG:
+        return hit[1]
+    cfg = _config_from_env()
+    _CONFIG_CACHE[key] = (CONFIG, cfg)
+    return cfg
+
+
+def _config_from_env() -> ScanConfig:
     cfg = CONFIG
     env = os.environ.get("SEQSUITE_SCAN_CFG")
     if env:
@@ -207,11 +227,11 @@ _LAUNCH_CACHE: dict = {}
 def _spec(a):
     """What Triton specialises a runtime argument on: a tensor's dtype and 16-byte alignment,
     an int's being 1, a multiple of 16 or beyond 32 bits."""
+    if type(a) is int:
+        return a if a < 2 else (a & 15 == 0, a < (1 << 31))
     if isinstance(a, Tensor):
-        return a.dtype, a.data_ptr() % 16 == 0
-    if isinstance(a, bool) or not isinstance(a, int):
-        return a
-    return a == 1, a % 16 == 0, -(1 << 31) <= a < (1 << 31)
+        return a.dtype, a.data_ptr() & 15 == 0
+    return a
 
 
 def _launch(fast: bool, fn, grid, args: tuple, key, consts: dict) -> None:
@@ -293,11 +313,20 @@ def scan_fwd(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Forward scan. Returns y (like u), last state (batch, dim, N) fp32, tile-start states
     (batch, ceil(L / tile), N, dim) fp32 for the backward."""
+    return scan_fwd_impl(u, delta, A, B, C, D, z, delta_bias, delta_softplus, tile)
+
+
+def scan_fwd_impl(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool, tile: int,
+                  save_states: bool = True):
+    """The forward scan (`scan_fwd`'s body, also called directly by the eager autograd path).
+    save_states=False (no backward will run): the Gluon forward skips the tile-start states
+    and returns an empty (batch, 0, N, dim) tensor in their place."""
     cfg = _config()
     u, delta, z, D, delta_bias = (_contig(t) for t in (u, delta, z, D, delta_bias))
     kind = _fwd_kind(cfg, u.device)
     if kind == "gluon":
-        out = _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, tile)
+        out = _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, tile,
+                              save_states)
         if out is not None:
             return out
     batch, dim, L = u.shape
@@ -411,7 +440,8 @@ def _gluon_bc(B: Tensor, C: Tensor, dim: int, TL: int):
     return Bl, Cl
 
 
-def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL):
+def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL,
+                    save_states: bool = True):
     """The Gluon forward (gluon_fwd.py), or None where its 32-channel programs would straddle
     a B/C group."""
     from . import gluon_fwd as G
@@ -435,7 +465,9 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
     fast = bool(cfg.fast_launch)
     y = torch.empty_like(u)
     last = torch.empty((batch, dim, N), dtype=torch.float32, device=u.device)
-    states = torch.empty((batch, n_tiles, N, dim), dtype=torch.float32, device=u.device)
+    states = torch.empty((batch, n_tiles if save_states else 0, N, dim), dtype=torch.float32,
+                         device=u.device)
+    hs = states if save_states else last
     grid = (n_dblk, n_chunks, batch)
     h0 = None
     strides = (u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sB, *sC)
@@ -446,24 +478,24 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
         hsum = torch.empty((batch, n_chunks, N, dim), dtype=torch.float32, device=u.device)
         dtsum = torch.empty((batch, n_chunks, dim), dtype=torch.float32, device=u.device)
         _launch(fast, G._fwd_gluon_kernel, (n_dblk, n_chunks - 1, batch),
-                (u, delta, u, A, B, C, u, bias, y, hsum, states, dtsum,
+                (u, delta, u, A, B, C, u, bias, y, hsum, hs, dtsum,
                  dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc, *strides),
-                (ckey, False, True), _fwd_consts(ckey, False, True))
+                (ckey, False, True, True), _fwd_consts(ckey, False, True, True))
         h0 = _carry(hsum, dtsum, A, None, reverse=False, fast=fast)
     has_h0 = h0 is not None
     _launch(fast, G._fwd_gluon_kernel, grid,
-            (u, delta, _opt(z, u), A, B, C, _opt(D, u), bias, y, _opt(h0, last), states, last,
+            (u, delta, _opt(z, u), A, B, C, _opt(D, u), bias, y, _opt(h0, last), hs, last,
              dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc, *strides),
-            (ckey, has_h0, False), _fwd_consts(ckey, has_h0, False))
+            (ckey, has_h0, False, save_states), _fwd_consts(ckey, has_h0, False, save_states))
     return y, last, states
 
 
 @functools.lru_cache(maxsize=None)
-def _fwd_consts(ckey: tuple, has_h0: bool, summary: bool) -> dict:
+def _fwd_consts(ckey: tuple, has_h0: bool, summary: bool, save: bool) -> dict:
     """The Gluon forward's constexprs and launch options for `_launch` (ckey: see
     `_scan_fwd_gluon`)."""
     *gk, maxnreg = ckey
-    d = dict(gluon_consts(*gk), HAS_H0=has_h0, SUMMARY=summary, num_warps=ckey[1])
+    d = dict(gluon_consts(*gk), HAS_H0=has_h0, SUMMARY=summary, SAVE=save, num_warps=ckey[1])
     if maxnreg:
         d["maxnreg"] = maxnreg
     return d
@@ -488,6 +520,14 @@ def scan_bwd(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Backward scan. Returns du, ddelta, dA, dB, dC, dD, dz, ddelta_bias (empty tensors
     for absent optional inputs)."""
+    return scan_bwd_impl(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
+                         dlast, tile)
+
+
+def scan_bwd_impl(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool, states,
+                  dlast, tile: int):
+    """The backward scan (`scan_bwd`'s body, also called directly by the eager autograd
+    path)."""
     cfg = _config()
     dout, u, delta, z, D, delta_bias = (_contig(t) for t in (dout, u, delta, z, D, delta_bias))
     if _bwd_kind(cfg, u.device) == "gluon":
@@ -718,10 +758,47 @@ def _backward(ctx, dy, dlast, dstates):
 torch.library.register_autograd("seqsuite::scan_fwd", _backward, setup_context=_setup_context)
 
 
+class _Scan(torch.autograd.Function):
+    """The eager path: the same forward and backward as the custom ops, called directly.
+    A call through torch.ops costs about 0.1-0.5 ms of host time in torch's dispatcher and
+    its output-aliasing check (benchmarks/probe_host.py, RESULTS.md 2026-11-29 18:2x UTC),
+    more than the GPU time of a short scan."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, tile):
+        y, last, states = scan_fwd_impl(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                                        tile)
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states)
+        ctx.delta_softplus, ctx.tile = delta_softplus, tile
+        ctx.set_materialize_grads(False)
+        return y, last
+
+    @staticmethod
+    def backward(ctx, dy, dlast):
+        u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
+        if dy is None:
+            dy = torch.zeros_like(u)
+        du, ddelta, dA, dB, dC, dD, dz, dbias = scan_bwd_impl(
+            dy, u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus, states, dlast, ctx.tile)
+        return (du, ddelta, dA, dB, dC,
+                dD if D is not None else None,
+                dz if z is not None else None,
+                dbias if delta_bias is not None else None,
+                None, None)
+
+
 def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                           delta_softplus=False, return_last_state=False):
-    """Real-A selective scan through the Triton kernels (differentiable)."""
-    y, last, _ = torch.ops.seqsuite.scan_fwd(
-        u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), tile_for(A.shape[1])
-    )
+    """Real-A selective scan through the Triton kernels (differentiable). Under torch.compile
+    through the custom ops (no graph breaks); in eager mode through `_Scan` (the same
+    functions without the dispatcher's host time), and without saving the backward's tile
+    states when no input needs a gradient."""
+    args = (u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), tile_for(A.shape[1]))
+    if torch.compiler.is_compiling():
+        y, last, _ = torch.ops.seqsuite.scan_fwd(*args)
+    elif torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias)):
+        y, last = _Scan.apply(*args)
+    else:
+        y, last, _ = scan_fwd_impl(*args, save_states=False)
     return (y, last) if return_last_state else y
