@@ -260,6 +260,24 @@ def test_gluon_backward_plan():
     assert gluon_bwd_plan(cfg, 1, 32, 40, 16, 132)[2:4] == (1, 3)  # no more chunks than tiles
 
 
+def test_gluon_backward_summary_shape():
+    """The backward's chunk summaries hold the main pass's 16-state group in 2 warps of 8
+    states (N >= 16), all of a smaller N in one warp; the states per group stay those of the
+    main pass (GS = NS x warps)."""
+    from dataclasses import replace
+
+    from seqsuite.kernels.triton_scan import ScanConfig, gluon_bwd_plan, gluon_bwd_summary_shape
+
+    cfg = ScanConfig()
+    for N, want in ((16, (8, 2)), (64, (8, 2)), (24, (8, 2)), (4, (4, 1)), (1, (1, 1))):
+        NS, warps = gluon_bwd_plan(cfg, 1, 256, 1 << 20, N, 132)[:2]
+        NP = 1 << (N - 1).bit_length()
+        NSs, Ws = gluon_bwd_summary_shape(cfg, NS, warps, NP)
+        assert (NSs, Ws) == want and NSs * Ws == NS * warps, N
+    # ns_summary = the main pass's NS: the main pass's shape
+    assert gluon_bwd_summary_shape(replace(cfg, ns_summary_bwd_gluon=2), 2, 8, 16) == (2, 8)
+
+
 def test_gluon_backward_reexp_policy():
     """exp(ΔA) is recomputed in the reverse pass on unchunked grids with N <= 16 by default
     (measured faster there, slower on chunked rows); 0 and 2 force it off and on."""

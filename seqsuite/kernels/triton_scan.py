@@ -17,7 +17,7 @@ Tunables live in `CONFIG` (a plain dataclass). Environment overrides for benchma
 SEQSUITE_SCAN_CFG="bd_fwd,bd_bwd,tile,warps_fwd,warps_bwd[,warps_per_sm[,unroll]]" (tile
 kernels), SEQSUITE_SCAN_SEQ="bd,warps,warps_per_sm" (seq kernel),
 SEQSUITE_SCAN_GLUON="ns,min_warps_per_sm[,ns_chunked,chunk_warps_per_sm[,maxnreg]]" (Gluon
-forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm[,maxnreg[,reexp]]]"
+forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm[,maxnreg[,reexp[,ns_summary]]]]"
 (Gluon backward), SEQSUITE_SCAN_EVEN=0|1 (both Gluon kernels' unmasked variant),
 SEQSUITE_SCAN_FASTLAUNCH=0|1 (`_launch`).
 """
@@ -72,7 +72,12 @@ class ScanConfig:
     # SUMMARY, 40 registers) run on sub-chunks until that grid has summary_programs_per_sm
     # programs per SM (row 4: the summary over 2 chunks took 0.50 of 1.79 ms, 8 warps per SM)
     programs_per_sm_bwd_gluon: int = 2
-    summary_programs_per_sm_bwd_gluon: int = 6
+    # the summaries hold ns_summary_bwd_gluon states per thread (8: 2-warp programs; the
+    # 8-warp shape of the main pass made every warp re-read the tile's Δ and dy rows, and
+    # the summary of row 3 ran 3.1 ms bound by shared memory, ncu 2026-11-29 18:45 UTC), and
+    # run until their grid has summary_programs_per_sm programs per SM (24 x 2 warps)
+    ns_summary_bwd_gluon: int = 8
+    summary_programs_per_sm_bwd_gluon: int = 24
     maxnreg_bwd_gluon: int = 0  # 0: ptxas chooses (255 at N = 16: one 8-warp CTA per SM)
     # the reverse pass recomputes exp(ΔA) instead of holding step 2.'s (gluon_bwd.py, REEXP):
     # 0 never, 2 always, 1 on unchunked grids with N <= 16 (measured, RESULTS.md 2026-11-29
@@ -129,7 +134,8 @@ def _config_from_env() -> ScanConfig:
         v = [int(x) for x in bg.split(",")]
         cfg = replace(cfg, **dict(zip(("ns_bwd_gluon", "programs_per_sm_bwd_gluon",
                                        "summary_programs_per_sm_bwd_gluon",
-                                       "maxnreg_bwd_gluon", "reexp_bwd_gluon"), v)))
+                                       "maxnreg_bwd_gluon", "reexp_bwd_gluon",
+                                       "ns_summary_bwd_gluon"), v)))
     kind = os.environ.get("SEQSUITE_SCAN_FWD")
     if kind:
         if kind not in ("auto", "tile", "seq", "gluon"):
@@ -630,6 +636,14 @@ def _bwd_consts(ckey: tuple, has_r: bool, summary: bool, reexp: bool, maxnreg: i
     return d
 
 
+def gluon_bwd_summary_shape(cfg: ScanConfig, NS: int, warps: int, NP: int) -> tuple[int, int]:
+    """(states per thread, warps) of the Gluon backward's chunk summaries: the main pass's
+    group of NS x warps states held by fewer warps (ns_summary_bwd_gluon states per thread),
+    so that fewer warps re-read each staged row."""
+    NSs = min(NP, max(cfg.ns_summary_bwd_gluon, NS))
+    return NSs, max(warps * NS // NSs, 1)
+
+
 def reexp_bwd(cfg: ScanConfig, n_chunks: int, N: int) -> bool:
     """Whether the Gluon backward recomputes exp(ΔA) in its reverse pass (`reexp_bwd_gluon`)."""
     r = cfg.reexp_bwd_gluon
@@ -683,7 +697,7 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
         n_sub = triton.cdiv(n_tiles, cs)
         rsum = torch.empty((batch, n_sub, N, dim), **f32)
         dtsum = torch.empty((batch, n_sub, dim), **f32)
-        skey = (ckey, False, True, True, 0)
+        skey = (gluon_bwd_summary_shape(cfg, NS, warps, NP) + ckey[2:], False, True, True, 0)
         _launch(fast, GB._bwd_gluon_kernel, (n_dblk, n_sub, batch),
                 (dout, u, delta, zz, A, B, C, u, bias, states, rsum,
                  du, ddelta, du, rsum, dB, dC, dtsum, dbias,
