@@ -102,8 +102,8 @@ def bench_row(batch: int, dim: int, L: int, N: int, ref_fwd: float, ref_bwd: flo
     x = make_inputs(batch, dim, L, N)
     tile = tile_for(N)
     args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True, tile)
-    # the eager functions that `selective_scan` runs (training: the forward saves the tile
-    # states); torch.ops adds 0.1-0.5 ms of host time per call (benchmarks/probe_launch.py)
+    # the eager functions that `selective_scan` runs when training (the forward saves the
+    # tile states for the backward)
     from seqsuite.kernels.triton_scan import scan_bwd_impl as bwd
     from seqsuite.kernels.triton_scan import scan_fwd_impl as fwd
     with torch.no_grad():

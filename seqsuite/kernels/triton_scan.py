@@ -242,11 +242,13 @@ def _spec(a):
 
 def _launch(fast: bool, fn, grid, args: tuple, key, consts: dict) -> None:
     """fn[grid](*args, **consts). Triton's dispatcher binds and specialises every argument
-    and hashes the constexprs (Gluon layouts among them) on every call: tens of µs of host
-    time per launch, more than the GPU time of a short scan. With `fast`, the compiled kernel
+    and hashes the constexprs (Gluon layouts among them) on every call. With `fast`, the
+    compiled kernel
     is kept under (fn, key, the arguments' specialisation) and launched directly; `key` must
     stand for everything in `consts` (which holds the constexprs and launch options). The
-    first call of each key goes through the dispatcher (and compiles)."""
+    first call of each key goes through the dispatcher (and compiles). Measured on the H200
+    machine: the backward's host time per call 10-45 % lower, the forward's within that
+    host's noise (benchmarks/probe_launch.py)."""
     if not fast:
         fn[grid](*args, **consts)
         return
@@ -773,10 +775,11 @@ torch.library.register_autograd("seqsuite::scan_fwd", _backward, setup_context=_
 
 
 class _Scan(torch.autograd.Function):
-    """The eager path: the same forward and backward as the custom ops, called directly.
-    A call through torch.ops costs about 0.1-0.5 ms of host time in torch's dispatcher and
-    its output-aliasing check (benchmarks/probe_host.py, RESULTS.md 2026-11-29 18:2x UTC),
-    more than the GPU time of a short scan."""
+    """The eager path: the same forward and backward as the custom ops, called directly
+    (torch.compile keeps the ops). On the H200 machine's host the two paths measured alike
+    within that host's noise (200-400 µs per forward call either way, benchmarks/
+    probe_launch.py, RESULTS.md 2026-11-29 17:58 UTC); what the direct path adds is the
+    inference forward of `selective_scan_triton`."""
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, tile):
