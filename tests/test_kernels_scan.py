@@ -292,6 +292,36 @@ def test_gluon_backward_reexp_policy():
     assert all(reexp_bwd(replace(cfg, reexp_bwd_gluon=2), c, n) for c in (1, 4) for n in (16, 64))
 
 
+def test_config_cache_follows_environment_and_fields(monkeypatch):
+    """`_config()` is cached, but an environment override or a field changed in place (as the
+    tests and benchmark sweeps do) must show at the next call."""
+    from seqsuite.kernels import triton_scan
+
+    monkeypatch.setattr(triton_scan, "CONFIG", triton_scan.ScanConfig())
+    monkeypatch.delenv("SEQSUITE_SCAN_EVEN", raising=False)
+    assert triton_scan._config().even_gluon == 1
+    monkeypatch.setenv("SEQSUITE_SCAN_EVEN", "0")
+    assert triton_scan._config().even_gluon == 0
+    monkeypatch.delenv("SEQSUITE_SCAN_EVEN")
+    assert triton_scan._config().even_gluon == 1
+    triton_scan.CONFIG.fast_launch = 0
+    assert triton_scan._config().fast_launch == 0
+    monkeypatch.setenv("SEQSUITE_SCAN_BWD_GLUON", "2,2,6,0,1,4")
+    cfg = triton_scan._config()
+    assert (cfg.ns_summary_bwd_gluon, cfg.reexp_bwd_gluon, cfg.fast_launch) == (4, 1, 0)
+
+
+def test_plain_python_cdiv_and_pow2_match_triton():
+    import triton
+
+    from seqsuite.kernels.triton_scan import _cdiv, _pow2
+
+    for a in (1, 2, 15, 16, 17, 1000, 1 << 20):
+        assert _pow2(a) == triton.next_power_of_2(a)
+        for b in (1, 16, 32):
+            assert _cdiv(a, b) == triton.cdiv(a, b)
+
+
 def test_gluon_even_policy():
     """The unmasked (EVEN) variant of the Gluon kernels runs only where no load or store would
     need a mask: L a multiple of the tile, dim of the 32-channel programs, N a power of two."""

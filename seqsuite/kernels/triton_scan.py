@@ -98,6 +98,7 @@ CONFIG = ScanConfig()
 _ENV_KEYS = ("SEQSUITE_SCAN_CFG", "SEQSUITE_SCAN_BWD", "SEQSUITE_SCAN_BWD_GLUON",
              "SEQSUITE_SCAN_FWD", "SEQSUITE_SCAN_SEQ", "SEQSUITE_SCAN_EVEN",
              "SEQSUITE_SCAN_FASTLAUNCH", "SEQSUITE_SCAN_GLUON")
+_ENV_KEYS_B = tuple(k.encode() for k in _ENV_KEYS)
 _CONFIG_CACHE: dict = {}
 
 
@@ -106,7 +107,12 @@ def _config() -> ScanConfig:
     environment; tests change CONFIG's fields in place)."""
     if torch.compiler.is_compiling():  # dynamo traces the plain version
         return _config_from_env()
-    key = (id(CONFIG), tuple(CONFIG.__dict__.values()), tuple(os.environ.get(k) for k in _ENV_KEYS))
+    env = getattr(os.environ, "_data", None)  # CPython's raw mapping: 8 lookups in < 1 µs
+    if isinstance(env, dict) and os.name == "posix":
+        vals = tuple(env.get(k) for k in _ENV_KEYS_B)
+    else:
+        vals = tuple(os.environ.get(k) for k in _ENV_KEYS)
+    key = (id(CONFIG), tuple(CONFIG.__dict__.values()), vals)
     hit = _CONFIG_CACHE.get(key)
     if hit is not None and hit[0] is CONFIG:
         return hit[1]
@@ -199,7 +205,7 @@ def _bc_layout(X: Tensor, dim: int):
 
 def _block_d(target: int, dim: int, groups: list[int]) -> int:
     """Largest power of two <= target that divides every varying group size (and <= dim)."""
-    bd = min(target, triton.next_power_of_2(dim))
+    bd = min(target, _pow2(dim))
     for g in groups:
         bd = min(bd, g & -g)  # lowest set bit: largest power of two dividing g
     return max(bd, 1)
@@ -225,6 +231,17 @@ def _opt(t: Optional[Tensor], like: Tensor) -> Tensor:
 
 def _contig(t: Optional[Tensor]) -> Optional[Tensor]:
     return None if t is None else (t if t.stride(-1) == 1 and t.is_contiguous() else t.contiguous())
+
+
+def _cdiv(a: int, b: int) -> int:
+    """ceil(a / b) in plain Python (triton.cdiv goes through Triton's constexpr-function
+    wrapper: about 3 µs of host time per call, eight per forward)."""
+    return -(-a // b)
+
+
+def _pow2(n: int) -> int:
+    """The smallest power of two >= n (>= 1), in plain Python (see `_cdiv`)."""
+    return 1 << max(n - 1, 0).bit_length()
 
 
 _LAUNCH_CACHE: dict = {}
@@ -278,7 +295,7 @@ def _carry(summ: Tensor, dtsum: Tensor, A: Tensor, init: Optional[Tensor],
     out = torch.empty_like(summ)
     BLK = 256
     has_init = init is not None
-    _launch(fast, _chunk_combine_kernel, (triton.cdiv(dim * N, BLK), batch),
+    _launch(fast, _chunk_combine_kernel, (_cdiv(dim * N, BLK), batch),
             (summ, dtsum, A, _opt(init, summ), out, dim, N, n_chunks, A.stride(0), A.stride(1)),
             (reverse, has_init), _combine_consts(reverse, has_init))
     return out
@@ -303,7 +320,7 @@ def _bwd_carry(cfg: ScanConfig, dout, u, delta, A, C, z, delta_bias, delta_softp
     rsum = torch.zeros((batch, n_chunks, N, dim), **f32)
     dtsum = torch.zeros((batch, n_chunks, dim), **f32)
     if n_chunks > 1:
-        _bwd_chunk_summary_kernel[(triton.cdiv(dim, BD), n_chunks, batch)](
+        _bwd_chunk_summary_kernel[(_cdiv(dim, BD), n_chunks, batch)](
             dout, _opt(z, u), delta, A, C, _opt(delta_bias, u), rsum, dtsum,
             dim, L, N, chunk_len, n_chunks, gc,
             u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sC,
@@ -345,8 +362,8 @@ def scan_fwd_impl(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool, til
     seq = kind == "seq"
     groups = [g for g, v in ((gb, b_vary), (gc, c_vary)) if v]
     BD = _block_d(cfg.bd_seq if seq else cfg.bd_fwd, dim, groups)
-    n_dblk = triton.cdiv(dim, BD)
-    n_tiles = triton.cdiv(L, TL)
+    n_dblk = _cdiv(dim, BD)
+    n_tiles = _cdiv(L, TL)
     warps = cfg.warps_seq if seq else cfg.warps_fwd
     ct, n_chunks = _n_chunks(replace(cfg, warps_per_sm=cfg.warps_per_sm_seq) if seq else cfg,
                              batch * n_dblk, warps, n_tiles, u.device)
@@ -368,7 +385,7 @@ def scan_fwd_impl(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool, til
         )
         h0 = _carry(hsum, dtsum, A, None, reverse=False)
     # the two forward kernels take the same arguments but for their own tunables
-    kernel, own = ((_fwd_seq_kernel, dict(NP=triton.next_power_of_2(N))) if seq
+    kernel, own = ((_fwd_seq_kernel, dict(NP=_pow2(N))) if seq
                    else (_fwd_kernel, dict(UNROLL=cfg.unroll)))
     kernel[grid](
         u, delta, _opt(z, u), A, B, C, _opt(D, u), _opt(delta_bias, u), y,
@@ -384,15 +401,15 @@ def scan_fwd_impl(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool, til
 
 def _gluon_shape(ns: int, N: int):
     """(NP, NS, warps) of the Gluon forward for N states: warps x NS = NP states."""
-    NP = triton.next_power_of_2(N)
+    NP = _pow2(N)
     NS = max(min(NP, ns), NP // 8, 1)
     return NP, NS, max(NP // NS, 1)
 
 
 def gluon_plan(cfg: ScanConfig, batch: int, dim: int, L: int, N: int, sms: int):
     """(NS, warps, chunk length in tiles, chunks) of the Gluon forward for a call."""
-    n_dblk = triton.cdiv(dim, 32)
-    n_tiles = triton.cdiv(L, 16)
+    n_dblk = _cdiv(dim, 32)
+    n_tiles = _cdiv(L, 16)
     _, NS, warps = _gluon_shape(cfg.ns_gluon, N)
     if batch * n_dblk * warps >= cfg.min_warps_per_sm_gluon * sms or n_tiles == 1:
         return NS, warps, n_tiles, 1
@@ -424,7 +441,7 @@ def gluon_even(cfg: ScanConfig, dim: int, L: int, N: int, TL: int) -> bool:
     32 channels of a program and N a power of two, so that no load or store is masked (the
     tile loop has 7 % fewer instructions; at N = 64 the backward spills less). `even_gluon`
     = 0 turns it off."""
-    return bool(cfg.even_gluon) and L % TL == 0 and dim % 32 == 0 and N == triton.next_power_of_2(N)
+    return bool(cfg.even_gluon) and L % TL == 0 and dim % 32 == 0 and N == _pow2(N)
 
 
 def gluon_fwd_maxnreg(cfg: ScanConfig, warps: int) -> int:
@@ -464,8 +481,8 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
     sms = _sm_count(u.device)
     NS, warps, ct, n_chunks = gluon_plan(cfg, batch, dim, L, N, sms)
     NP = NS * warps
-    n_dblk = triton.cdiv(dim, BD)
-    n_tiles = triton.cdiv(L, TL)
+    n_dblk = _cdiv(dim, BD)
+    n_tiles = _cdiv(L, TL)
     chunk_len = ct * TL
     ckey = (NS, warps, NP, TL, D is not None, z is not None, delta_bias is not None,
             bool(delta_softplus), b_vary, c_vary, gluon_even(cfg, dim, L, N, TL),
@@ -550,8 +567,8 @@ def scan_bwd_impl(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus: boo
     B, b_vary, gb, sB = _bc_layout(B, dim)
     C, c_vary, gc, sC = _bc_layout(C, dim)
     BD = _block_d(cfg.bd_bwd, dim, [g for g, v in ((gb, b_vary), (gc, c_vary)) if v])
-    n_dblk = triton.cdiv(dim, BD)
-    n_tiles = triton.cdiv(L, TL)
+    n_dblk = _cdiv(dim, BD)
+    n_tiles = _cdiv(L, TL)
     ct, n_chunks = _n_chunks(cfg, batch * n_dblk, cfg.warps_bwd, n_tiles, u.device)
     chunk_len = ct * TL
     grid = (n_dblk, n_chunks, batch)
@@ -612,11 +629,11 @@ def gluon_bwd_plan(cfg: ScanConfig, batch: int, dim: int, L: int, N: int, sms: i
     per SM."""
     if N > 64:
         return None
-    NP = triton.next_power_of_2(N)
+    NP = _pow2(N)
     NS = min(NP, cfg.ns_bwd_gluon)
     W = max(min(NP, 16) // NS, 1)
-    n_tiles = triton.cdiv(L, 16)
-    programs = batch * triton.cdiv(dim, 32)
+    n_tiles = _cdiv(L, 16)
+    programs = batch * _cdiv(dim, 32)
     want = cfg.programs_per_sm_bwd_gluon * sms
     nc = 1 if programs >= want else max(1, min(n_tiles, want // programs))
     ct = math.ceil(n_tiles / nc)
@@ -671,9 +688,9 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
     if plan is None:
         return None
     NS, warps, ct, n_chunks, cs = plan
-    NP = triton.next_power_of_2(N)
-    n_dblk = triton.cdiv(dim, BD)
-    n_tiles = triton.cdiv(L, TL)
+    NP = _pow2(N)
+    n_dblk = _cdiv(dim, BD)
+    n_tiles = _cdiv(L, TL)
     chunk_len = ct * TL
     f32 = dict(dtype=torch.float32, device=u.device)
     du = torch.empty_like(u)
@@ -696,7 +713,7 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
     if n_chunks > 1:
         # the summaries of sub-chunks of cs tiles (the same kernel, SUMMARY), carried
         # backwards; chunk c takes the adjoint entering its last sub-chunk from the end
-        n_sub = triton.cdiv(n_tiles, cs)
+        n_sub = _cdiv(n_tiles, cs)
         rsum = torch.empty((batch, n_sub, N, dim), **f32)
         dtsum = torch.empty((batch, n_sub, dim), **f32)
         skey = (gluon_bwd_summary_shape(cfg, NS, warps, NP) + ckey[2:], False, True, True, 0)
