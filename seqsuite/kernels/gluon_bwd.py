@@ -101,6 +101,18 @@ def _lane_sums16(v, lane):
 
 
 @gluon.jit
+def _store_lane_sums16(v, row3, lane3, n3, N, t0, t_end, EVEN: gl.constexpr):
+    """`_lane_sums16` of v stored at row3 + t0 + step: the even lanes store (lanes l and
+    l ^ 1 hold the same step), masked past N and the chunk unless EVEN. row3: the states'
+    rows of dB or dC, n3: their state indices."""
+    st3 = lane3 >> 1
+    mask = (lane3 & 1) == 0
+    if not EVEN:
+        mask = mask & (n3 < N) & (t0 + st3 < t_end)
+    gl.store(row3 + t0 + st3, _lane_sums16(v, lane3), mask=mask)
+
+
+@gluon.jit
 def _ex2_mul(x, y):
     """exp2(x * y) as one inline-PTX block: the compiler cannot merge it with the same exp
     computed earlier, so the backward recomputes exp(ΔA) in its reverse pass (two cheap
@@ -160,7 +172,6 @@ def _bwd_gluon_kernel(
 
     d3, n3, m3 = _state_index(d0, dim, N, BD, L3)
     lane3 = d3 - d0      # = the lane
-    st3 = lane3 >> 1     # the step whose channel sums lane l holds after _lane_sums16
     nd = n3 * dim + d3
     prog = (pid_b * n_chunks + pid_c) * N * dim + nd  # this program's (n, d) slots
     zero3 = gl.zeros([BD, W, NS], gl.float32, L3)
@@ -196,7 +207,6 @@ def _bwd_gluon_kernel(
         dB_row3 = dB_ptr + ((pid_b * n_dblk + pid_d) * N + n3) * L  # + group + t
     if C_VARY and not SUMMARY:
         dC_row3 = dC_ptr + ((pid_b * n_dblk + pid_d) * N + n3) * L
-    smask3 = (lane3 & 1) == 0
 
     io_d, io_t, io_dm, io_base = _io_index(pid_b, d0, dim, s_ub, s_ud, BD, TL, LIO)
     if HAS_BIAS:
@@ -356,13 +366,9 @@ def _bwd_gluon_kernel(
                     else:
                         dC_acc = gl.fma(dy_t, h, dC_acc)
                 yl = ylg
-                if C_VARY:  # dC_t = sum over channels of dy_t h_t: lane l stores step l >> 1
-                    if EVEN:
-                        cmask = smask3
-                    else:
-                        cmask = smask3 & (n3 + gi * GS < N) & (t0 + st3 < t_end)
-                    gl.store(dC_row3 + gi * GS * L + t0 + st3, _lane_sums16(cl, lane3),
-                             mask=cmask)
+                if C_VARY:  # dC_t = sum over channels of dy_t h_t
+                    _store_lane_sums16(cl, dC_row3 + gi * GS * L, lane3, n3 + gi * GS, N, t0,
+                                       t_end, EVEN)
                 s1g = ()
                 s2g = ()
                 bl = ()
@@ -390,13 +396,9 @@ def _bwd_gluon_kernel(
                         R = gl.exp2(dt_t * A2g) * g  # the compiler keeps step 2.'s
                 s1l = s1g
                 s2l = s2g
-                if B_VARY:
-                    if EVEN:
-                        bmask = smask3
-                    else:
-                        bmask = smask3 & (n3 + gi * GS < N) & (t0 + st3 < t_end)
-                    gl.store(dB_row3 + gi * GS * L + t0 + st3, _lane_sums16(bl, lane3),
-                             mask=bmask)
+                if B_VARY:  # dB_t = sum over channels of g Δ_t u_t
+                    _store_lane_sums16(bl, dB_row3 + gi * GS * L, lane3, n3 + gi * GS, N, t0,
+                                       t_end, EVEN)
                 Rn = Rn + (R,)
                 dAn = dAn + (dA_acc,)
                 if not B_VARY:

@@ -766,19 +766,19 @@ def _(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, dlast, 
     )
 
 
-def _setup_context(ctx, inputs, output):
+def _save(ctx, inputs, states) -> None:
+    """Keep what the backward needs: the forward's 10 inputs and its tile states."""
     u, delta, A, B, C, D, z, delta_bias, delta_softplus, tile = inputs
-    _, _, states = output
     ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states)
-    ctx.delta_softplus = delta_softplus
-    ctx.tile = tile
+    ctx.delta_softplus, ctx.tile = delta_softplus, tile
 
 
-def _backward(ctx, dy, dlast, dstates):
+def _grads(ctx, bwd, dy, dlast) -> tuple:
+    """The gradients of the forward's 10 inputs from what `_save` kept, by `bwd` (the custom
+    op or `scan_bwd_impl`); None for absent optional inputs and the two flags."""
     u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
-    du, ddelta, dA, dB, dC, dD, dz, dbias = torch.ops.seqsuite.scan_bwd(
-        dy, u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus, states, dlast, ctx.tile
-    )
+    du, ddelta, dA, dB, dC, dD, dz, dbias = bwd(
+        dy, u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus, states, dlast, ctx.tile)
     return (
         du, ddelta, dA, dB, dC,
         dD if D is not None else None,
@@ -786,6 +786,14 @@ def _backward(ctx, dy, dlast, dstates):
         dbias if delta_bias is not None else None,
         None, None,
     )
+
+
+def _setup_context(ctx, inputs, output):
+    _save(ctx, inputs, output[2])
+
+
+def _backward(ctx, dy, dlast, dstates):
+    return _grads(ctx, torch.ops.seqsuite.scan_bwd, dy, dlast)
 
 
 torch.library.register_autograd("seqsuite::scan_fwd", _backward, setup_context=_setup_context)
@@ -800,33 +808,25 @@ class _Scan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, tile):
-        y, last, states = scan_fwd_impl(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                                        tile)
-        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states)
-        ctx.delta_softplus, ctx.tile = delta_softplus, tile
+        inputs = (u, delta, A, B, C, D, z, delta_bias, delta_softplus, tile)
+        y, last, states = scan_fwd_impl(*inputs)
+        _save(ctx, inputs, states)
         ctx.set_materialize_grads(False)
         return y, last
 
     @staticmethod
     def backward(ctx, dy, dlast):
-        u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
         if dy is None:
-            dy = torch.zeros_like(u)
-        du, ddelta, dA, dB, dC, dD, dz, dbias = scan_bwd_impl(
-            dy, u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus, states, dlast, ctx.tile)
-        return (du, ddelta, dA, dB, dC,
-                dD if D is not None else None,
-                dz if z is not None else None,
-                dbias if delta_bias is not None else None,
-                None, None)
+            dy = torch.zeros_like(ctx.saved_tensors[0])
+        return _grads(ctx, scan_bwd_impl, dy, dlast)
 
 
 def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None,
                           delta_softplus=False, return_last_state=False):
     """Real-A selective scan through the Triton kernels (differentiable). Under torch.compile
     through the custom ops (no graph breaks); in eager mode through `_Scan` (the same
-    functions without the dispatcher's host time), and without saving the backward's tile
-    states when no input needs a gradient."""
+    functions, called directly), and without saving the backward's tile states when no
+    input needs a gradient."""
     args = (u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), tile_for(A.shape[1]))
     if torch.compiler.is_compiling():
         y, last, _ = torch.ops.seqsuite.scan_fwd(*args)
