@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# One device call (issue 4, 2026-11-29 session k): the GPU scan tests and `bench scan` with a
+# wip patch applied (its kernel path off by default, so the default rows measure main), the
+# rows again with the patch's path on, and the host launch probe of row 0.
+# Results: $OUT/round5.tgz. Needs carry [".whl"].
+#   SEQSUITE_COMMIT=<commit> PATCH=benchmarks/wip/<name>.patch PATCH_ENV="VAR=value" bash benchmarks/gpu_round5.sh
+set -u
+T0=$(date +%s)
+el() { echo $(( $(date +%s) - T0 )); }
+source benchmarks/device_setup.sh > /dev/null 2>&1
+P=$OUT/round5; mkdir -p $P
+row() { grep -E "^ +[0-9]+ " "$1" | cut -c1-100; }
+if [ -n "${PATCH:-}" ]; then patch -p1 < "$PATCH" > $P/patch.log 2>&1; echo "patch rc=$?"; fi
+if [ "${TESTS:-1}" = 1 ]; then
+  timeout ${TESTS_S:-260} python3 -m pytest -q -m gpu -p no:cacheprovider -x tests/test_kernels_gpu.py \
+    -k "${TESTS_K:-scan_matches or forward_kernels or backward_kernels or long_sequence or inference_path}" > $P/pytest-gpu.log 2>&1
+  echo "gpu tests rc=$? at $(el)s: $(tail -1 $P/pytest-gpu.log)"
+  grep -E "^(FAILED|ERROR)|Error" $P/pytest-gpu.log | head -5
+fi
+timeout 120 $S bench scan --out $P/bench-scan.json > $P/bench-scan.log 2>&1
+echo "bench scan rc=$? at $(el)s"; tail -14 $P/bench-scan.log
+if [ -n "${PATCH_ENV:-}" ]; then
+  env $PATCH_ENV timeout 120 python3 benchmarks/scan.py --reps 50 ${PATCH_ROWS:+--rows $PATCH_ROWS} > $P/scan-patch.log 2>&1
+  echo "patch env ($PATCH_ENV) rc=$? at $(el)s"; row $P/scan-patch.log
+fi
+for c in ${EXTRA:-}; do   # EXTRA: "VAR=value;rows" items, each a scan.py run
+  v=${c%%;*}; r=${c#*;}
+  env $v timeout 90 python3 benchmarks/scan.py --reps 50 --rows $r > $P/extra-${v//[=,]/-}.log 2>&1
+  echo "extra $v rows $r rc=$? at $(el)s"; row $P/extra-${v//[=,]/-}.log
+done
+[ "${LAUNCH:-1}" = 1 ] && { timeout 90 python3 benchmarks/probe_launch.py --row 0 > $P/launch.log 2>&1; echo "launch rc=$? at $(el)s"; tail -20 $P/launch.log; }
+pack $P round5
+echo "all done at $(el)s"
