@@ -91,7 +91,6 @@ def main() -> None:
     p.add_argument("--summary", action="store_true", help="the SUMMARY variant")
     p.add_argument("--chunked", action="store_true", help="the chunk count as a runtime value")
     p.add_argument("--even", action="store_true", help="the EVEN variant (no masks)")
-    p.add_argument("--bd", type=int, default=32, help="forward: channels per program (32, 16, 8)")
     p.add_argument("--sass", help="also write the SASS here")
     a = p.parse_args()
 
@@ -105,12 +104,11 @@ def main() -> None:
     NP = triton.next_power_of_2(a.N)
     # the launcher's choices for row 1 (8, 1536, 2048, N) on the H200's 132 SMs
     if a.kernel == "fwd":
-        _, ns, warps, bd = _gluon_shape(a.ns or CONFIG.ns_gluon, a.N, a.bd)
+        _, ns, warps = _gluon_shape(a.ns or CONFIG.ns_gluon, a.N)
     else:
-        bd = 32
         ns, warps = gluon_bwd_plan(CONFIG if not a.ns else replace(CONFIG, ns_bwd_gluon=a.ns),
                                    8, 1536, 2048, a.N, 132)[:2]
-    common = dict(gluon_consts(ns, warps, NP, 16, True, True, True, True, True, True, False, bd),
+    common = dict(gluon_consts(ns, warps, NP, 16, True, True, True, True, True, True),
                   SUMMARY=a.summary)
     if a.kernel == "fwd":
         maxnreg = a.maxnreg or gluon_fwd_maxnreg(CONFIG, warps) or None
@@ -138,7 +136,7 @@ def main() -> None:
     regs = re.search(r"Used (\d+) registers", info)
     spill = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", info)
     n, ops = loop_opcodes(sass)
-    print(f"{a.kernel} N={a.N} NS={ns} warps={warps} BD={bd}: {regs.group(1) if regs else '?'} registers, "
+    print(f"{a.kernel} N={a.N} NS={ns} warps={warps}: {regs.group(1) if regs else '?'} registers, "
           f"spills {spill.group(1) if spill else '?'} B stored / {spill.group(2) if spill else '?'} B "
           f"loaded, {k.metadata.shared} B shared memory")
     print(f"tile loop: {n} SASS instructions; " + ", ".join(f"{o} {c}" for o, c in ops.most_common(16)))

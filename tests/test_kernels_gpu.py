@@ -86,9 +86,6 @@ def test_gpu_scan_matches_reference(shape, layout, G, dtype):
     dict(bwd="gluon", ns_bwd_gluon=4),           # backward: 4 states per thread, 4 warps
     dict(bwd="gluon", ns_bwd_gluon=1),           # backward: one state per thread
     dict(even_gluon=0),                          # masked loads and stores on whole tiles too
-    dict(fwd="gluon", min_warps_per_sm_gluon=0, bd_gluon=8),   # 8 channels a program (1 warp)
-    dict(fwd="gluon", min_warps_per_sm_gluon=0, bd_gluon=16, ns_gluon=2),  # 16, 4 warps of 2
-    dict(fwd="gluon", min_warps_per_sm_gluon=10**6, bd_chunked_gluon=16),  # chunked, 16 channels
 ])
 @pytest.mark.parametrize(
     "shape,layout,G",

@@ -58,10 +58,9 @@ def tile_layout(rows: int, cols: int, warps: int) -> gl.BlockedLayout:
     return gl.BlockedLayout([1, vec], [tpw_r, tpw_c], [wr, warps // wr], [1, 0])
 
 
-def state_layout(ns: int, warps: int, bd: int = 32) -> gl.BlockedLayout:
-    """[BD, G, NS] state layout: BD channels (bd of a warp's lanes, 32, 16 or 8), G = 32 / bd x
-    warps groups of NS states (the other lanes, then the warps)."""
-    return gl.BlockedLayout([1, 1, ns], [bd, 32 // bd, 1], [1, warps, 1], [2, 1, 0])
+def state_layout(ns: int, warps: int) -> gl.BlockedLayout:
+    """[BD = 32, W, NS] state layout: lane = channel, warp = group of NS states."""
+    return gl.BlockedLayout([1, 1, ns], [32, 1, 1], [1, warps, 1], [2, 1, 0])
 
 
 @gluon.jit
@@ -123,9 +122,9 @@ def _st(ptr, v, mask, EVEN: gl.constexpr):
 
 @gluon.jit
 def _state_index(d0, dim, N, BD: gl.constexpr, L3: gl.constexpr):
-    """Channel d, state n = g * NS + s (g: the state group) and their mask, as [BD, G, NS]
-    tensors of the state layout L3."""
-    W: gl.constexpr = L3.threads_per_warp[1] * L3.warps_per_cta[1]
+    """Channel d (the lane), state n = w * NS + s and their mask, as [BD, W, NS] tensors of
+    the state layout L3."""
+    W: gl.constexpr = L3.warps_per_cta[1]
     NS: gl.constexpr = L3.size_per_thread[2]
     LDW: gl.constexpr = gl.SliceLayout(2, L3)
     offs_d = d0 + gl.arange(0, BD, layout=gl.SliceLayout(1, LDW))
@@ -186,7 +185,7 @@ def _step(h, A2, rows, i, L3: gl.constexpr, BD: gl.constexpr, B_VARY: gl.constex
     LD: gl.constexpr = gl.SliceLayout(1, LDW)
     LWN: gl.constexpr = gl.SliceLayout(0, L3)
     W: gl.constexpr = L3.warps_per_cta[1]
-    L2: gl.constexpr = gl.BlockedLayout([1, 2], [BD, 32 // BD], [1, W], [1, 0])
+    L2: gl.constexpr = gl.BlockedLayout([1, 2], [32, 1], [1, W], [1, 0])
     dt_t, du_t = gl.split(rows[0].index(i).load(L2))
     dt_t = gl.expand_dims(gl.expand_dims(gl.convert_layout(dt_t, LD, assert_trivial=True), 1), 2)
     du_t = gl.expand_dims(gl.expand_dims(gl.convert_layout(du_t, LD, assert_trivial=True), 1), 2)
@@ -267,7 +266,7 @@ def _fwd_gluon_kernel(
     as dtsum (batch, n_chunks, dim)); no y, no tile states. EVEN: L a multiple of TL, dim of
     BD and N a power of two, so that no load or store needs a mask. SAVE=False (no backward
     will run): the tile states are not stored."""
-    W: gl.constexpr = L3.threads_per_warp[1] * L3.warps_per_cta[1]  # state groups
+    W: gl.constexpr = gl.num_warps()
     NS: gl.constexpr = NP // W
     SH2: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [1, 0])
 

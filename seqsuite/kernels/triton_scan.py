@@ -16,8 +16,8 @@ tile), so any forward pairs with any backward.
 Tunables live in `CONFIG` (a plain dataclass). Environment overrides for benchmark sweeps:
 SEQSUITE_SCAN_CFG="bd_fwd,bd_bwd,tile,warps_fwd,warps_bwd[,warps_per_sm[,unroll]]" (tile
 kernels), SEQSUITE_SCAN_SEQ="bd,warps,warps_per_sm" (seq kernel),
-SEQSUITE_SCAN_GLUON="ns,min_warps_per_sm[,ns_chunked,chunk_warps_per_sm[,maxnreg[,bd[,bd_chunked]]]]"
-(Gluon forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm[,maxnreg[,reexp[,ns_summary]]]]"
+SEQSUITE_SCAN_GLUON="ns,min_warps_per_sm[,ns_chunked,chunk_warps_per_sm[,maxnreg]]" (Gluon
+forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm[,maxnreg[,reexp[,ns_summary]]]]"
 (Gluon backward), SEQSUITE_SCAN_EVEN=0|1 (both Gluon kernels' unmasked variant),
 SEQSUITE_SCAN_FASTLAUNCH=0|1 (`_launch`).
 """
@@ -64,12 +64,6 @@ class ScanConfig:
     min_warps_per_sm_gluon: int = 6
     chunk_warps_per_sm_gluon: int = 48
     maxnreg_gluon: int = 0  # 0: 128 at 8+ warps, else ptxas chooses
-    # channels per program (32, 16 or 8; at least 32 / state groups): with fewer than 32 the
-    # other lanes of a warp hold further state groups, so a program has fewer warps (at 8
-    # channels and N = 16 one warp, whose tile barrier syncs that warp alone); bd_gluon for
-    # unchunked grids, bd_chunked_gluon for chunked ones
-    bd_gluon: int = 32
-    bd_chunked_gluon: int = 32
     bwd: str = "auto"      # backward kernel: "gluon" (gluon_bwd.py; CUDA, N <= 64) or "tile"
     ns_bwd_gluon: int = 2  # "gluon" backward: states per thread (N / NS warps)
     # "gluon" backward: grids of fewer programs than this many per SM are split into chunks
@@ -168,7 +162,7 @@ def _config_from_env() -> ScanConfig:
     if gl_env:
         v = [int(x) for x in gl_env.split(",")]
         names = ("ns_gluon", "min_warps_per_sm_gluon", "ns_chunked_gluon",
-                 "chunk_warps_per_sm_gluon", "maxnreg_gluon", "bd_gluon", "bd_chunked_gluon")
+                 "chunk_warps_per_sm_gluon", "maxnreg_gluon")
         cfg = replace(cfg, **dict(zip(names, v)))
     return cfg
 
@@ -405,42 +399,39 @@ def scan_fwd_impl(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool, til
     return y, last, states
 
 
-def _gluon_shape(ns: int, N: int, bd: int = 32):
-    """(NP, NS, warps, BD) of the Gluon forward for N states: G = NP / NS state groups of NS
-    states, 32 / BD of them over a warp's lanes (BD channels per program) and the rest over
-    warps. BD is bd or larger where there are too few groups to fill the lanes."""
+def _gluon_shape(ns: int, N: int):
+    """(NP, NS, warps) of the Gluon forward for N states: warps x NS = NP states."""
     NP = _pow2(N)
     NS = max(min(NP, ns), NP // 8, 1)
-    groups = max(NP // NS, 1)
-    BD = max(bd, 32 // groups)
-    return NP, NS, groups * BD // 32, BD
+    return NP, NS, max(NP // NS, 1)
 
 
 def gluon_plan(cfg: ScanConfig, batch: int, dim: int, L: int, N: int, sms: int):
-    """(NS, warps, chunk length in tiles, chunks, BD) of the Gluon forward for a call."""
+    """(NS, warps, chunk length in tiles, chunks) of the Gluon forward for a call."""
+    n_dblk = _cdiv(dim, 32)
     n_tiles = _cdiv(L, 16)
-    _, NS, warps, BD = _gluon_shape(cfg.ns_gluon, N, cfg.bd_gluon)
-    if batch * _cdiv(dim, BD) * warps >= cfg.min_warps_per_sm_gluon * sms or n_tiles == 1:
-        return NS, warps, n_tiles, 1, BD
-    _, NS, warps, BD = _gluon_shape(cfg.ns_chunked_gluon, N, cfg.bd_chunked_gluon)
+    _, NS, warps = _gluon_shape(cfg.ns_gluon, N)
+    if batch * n_dblk * warps >= cfg.min_warps_per_sm_gluon * sms or n_tiles == 1:
+        return NS, warps, n_tiles, 1
+    _, NS, warps = _gluon_shape(cfg.ns_chunked_gluon, N)
     want = cfg.chunk_warps_per_sm_gluon * sms
-    nc = max(1, min(n_tiles, math.ceil(want / (batch * _cdiv(dim, BD) * warps))))
+    nc = max(1, min(n_tiles, math.ceil(want / (batch * n_dblk * warps))))
     ct = math.ceil(n_tiles / nc)
-    return NS, warps, ct, math.ceil(n_tiles / ct), BD
+    return NS, warps, ct, math.ceil(n_tiles / ct)
 
 
 @functools.lru_cache(maxsize=None)
 def gluon_consts(NS: int, warps: int, NP: int, TL: int, has_d: bool, has_z: bool,
                  has_bias: bool, softplus: bool, b_vary: bool, c_vary: bool,
-                 even: bool = False, bd: int = 32) -> dict:
-    """The constexpr arguments both Gluon kernels take: bd channels per program (the backward:
-    32), NS states per thread (NP states in all, over 32 / bd lanes and `warps` warps),
-    TL-step tiles, and the call's options. even (`gluon_even`): no load or store needs a
-    mask. Cached: the caller must not change the dict."""
+                 even: bool = False) -> dict:
+    """The constexpr arguments both Gluon kernels take: 32 channels per program, NS states per
+    thread over `warps` warps (NP states in all), TL-step tiles, and the call's options.
+    even (`gluon_even`): no load or store needs a mask. Cached: the caller must not change
+    the dict."""
     from . import gluon_fwd as G
 
-    return dict(BD=bd, NP=NP, TL=TL, L3=G.state_layout(NS, warps, bd),
-                LIO=G.tile_layout(bd, TL, warps), LBC=G.tile_layout(NP, TL, warps),
+    return dict(BD=32, NP=NP, TL=TL, L3=G.state_layout(NS, warps),
+                LIO=G.tile_layout(32, TL, warps), LBC=G.tile_layout(NP, TL, warps),
                 HAS_D=has_d, HAS_Z=has_z, HAS_BIAS=has_bias, SOFTPLUS=softplus,
                 B_VARY=b_vary, C_VARY=c_vary, EVEN=even)
 
@@ -465,11 +456,11 @@ def _sm_count(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
-def _gluon_bc(B: Tensor, C: Tensor, dim: int, TL: int, BD: int = 32):
-    """`_bc_layout` of B and C for the Gluon kernels (BD-channel programs, 16-step tiles), or
+def _gluon_bc(B: Tensor, C: Tensor, dim: int, TL: int):
+    """`_bc_layout` of B and C for the Gluon kernels (32-channel programs, 16-step tiles), or
     None where they do not apply: another tile, or a B/C group a program would straddle."""
     Bl, Cl = _bc_layout(B, dim), _bc_layout(C, dim)
-    if TL != 16 or any(g % BD for _, v, g, _ in (Bl, Cl) if v and g < dim):
+    if TL != 16 or any(g % 32 for _, v, g, _ in (Bl, Cl) if v and g < dim):
         return None
     return Bl, Cl
 
@@ -482,18 +473,19 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
 
     batch, dim, L = u.shape
     N = A.shape[1]
-    sms = _sm_count(u.device)
-    NS, warps, ct, n_chunks, BD = gluon_plan(cfg, batch, dim, L, N, sms)
-    bc = _gluon_bc(B, C, dim, TL, BD)
+    bc = _gluon_bc(B, C, dim, TL)
     if bc is None:
         return None
     (B, b_vary, gb, sB), (C, c_vary, gc, sC) = bc
-    NP = NS * warps * 32 // BD
+    BD = 32
+    sms = _sm_count(u.device)
+    NS, warps, ct, n_chunks = gluon_plan(cfg, batch, dim, L, N, sms)
+    NP = NS * warps
     n_dblk = _cdiv(dim, BD)
     n_tiles = _cdiv(L, TL)
     chunk_len = ct * TL
     ckey = (NS, warps, NP, TL, D is not None, z is not None, delta_bias is not None,
-            bool(delta_softplus), b_vary, c_vary, gluon_even(cfg, dim, L, N, TL), BD,
+            bool(delta_softplus), b_vary, c_vary, gluon_even(cfg, dim, L, N, TL),
             gluon_fwd_maxnreg(cfg, warps))
     fast = bool(cfg.fast_launch)
     y = torch.empty_like(u)
