@@ -40,7 +40,7 @@ from __future__ import annotations
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 
-from .gluon_fwd import (LN2, LOG2E, PAD_T, _bc_tile, _io_index, _join16, _ld, _rcp,
+from .gluon_fwd import (LN2, LOG2E, PAD_BC, PAD_T, _bc_tile, _io_index, _join16, _ld, _rcp,
                         _softplus_g, _st, _state_index)
 
 PAD_R = gl.constexpr(4)  # floats after each [BD, 4] row of the (Δ, Δu, dy) buffer
@@ -225,12 +225,15 @@ def _bwd_gluon_kernel(
     dd = gl.allocate_shared_memory(gl.float32, [TL, BD, 4], PR1)
     dd3 = dd._reinterpret(gl.float32, [TL, BD, 4], PR2)
     # B and C rows [TL, NP], read as [TL * NG, W, NS]: row t * NG + g = step t, group g
+    # (PAD_BC floats after each row: see gluon_fwd.py)
+    PB2: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[NP, PAD_BC]], [TL, NP], [1, 0])
+    PB3: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[NP, PAD_BC]], [W, NS], [1, 0])
     if B_VARY and not SUMMARY:
-        bs = gl.allocate_shared_memory(gl.float32, [TL, NP], SH2)
-        srcB = bs._reinterpret(gl.float32, [TL * NG, W, NS], SH2)
+        bs = gl.allocate_shared_memory(gl.float32, [TL, NP], PB2)
+        srcB = bs._reinterpret(gl.float32, [TL * NG, W, NS], PB3)
     if C_VARY:
-        cs = gl.allocate_shared_memory(gl.float32, [TL, NP], SH2)
-        srcC = cs._reinterpret(gl.float32, [TL * NG, W, NS], SH2)
+        cs = gl.allocate_shared_memory(gl.float32, [TL, NP], PB2)
+        srcC = cs._reinterpret(gl.float32, [TL * NG, W, NS], PB3)
     PY2: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[TL, PAD_T]], [BD, TL], [1, 0])
     PY3: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[TL, PAD_T]], [W, BD, TL], [2, 1, 0])
     if not SUMMARY:

@@ -43,6 +43,10 @@ LOG2E = gl.constexpr(1.4426950408889634)
 LN2 = gl.constexpr(0.6931471805599453)
 PAD_D = gl.constexpr(2)  # floats after each [BD, 2] row of the (Δ, Δu) buffer
 PAD_T = gl.constexpr(4)  # floats after each [TL] row of the y buffer
+# floats after each [NP] row of the B and C buffers: the tile layout's transposed stores put
+# the even steps of a warp in one bank group (rows of 16 floats: 8-way conflicts at N = 16);
+# with 4 floats more they spread over 16 banks (2-way), and rows stay 16-byte aligned
+PAD_BC = gl.constexpr(4)
 
 
 def tile_layout(rows: int, cols: int, warps: int) -> gl.BlockedLayout:
@@ -92,6 +96,25 @@ def _silu_gate(y, z, FAST: gl.constexpr):
         return y * z * (0.5 + 0.5 * _tanh(0.5 * z))
     else:
         return y * z * _rcp(1.0 + gl.exp2(-LOG2E * z))
+
+
+@gluon.jit
+def _exp2_fma(x):
+    """2^x on the FMA pipes instead of the special-function unit (whose exp2 throughput, 16 a
+    clock per SM, bounds the forward): x rounded to an integer j by the 1.5 x 2^23 trick,
+    2^(x - j) by a degree-5 polynomial (relative error 2.4e-7 on [-1/2, 1/2], as ex2.approx),
+    and j added to the exponent bits. x is clamped at -125 (2^-125 = 2.4e-38 stands for
+    anything smaller; ex2.approx.ftz gives 0 below -126)."""
+    x = gl.maximum(x, -125.0)
+    t = x + 12582912.0
+    f = x - (t - 12582912.0)
+    p = 0.0013277169782668352 * f + 0.00967554934322834
+    p = p * f + 0.0555071122944355
+    p = p * f + 0.24022120237350464
+    p = p * f + 0.6931469440460205
+    p = p * f + 1.0000001192092896
+    bits = p.to(gl.int32, bitcast=True) + (t.to(gl.int32, bitcast=True) << 23)
+    return bits.to(gl.float32, bitcast=True)
 
 
 @gluon.jit
@@ -178,9 +201,10 @@ def _stage(dt_raw, u_raw, bias, tmask, dd, buf, BD: gl.constexpr,
 
 @gluon.jit
 def _step(h, A2, rows, i, L3: gl.constexpr, BD: gl.constexpr, B_VARY: gl.constexpr,
-          C_VARY: gl.constexpr, WITH_Y: gl.constexpr):
+          C_VARY: gl.constexpr, WITH_Y: gl.constexpr, POLY: gl.constexpr = False):
     """One time step (row i of the staged buffers): h <- exp2(Δ A log2 e) h + Δu B; with
-    WITH_Y also this thread's part of y, sum over its states of C h ([BD, W])."""
+    WITH_Y also this thread's part of y, sum over its states of C h ([BD, W]). POLY: the
+    exp2 on the FMA pipes (`_exp2_fma`)."""
     LDW: gl.constexpr = gl.SliceLayout(2, L3)
     LD: gl.constexpr = gl.SliceLayout(1, LDW)
     LWN: gl.constexpr = gl.SliceLayout(0, L3)
@@ -194,7 +218,11 @@ def _step(h, A2, rows, i, L3: gl.constexpr, BD: gl.constexpr, B_VARY: gl.constex
     else:
         Bt = rows[1]
     # one dependent FMA per step on h's chain (Δu·B is computed off it)
-    h = gl.fma(gl.exp2(dt_t * A2), h, du_t * Bt)
+    if POLY:
+        a = _exp2_fma(dt_t * A2)
+    else:
+        a = gl.exp2(dt_t * A2)
+    h = gl.fma(a, h, du_t * Bt)
     if WITH_Y:
         if C_VARY:
             Ct = gl.expand_dims(rows[2].index(i).load(LWN), 0)
@@ -219,12 +247,13 @@ def _join16(p):
 
 @gluon.jit
 def _steps16(h, A2, rows, i, L3: gl.constexpr, BD: gl.constexpr, B_VARY: gl.constexpr,
-             C_VARY: gl.constexpr, WITH_Y: gl.constexpr):
+             C_VARY: gl.constexpr, WITH_Y: gl.constexpr, POLY: gl.constexpr = 0):
     """16 steps from row i; with WITH_Y the per-thread parts of y as [W, BD, 16], held in
-    registers (the per-step results are joined: no shared-memory store between steps)."""
+    registers (the per-step results are joined: no shared-memory store between steps).
+    POLY: bit t set = step t's exp2 on the FMA pipes."""
     yl = ()
     for t in gl.static_range(16):
-        h, y = _step(h, A2, rows, i + t, L3, BD, B_VARY, C_VARY, WITH_Y)
+        h, y = _step(h, A2, rows, i + t, L3, BD, B_VARY, C_VARY, WITH_Y, (POLY >> t) & 1 == 1)
         yl = yl + (y,)
     if WITH_Y:
         return h, _join16(yl)
@@ -259,13 +288,14 @@ def _fwd_gluon_kernel(
     HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
     SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
     HAS_H0: gl.constexpr, SUMMARY: gl.constexpr, EVEN: gl.constexpr = False,
-    SAVE: gl.constexpr = True,
+    SAVE: gl.constexpr = True, POLY: gl.constexpr = 0,
 ):
     """Scan one chunk of BD = 32 channels. SUMMARY: only the chunk's end state from a zero
     start (into h0_ptr as hsum (batch, n_chunks, N, dim)) and its sum of Δ (into last_ptr
     as dtsum (batch, n_chunks, dim)); no y, no tile states. EVEN: L a multiple of TL, dim of
     BD and N a power of two, so that no load or store needs a mask. SAVE=False (no backward
-    will run): the tile states are not stored."""
+    will run): the tile states are not stored. POLY: a mask of the 16 steps of a tile whose
+    exp2 runs on the FMA pipes (`_exp2_fma`), to take load off the special-function unit."""
     W: gl.constexpr = gl.num_warps()
     NS: gl.constexpr = NP // W
     SH2: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [1, 0])
@@ -309,9 +339,11 @@ def _fwd_gluon_kernel(
     dd_r = gl.allocate_shared_memory(gl.float32, [2 * TL, BD, 2], PD1)
     dd = dd_r._reinterpret(gl.float32, [2, TL, BD, 2], PD2)
     rows = (dd_r,)
+    PB2: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[NP, PAD_BC]], [TL, NP], [1, 0])
+    PB3: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[NP, PAD_BC]], [W, NS], [1, 0])
     if B_VARY:
-        bs = gl.allocate_shared_memory(gl.float32, [2, TL, NP], SH2)
-        rows = rows + (bs._reinterpret(gl.float32, [2 * TL, W, NS], SH2),)
+        bs = gl.allocate_shared_memory(gl.float32, [2, TL, NP], PB2)
+        rows = rows + (bs._reinterpret(gl.float32, [2 * TL, W, NS], PB3),)
     else:
         rows = rows + (Bc,)
     if not SUMMARY:
@@ -321,8 +353,8 @@ def _fwd_gluon_kernel(
         ys_r = gl.allocate_shared_memory(gl.float32, [2 * W, BD, TL], PY2)
         ys = ys_r._reinterpret(gl.float32, [2, W, BD, TL], PY3)
         if C_VARY:
-            cs = gl.allocate_shared_memory(gl.float32, [2, TL, NP], SH2)
-            rows = rows + (cs._reinterpret(gl.float32, [2 * TL, W, NS], SH2),)
+            cs = gl.allocate_shared_memory(gl.float32, [2, TL, NP], PB2)
+            rows = rows + (cs._reinterpret(gl.float32, [2 * TL, W, NS], PB3),)
         else:
             rows = rows + (Cc,)
 
@@ -386,7 +418,7 @@ def _fwd_gluon_kernel(
                           W, TL, LIO, HAS_D, HAS_Z, EVEN)
             if SAVE:  # the state entering this tile, for the backward
                 _st(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd, h, m3, EVEN)
-        h, yt = _steps16(h, A2, rows, buf * TL, L3, BD, B_VARY, C_VARY, not SUMMARY)
+        h, yt = _steps16(h, A2, rows, buf * TL, L3, BD, B_VARY, C_VARY, not SUMMARY, POLY)
         if not SUMMARY:
             ys.index(buf).store(yt)
             u_pv = u_c
