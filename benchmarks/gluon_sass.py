@@ -91,8 +91,6 @@ def main() -> None:
     p.add_argument("--summary", action="store_true", help="the SUMMARY variant")
     p.add_argument("--chunked", action="store_true", help="the chunk count as a runtime value")
     p.add_argument("--even", action="store_true", help="the EVEN variant (no masks)")
-    p.add_argument("--poly", type=lambda v: int(v, 0), default=0,
-                   help="forward: mask of the tile's steps whose exp2 runs on the FMA pipes")
     p.add_argument("--sass", help="also write the SASS here")
     a = p.parse_args()
 
@@ -114,7 +112,7 @@ def main() -> None:
                   SUMMARY=a.summary)
     if a.kernel == "fwd":
         maxnreg = a.maxnreg or gluon_fwd_maxnreg(CONFIG, warps) or None
-        k = compile_kernel(G._fwd_gluon_kernel, dict(common, HAS_H0=a.chunked, EVEN=a.even, POLY=a.poly),
+        k = compile_kernel(G._fwd_gluon_kernel, dict(common, HAS_H0=a.chunked, EVEN=a.even),
                            BF16_ARGS["fwd"],
                            warps, maxnreg, a.chunked)
     else:

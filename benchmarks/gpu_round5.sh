@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One device call (issue 4, 2026-11-29 session k): the GPU scan tests and `bench scan` with a
 # wip patch applied (its kernel path off by default, so the default rows measure main), the
-# rows again with the patch's path on, and the host launch probe of row 0.
+# rows again with the patch's path on, other settings (EXTRA), ncu's shared-memory bank
+# conflicts per kernel (NCU_ROWS) and the host launch probe of row 0.
 # Results: $OUT/round5.tgz. Needs carry [".whl"].
 #   SEQSUITE_COMMIT=<commit> PATCH=benchmarks/wip/<name>.patch PATCH_ENV="VAR=value" bash benchmarks/gpu_round5.sh
 set -u
@@ -27,6 +28,16 @@ for c in ${EXTRA:-}; do   # EXTRA: "VAR=value;rows" items, each a scan.py run
   v=${c%%;*}; r=${c#*;}
   env $v timeout 90 python3 benchmarks/scan.py --reps 50 --rows $r > $P/extra-${v//[=,]/-}.log 2>&1
   echo "extra $v rows $r rc=$? at $(el)s"; row $P/extra-${v//[=,]/-}.log
+done
+for r in ${NCU_ROWS:-}; do   # shared-memory bank conflicts and pipe use of every scan kernel of a row
+  timeout 120 ncu --clock-control none -k "regex:gluon|combine" -c ${NCU_C:-8} --metrics \
+gpu__time_duration.sum,smsp__issue_active.avg.pct_of_peak_sustained_active,\
+sm__inst_executed_pipe_xu.avg.pct_of_peak_sustained_active,l1tex__throughput.avg.pct_of_peak_sustained_active,\
+smsp__inst_executed_op_shared_ld.sum,smsp__inst_executed_op_shared_st.sum,\
+l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared_op_st.sum,\
+l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_st.sum \
+    python3 benchmarks/scan_profile.py --row $r --iters 1 > $P/ncu-conflicts-row$r.log 2>&1
+  echo "ncu row $r rc=$? at $(el)s"; grep -E "^  [_a-z]|\.sum|pct" $P/ncu-conflicts-row$r.log | sed -E 's/ +/ /g' | cut -c1-110
 done
 [ "${LAUNCH:-1}" = 1 ] && { timeout 90 python3 benchmarks/probe_launch.py --row 0 > $P/launch.log 2>&1; echo "launch rc=$? at $(el)s"; tail -20 $P/launch.log; }
 pack $P round5

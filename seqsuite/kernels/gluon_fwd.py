@@ -99,25 +99,6 @@ def _silu_gate(y, z, FAST: gl.constexpr):
 
 
 @gluon.jit
-def _exp2_fma(x):
-    """2^x on the FMA pipes instead of the special-function unit (whose exp2 throughput, 16 a
-    clock per SM, bounds the forward): x rounded to an integer j by the 1.5 x 2^23 trick,
-    2^(x - j) by a degree-5 polynomial (relative error 2.4e-7 on [-1/2, 1/2], as ex2.approx),
-    and j added to the exponent bits. x is clamped at -125 (2^-125 = 2.4e-38 stands for
-    anything smaller; ex2.approx.ftz gives 0 below -126)."""
-    x = gl.maximum(x, -125.0)
-    t = x + 12582912.0
-    f = x - (t - 12582912.0)
-    p = 0.0013277169782668352 * f + 0.00967554934322834
-    p = p * f + 0.0555071122944355
-    p = p * f + 0.24022120237350464
-    p = p * f + 0.6931469440460205
-    p = p * f + 1.0000001192092896
-    bits = p.to(gl.int32, bitcast=True) + (t.to(gl.int32, bitcast=True) << 23)
-    return bits.to(gl.float32, bitcast=True)
-
-
-@gluon.jit
 def _softplus_g(x):
     """softplus with torch's threshold (x > 20 -> x); exp(x) below -15, where 1 + e^x rounds."""
     e = gl.exp2(x * LOG2E)
@@ -201,10 +182,9 @@ def _stage(dt_raw, u_raw, bias, tmask, dd, buf, BD: gl.constexpr,
 
 @gluon.jit
 def _step(h, A2, rows, i, L3: gl.constexpr, BD: gl.constexpr, B_VARY: gl.constexpr,
-          C_VARY: gl.constexpr, WITH_Y: gl.constexpr, POLY: gl.constexpr = False):
+          C_VARY: gl.constexpr, WITH_Y: gl.constexpr):
     """One time step (row i of the staged buffers): h <- exp2(Δ A log2 e) h + Δu B; with
-    WITH_Y also this thread's part of y, sum over its states of C h ([BD, W]). POLY: the
-    exp2 on the FMA pipes (`_exp2_fma`)."""
+    WITH_Y also this thread's part of y, sum over its states of C h ([BD, W])."""
     LDW: gl.constexpr = gl.SliceLayout(2, L3)
     LD: gl.constexpr = gl.SliceLayout(1, LDW)
     LWN: gl.constexpr = gl.SliceLayout(0, L3)
@@ -218,11 +198,7 @@ def _step(h, A2, rows, i, L3: gl.constexpr, BD: gl.constexpr, B_VARY: gl.constex
     else:
         Bt = rows[1]
     # one dependent FMA per step on h's chain (Δu·B is computed off it)
-    if POLY:
-        a = _exp2_fma(dt_t * A2)
-    else:
-        a = gl.exp2(dt_t * A2)
-    h = gl.fma(a, h, du_t * Bt)
+    h = gl.fma(gl.exp2(dt_t * A2), h, du_t * Bt)
     if WITH_Y:
         if C_VARY:
             Ct = gl.expand_dims(rows[2].index(i).load(LWN), 0)
@@ -247,13 +223,12 @@ def _join16(p):
 
 @gluon.jit
 def _steps16(h, A2, rows, i, L3: gl.constexpr, BD: gl.constexpr, B_VARY: gl.constexpr,
-             C_VARY: gl.constexpr, WITH_Y: gl.constexpr, POLY: gl.constexpr = 0):
+             C_VARY: gl.constexpr, WITH_Y: gl.constexpr):
     """16 steps from row i; with WITH_Y the per-thread parts of y as [W, BD, 16], held in
-    registers (the per-step results are joined: no shared-memory store between steps).
-    POLY: bit t set = step t's exp2 on the FMA pipes."""
+    registers (the per-step results are joined: no shared-memory store between steps)."""
     yl = ()
     for t in gl.static_range(16):
-        h, y = _step(h, A2, rows, i + t, L3, BD, B_VARY, C_VARY, WITH_Y, (POLY >> t) & 1 == 1)
+        h, y = _step(h, A2, rows, i + t, L3, BD, B_VARY, C_VARY, WITH_Y)
         yl = yl + (y,)
     if WITH_Y:
         return h, _join16(yl)
@@ -288,14 +263,13 @@ def _fwd_gluon_kernel(
     HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
     SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
     HAS_H0: gl.constexpr, SUMMARY: gl.constexpr, EVEN: gl.constexpr = False,
-    SAVE: gl.constexpr = True, POLY: gl.constexpr = 0,
+    SAVE: gl.constexpr = True,
 ):
     """Scan one chunk of BD = 32 channels. SUMMARY: only the chunk's end state from a zero
     start (into h0_ptr as hsum (batch, n_chunks, N, dim)) and its sum of Δ (into last_ptr
     as dtsum (batch, n_chunks, dim)); no y, no tile states. EVEN: L a multiple of TL, dim of
     BD and N a power of two, so that no load or store needs a mask. SAVE=False (no backward
-    will run): the tile states are not stored. POLY: a mask of the 16 steps of a tile whose
-    exp2 runs on the FMA pipes (`_exp2_fma`), to take load off the special-function unit."""
+    will run): the tile states are not stored."""
     W: gl.constexpr = gl.num_warps()
     NS: gl.constexpr = NP // W
     SH2: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [1, 0])
@@ -418,7 +392,7 @@ def _fwd_gluon_kernel(
                           W, TL, LIO, HAS_D, HAS_Z, EVEN)
             if SAVE:  # the state entering this tile, for the backward
                 _st(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd, h, m3, EVEN)
-        h, yt = _steps16(h, A2, rows, buf * TL, L3, BD, B_VARY, C_VARY, not SUMMARY, POLY)
+        h, yt = _steps16(h, A2, rows, buf * TL, L3, BD, B_VARY, C_VARY, not SUMMARY)
         if not SUMMARY:
             ys.index(buf).store(yt)
             u_pv = u_c

@@ -16,8 +16,8 @@ tile), so any forward pairs with any backward.
 Tunables live in `CONFIG` (a plain dataclass). Environment overrides for benchmark sweeps:
 SEQSUITE_SCAN_CFG="bd_fwd,bd_bwd,tile,warps_fwd,warps_bwd[,warps_per_sm[,unroll]]" (tile
 kernels), SEQSUITE_SCAN_SEQ="bd,warps,warps_per_sm" (seq kernel),
-SEQSUITE_SCAN_GLUON="ns,min_warps_per_sm[,ns_chunked,chunk_warps_per_sm[,maxnreg[,poly[,poly_summary]]]]"
-(Gluon forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm[,maxnreg[,reexp[,ns_summary]]]]"
+SEQSUITE_SCAN_GLUON="ns,min_warps_per_sm[,ns_chunked,chunk_warps_per_sm[,maxnreg]]" (Gluon
+forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm[,maxnreg[,reexp[,ns_summary]]]]"
 (Gluon backward), SEQSUITE_SCAN_EVEN=0|1 (both Gluon kernels' unmasked variant),
 SEQSUITE_SCAN_FASTLAUNCH=0|1 (`_launch`).
 """
@@ -64,11 +64,6 @@ class ScanConfig:
     min_warps_per_sm_gluon: int = 6
     chunk_warps_per_sm_gluon: int = 48
     maxnreg_gluon: int = 0  # 0: 128 at 8+ warps, else ptxas chooses
-    # masks of the 16 steps of a tile whose exp2 the Gluon forward computes by polynomial on
-    # the FMA pipes (gluon_fwd._exp2_fma) instead of on the special-function unit: the main
-    # pass and the chunk summaries
-    poly_gluon: int = 0
-    poly_summary_gluon: int = 0
     bwd: str = "auto"      # backward kernel: "gluon" (gluon_bwd.py; CUDA, N <= 64) or "tile"
     ns_bwd_gluon: int = 2  # "gluon" backward: states per thread (N / NS warps)
     # "gluon" backward: grids of fewer programs than this many per SM are split into chunks
@@ -167,7 +162,7 @@ def _config_from_env() -> ScanConfig:
     if gl_env:
         v = [int(x) for x in gl_env.split(",")]
         names = ("ns_gluon", "min_warps_per_sm_gluon", "ns_chunked_gluon",
-                 "chunk_warps_per_sm_gluon", "maxnreg_gluon", "poly_gluon", "poly_summary_gluon")
+                 "chunk_warps_per_sm_gluon", "maxnreg_gluon")
         cfg = replace(cfg, **dict(zip(names, v)))
     return cfg
 
@@ -491,7 +486,7 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
     chunk_len = ct * TL
     ckey = (NS, warps, NP, TL, D is not None, z is not None, delta_bias is not None,
             bool(delta_softplus), b_vary, c_vary, gluon_even(cfg, dim, L, N, TL),
-            gluon_fwd_maxnreg(cfg, warps), cfg.poly_gluon, cfg.poly_summary_gluon)
+            gluon_fwd_maxnreg(cfg, warps))
     fast = bool(cfg.fast_launch)
     y = torch.empty_like(u)
     last = torch.empty((batch, dim, N), dtype=torch.float32, device=u.device)
@@ -524,9 +519,8 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
 def _fwd_consts(ckey: tuple, has_h0: bool, summary: bool, save: bool) -> dict:
     """The Gluon forward's constexprs and launch options for `_launch` (ckey: see
     `_scan_fwd_gluon`)."""
-    *gk, maxnreg, poly, poly_summary = ckey
-    d = dict(gluon_consts(*gk), HAS_H0=has_h0, SUMMARY=summary, SAVE=save, num_warps=ckey[1],
-             POLY=poly_summary if summary else poly)
+    *gk, maxnreg = ckey
+    d = dict(gluon_consts(*gk), HAS_H0=has_h0, SUMMARY=summary, SAVE=save, num_warps=ckey[1])
     if maxnreg:
         d["maxnreg"] = maxnreg
     return d
