@@ -13,8 +13,8 @@ other over each staged tile (steps 2-3 per group; the sums over states add up ov
 in registers). One program walks its chunk's tiles of TL = 16 steps from the last to the
 first:
 1. Staging: Δ (softplus), Δu and dy of the tile, computed once per (channel, step) in the
-   tile layout, go to shared memory as [TL, BD, 4] rows (one 16-byte read per step); B and C
-   rows as in the forward.
+   tile layout, go to shared memory as (Δ, Δu) pair rows and dy rows (an 8-byte and a 4-byte
+   read per step; the summaries stage (Δ, dy) pairs alone); B and C rows as in the forward.
 2. Recompute: the 16 states h_t of the tile from the tile-start state the forward saved
    (held in registers); dy_t h_t for dC; this thread's part of Σ_n C_t h_t (for dz).
 3. Reverse: g, dA, and this thread's parts of Σ_n g (h − x) A and Σ_n g B (for dΔ and du);
@@ -43,24 +43,29 @@ from triton.experimental.gluon import language as gl
 from .gluon_fwd import (LN2, LOG2E, PAD_BC, PAD_T, _bc_tile, _io_index, _join16, _ld, _rcp,
                         _softplus_g, _st, _state_index)
 
-PAD_R = gl.constexpr(4)  # floats after each [BD, 4] row of the (Δ, Δu, dy) buffer
+# Staged rows: (Δ, Δu) pairs [BD, 2] (the summary: (Δ, dy)) and dy [BD], padded so that the
+# tile layout's transposed stores (8 warps: 4 channels x 8 step pairs a warp) are free of bank
+# conflicts: 68 floats a pair row (2 wavefronts per 64-bit store, the least), 34 a dy row
+PAD_R = gl.constexpr(4)
+PAD_Q = gl.constexpr(2)
 
 
 @gluon.jit
-def _row(dd, i, L3: gl.constexpr):
-    """(Δ, Δu, dy) of step row i as [BD, 1, 1] tensors of the state layout."""
+def _row(dd, dq, i, L3: gl.constexpr, SUMMARY: gl.constexpr):
+    """(Δ, Δu, dy) of step row i as [BD, 1, 1] tensors of the state layout: one 8-byte read
+    of the pair row and one 4-byte read of the dy row. SUMMARY: the pair row is (Δ, dy), and
+    dy also stands in for Δu (which the summary does not use)."""
     W: gl.constexpr = L3.warps_per_cta[1]
     LD: gl.constexpr = gl.SliceLayout(1, gl.SliceLayout(2, L3))
-    L4: gl.constexpr = gl.BlockedLayout([1, 4], [32, 1], [1, W], [1, 0])
-    v = dd.index(i).load(L4)
-    v = gl.reshape(v, [v.shape[0], 2, 2])
-    e, o = gl.split(v)         # (Δ, dy), (Δu, 0)
-    dt, dy = gl.split(e)
-    du, _ = gl.split(o)
+    L2: gl.constexpr = gl.BlockedLayout([1, 2], [32, 1], [1, W], [1, 0])
+    dt, x = gl.split(dd.index(i).load(L2))
     dt = gl.expand_dims(gl.expand_dims(gl.convert_layout(dt, LD, assert_trivial=True), 1), 2)
-    du = gl.expand_dims(gl.expand_dims(gl.convert_layout(du, LD, assert_trivial=True), 1), 2)
-    dy = gl.expand_dims(gl.expand_dims(gl.convert_layout(dy, LD, assert_trivial=True), 1), 2)
-    return dt, du, dy
+    x = gl.expand_dims(gl.expand_dims(gl.convert_layout(x, LD, assert_trivial=True), 1), 2)
+    if SUMMARY:
+        return dt, x, x
+    else:
+        dy = gl.expand_dims(gl.expand_dims(dq.index(i).load(LD), 1), 2)
+        return dt, x, dy
 
 
 @gluon.constexpr_function
@@ -219,11 +224,18 @@ def _bwd_gluon_kernel(
     bc_t, bc_nm, offB = _bc_tile(pid_b, d0, N, sB_b, sB_g, sB_n, sB_l, group_b, NP, TL, LBC)
     _, _, offC = _bc_tile(pid_b, d0, N, sC_b, sC_g, sC_n, sC_l, group_c, NP, TL, LBC)
 
-    # shared buffers: (Δ, Δu, dy, 0) rows; B and C rows; the warps' parts of three sums
-    PR1: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[4 * BD, PAD_R]], [BD, 4], [1, 0])
-    PR2: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[4 * BD, PAD_R]], [TL, BD, 4], [2, 1, 0])
-    dd = gl.allocate_shared_memory(gl.float32, [TL, BD, 4], PR1)
-    dd3 = dd._reinterpret(gl.float32, [TL, BD, 4], PR2)
+    # shared buffers: (Δ, Δu) and dy rows; B and C rows; the warps' parts of three sums
+    PR1: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[2 * BD, PAD_R]], [BD, 2], [1, 0])
+    PR2: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[2 * BD, PAD_R]], [TL, BD, 2], [2, 1, 0])
+    dd = gl.allocate_shared_memory(gl.float32, [TL, BD, 2], PR1)
+    dd3 = dd._reinterpret(gl.float32, [TL, BD, 2], PR2)
+    if SUMMARY:
+        dq = dd  # not read
+    else:
+        PQ1: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[BD, PAD_Q]], [BD], [0])
+        PQ2: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[BD, PAD_Q]], [TL, BD], [1, 0])
+        dq = gl.allocate_shared_memory(gl.float32, [TL, BD], PQ1)
+        dq2 = dq._reinterpret(gl.float32, [TL, BD], PQ2)
     # B and C rows [TL, NP], read as [TL * NG, W, NS]: row t * NG + g = step t, group g
     # (PAD_BC floats after each row: see gluon_fwd.py)
     PB2: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[NP, PAD_BC]], [TL, NP], [1, 0])
@@ -293,9 +305,11 @@ def _bwd_gluon_kernel(
             dy = dout * z * sz
         else:
             dy = dout
-        row4 = gl.join(gl.join(dt, dt * u), gl.join(dy, gl.zeros_like(dy)))
-        row4 = gl.reshape(gl.permute(row4, [0, 1, 3, 2]), [BD, TL, 4])
-        dd3.store(gl.permute(row4, [1, 0, 2]))
+        if SUMMARY:
+            dd3.store(gl.permute(gl.join(dt, dy), [1, 0, 2]))
+        else:
+            dd3.store(gl.permute(gl.join(dt, dt * u), [1, 0, 2]))
+            dq2.store(gl.permute(dy, [1, 0]))
         if B_VARY and not SUMMARY:
             bs.store(gl.permute(B_nx.to(gl.float32), [1, 0]))
         if C_VARY:
@@ -322,7 +336,7 @@ def _bwd_gluon_kernel(
             for gi in gl.static_range(NG):
                 R = Rs[gi]
                 for kk in gl.static_range(TL):
-                    dt_t, du_t, dy_t = _row(dd, TL - 1 - kk, L3)
+                    dt_t, du_t, dy_t = _row(dd, dq, TL - 1 - kk, L3, SUMMARY)
                     if C_VARY:
                         Ct = _bc_row(srcC, (TL - 1 - kk) * NG + gi, True, L3)
                     else:
@@ -355,7 +369,7 @@ def _bwd_gluon_kernel(
                 ylg = ()
                 cl = ()
                 for t in gl.static_range(TL):
-                    dt_t, du_t, dy_t = _row(dd, t, L3)
+                    dt_t, du_t, dy_t = _row(dd, dq, t, L3, SUMMARY)
                     Bt = _bc_row(srcB, t * NG + gi, B_VARY, L3)
                     Ct = _bc_row(srcC, t * NG + gi, C_VARY, L3)
                     h = gl.fma(gl.exp2(dt_t * A2g), h, du_t * Bt)
@@ -376,7 +390,7 @@ def _bwd_gluon_kernel(
                 s2g = ()
                 bl = ()
                 for kk in gl.static_range(TL):
-                    dt_t, du_t, dy_t = _row(dd, TL - 1 - kk, L3)
+                    dt_t, du_t, dy_t = _row(dd, dq, TL - 1 - kk, L3, SUMMARY)
                     Bt = _bc_row(srcB, (TL - 1 - kk) * NG + gi, B_VARY, L3)
                     Ct = _bc_row(srcC, (TL - 1 - kk) * NG + gi, C_VARY, L3)
                     g = gl.fma(Ct, dy_t, R)
