@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# One device call (issue 4, 2026-11-29 session k): the GPU scan tests and `bench scan` with a
-# wip patch applied (its kernel path off by default, so the default rows measure main), the
-# rows again with the patch's path on, other settings (EXTRA), ncu's shared-memory bank
-# conflicts per kernel (NCU_ROWS) and the host launch probe of row 0.
+# One device call (issue 4, 2026-11-29 session k): the GPU scan tests and `bench scan`, with
+# PATCH applied first if set (a kernel change kept as a patch, its path off by default, so
+# the default rows measure main), the rows again with the patch's path on (PATCH_ENV), other
+# settings (EXTRA), ncu's shared-memory bank conflicts per kernel (NCU_ROWS) and the host
+# launch probe of row 0 (LAUNCH=1, the default).
 # Results: $OUT/round5.tgz. Needs carry [".whl"].
-#   SEQSUITE_COMMIT=<commit> PATCH=benchmarks/wip/<name>.patch PATCH_ENV="VAR=value" bash benchmarks/gpu_round5.sh
+#   SEQSUITE_COMMIT=<commit> PATCH=<file>.patch PATCH_ENV="VAR=value" bash benchmarks/gpu_round5.sh
 set -u
 T0=$(date +%s)
 el() { echo $(( $(date +%s) - T0 )); }
