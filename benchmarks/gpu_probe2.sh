@@ -5,10 +5,8 @@
 #   SEQSUITE_COMMIT=<commit> bash benchmarks/gpu_probe2.sh
 set -u
 T0=$(date +%s)
-el() { echo $(( $(date +%s) - T0 )); }
 source benchmarks/device_setup.sh > /dev/null 2>&1
 P=$OUT/probe; mkdir -p $P
-row() { grep -E "^ +[0-9]+ " "$1" | cut -c1-100; }
 timeout 120 python3 benchmarks/probe_kernels.py --rows 2,3 --iters 10 > $P/kernels.log 2>&1
 echo "kernels rc=$? at $(el)s"; cat $P/kernels.log
 for c in ${FWD_CFGS:-4,6,8,48 4,6,4,12 4,6,4,24 4,6,8,24 4,6,4,48}; do

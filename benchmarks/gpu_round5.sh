@@ -8,10 +8,8 @@
 #   SEQSUITE_COMMIT=<commit> PATCH=<file>.patch PATCH_ENV="VAR=value" bash benchmarks/gpu_round5.sh
 set -u
 T0=$(date +%s)
-el() { echo $(( $(date +%s) - T0 )); }
 source benchmarks/device_setup.sh > /dev/null 2>&1
 P=$OUT/round5; mkdir -p $P
-row() { grep -E "^ +[0-9]+ " "$1" | cut -c1-100; }
 if [ -n "${PATCH:-}" ]; then patch -p1 < "$PATCH" > $P/patch.log 2>&1; echo "patch rc=$?"; fi
 if [ "${TESTS:-1}" = 1 ]; then
   timeout ${TESTS_S:-260} python3 -m pytest -q -m gpu -p no:cacheprovider -x tests/test_kernels_gpu.py \
