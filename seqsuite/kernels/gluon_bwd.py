@@ -168,7 +168,6 @@ def _bwd_gluon_kernel(
     NS: gl.constexpr = L3.size_per_thread[2]
     GS: gl.constexpr = W * NS   # states held at a time (one group)
     NG: gl.constexpr = NP // GS  # groups, run one after the other over each staged tile
-    SH2: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [1, 0])
 
     pid_d = gl.program_id(0)
     pid_c = gl.program_id(1)
@@ -294,7 +293,6 @@ def _bwd_gluon_kernel(
         if not EVEN:
             dt = gl.where(tm, dt, 0.0)
         if SUMMARY:
-            u = gl.zeros_like(dt)
             dbias_acc += dt
         else:
             u = u_nx.to(gl.float32)

@@ -272,7 +272,6 @@ def _fwd_gluon_kernel(
     will run): the tile states are not stored."""
     W: gl.constexpr = gl.num_warps()
     NS: gl.constexpr = NP // W
-    SH2: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [1, 0])
 
     pid_d = gl.program_id(0)
     pid_c = gl.program_id(1)
