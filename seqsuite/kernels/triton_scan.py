@@ -287,15 +287,17 @@ def _launch(fast: bool, fn, grid, args: tuple, key, consts: dict) -> None:
           knobs.runtime.launch_exit_hook, *full)
 
 
+_COMBINE_BLOCK = 256  # (state, channel) pairs per program of the chunk combine
+
+
 def _carry(summ: Tensor, dtsum: Tensor, A: Tensor, init: Optional[Tensor],
            reverse: bool, fast: bool = False) -> Tensor:
     """The state (forward) or adjoint (reverse) entering each chunk, from the chunks' own
     summaries: `_chunk_combine_kernel` over (batch, n_chunks, N, dim)."""
     batch, n_chunks, N, dim = summ.shape
     out = torch.empty_like(summ)
-    BLK = 256
     has_init = init is not None
-    _launch(fast, _chunk_combine_kernel, (_cdiv(dim * N, BLK), batch),
+    _launch(fast, _chunk_combine_kernel, (_cdiv(dim * N, _COMBINE_BLOCK), batch),
             (summ, dtsum, A, _opt(init, summ), out, dim, N, n_chunks, A.stride(0), A.stride(1)),
             (reverse, has_init), _combine_consts(reverse, has_init))
     return out
@@ -303,7 +305,7 @@ def _carry(summ: Tensor, dtsum: Tensor, A: Tensor, init: Optional[Tensor],
 
 @functools.lru_cache(maxsize=None)
 def _combine_consts(reverse: bool, has_init: bool) -> dict:
-    return dict(BLOCK=256, REVERSE=reverse, HAS_INIT=has_init, num_warps=4)
+    return dict(BLOCK=_COMBINE_BLOCK, REVERSE=reverse, HAS_INIT=has_init, num_warps=4)
 
 
 def _bwd_carry(cfg: ScanConfig, dout, u, delta, A, C, z, delta_bias, delta_softplus, c_vary,
