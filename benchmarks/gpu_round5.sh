@@ -3,7 +3,8 @@
 # PATCH applied first if set (a kernel change kept as a patch, its path off by default, so
 # the default rows measure main), the rows again with the patch's path on (PATCH_ENV), other
 # settings (EXTRA), ncu's shared-memory bank conflicts per kernel (NCU_ROWS) and the host
-# launch probe of row 0 (LAUNCH=1, the default).
+# launch probe of row 0 (LAUNCH=1, the default), and ncu's per-instruction source counters of
+# chosen kernels (SRC="row;kernel regex;launches to skip ...").
 # Results: $OUT/round5.tgz. Needs carry [".whl"].
 #   SEQSUITE_COMMIT=<commit> PATCH=<file>.patch PATCH_ENV="VAR=value" bash benchmarks/gpu_round5.sh
 set -u
@@ -37,6 +38,19 @@ l1tex__data_pipe_lsu_wavefronts_mem_shared_op_ld.sum,l1tex__data_pipe_lsu_wavefr
 l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_ld.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared_op_st.sum \
     python3 benchmarks/scan_profile.py --row $r --iters 1 > $P/ncu-conflicts-row$r.log 2>&1
   echo "ncu row $r rc=$? at $(el)s"; grep -E "^  [_a-z]|\.sum|pct" $P/ncu-conflicts-row$r.log | sed -E 's/ +/ /g' | cut -c1-110
+done
+for c in ${SRC:-}; do   # SRC: "row;kernel;skip" items: ncu's per-SASS-instruction counters and
+  # warp-state samples of one kernel launch (the skip-th match of the kernel name), kept as
+  # a report and as CSV (source page) and text (details page)
+  r=${c%%;*}; k=${c#*;}; k=${k%%;*}; s=${c##*;}; f=$P/src-row$r-$k-$s
+  timeout 240 ncu --clock-control none -k "regex:$k" -s $s -c 1 --section SpeedOfLight \
+    --section WarpStateStats --section SourceCounters --section InstructionStats \
+    --section SchedulerStats --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis_Tables \
+    -o $f python3 benchmarks/scan_profile.py --row $r --iters 1 > $f.log 2>&1
+  echo "ncu source row $r $k skip $s rc=$? at $(el)s"
+  ncu -i $f.ncu-rep --page details --print-details all > $f-details.txt 2>&1
+  ncu -i $f.ncu-rep --page source --print-source sass --csv > $f-sass.csv 2>&1
+  grep -E "Stall|stall|Issue|Warp Cycles|Active Warps" $f-details.txt | head -30 | sed -E 's/ +/ /g'
 done
 [ "${LAUNCH:-1}" = 1 ] && { timeout 90 python3 benchmarks/probe_launch.py --row 0 > $P/launch.log 2>&1; echo "launch rc=$? at $(el)s"; tail -20 $P/launch.log; }
 pack $P round5

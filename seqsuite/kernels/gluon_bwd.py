@@ -40,8 +40,8 @@ from __future__ import annotations
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 
-from .gluon_fwd import (LN2, LOG2E, PAD_BC, PAD_T, _bc_tile, _io_index, _join16, _ld, _rcp,
-                        _softplus_g, _st, _state_index)
+from .gluon_fwd import (LN2, LOG2E, PAD_BC, _bc_tile, _io_index, _join16, _ld, _rcp,
+                        _softplus_g, _st, _state_index, y_parts_layout)
 
 # Staged rows: (Δ, Δu) pairs [BD, 2] (the summary: (Δ, dy)) and dy [BD], padded so that the
 # tile layout's transposed stores (8 warps: 4 channels x 8 step pairs a warp) are free of bank
@@ -245,8 +245,9 @@ def _bwd_gluon_kernel(
     if C_VARY:
         cs = gl.allocate_shared_memory(gl.float32, [TL, NP], PB2)
         srcC = cs._reinterpret(gl.float32, [TL * NG, W, NS], PB3)
-    PY2: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[TL, PAD_T]], [BD, TL], [1, 0])
-    PY3: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[TL, PAD_T]], [W, BD, TL], [2, 1, 0])
+    # the warps' partial sums [W, BD, TL] (`y_parts_layout`)
+    PY2: gl.constexpr = y_parts_layout(2)
+    PY3: gl.constexpr = y_parts_layout(3)
     if not SUMMARY:
         # the warps' parts of y, Σ g B and Σ g (h-x) A: three buffers, not one, since the
         # compiler's barrier analysis is per buffer (one buffer: a barrier between the stores)

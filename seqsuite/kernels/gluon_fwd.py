@@ -16,8 +16,8 @@ around the cost of one (batch, dim, l, n) point:
 * Per-channel, per-step work (softplus of Δ + bias, Δu, the D skip, the SiLU(z) gate, bf16
   loads and stores) is done once, in the tile layout LIO ([BD, TL] over all the program's
   threads, no repetition), and passes through shared memory: Δ and Δu in (rows padded by 2
-  floats: the transposed stores are free of bank conflicts), the W partial y out (rows of
-  TL + 4 floats).
+  floats: the transposed stores are free of bank conflicts), the W partial y out (rows
+  XOR-swizzled: `y_parts_layout`).
 * Tiles are double-buffered: the next tile's inputs are loaded into registers while this one
   is scanned, and y of a tile is finished (sum over warps, D, gate, store) after the next
   tile's barrier. The compiler's barrier analysis works per allocation and cannot tell the
@@ -42,11 +42,24 @@ from triton.experimental.gluon import language as gl
 LOG2E = gl.constexpr(1.4426950408889634)
 LN2 = gl.constexpr(0.6931471805599453)
 PAD_D = gl.constexpr(2)  # floats after each [BD, 2] row of the (Δ, Δu) buffer
-PAD_T = gl.constexpr(4)  # floats after each [TL] row of the y buffer
 # floats after each [NP] row of the B and C buffers: the tile layout's transposed stores put
 # the even steps of a warp in one bank group (rows of 16 floats: 8-way conflicts at N = 16);
 # with 4 floats more they spread over 16 banks (2-way), and rows stay 16-byte aligned
 PAD_BC = gl.constexpr(4)
+
+
+@gluon.constexpr_function
+def y_parts_layout(rank):
+    """The shared layout (rank 2: [BD, TL], rank 3: [W, BD, TL]) of the warps' partial sums
+    per (channel, step): y in the forward; y, Σ g B and Σ g (h − x) A in the backward. Stored
+    lane = channel, 16 bytes at a time (TL = 16 floats a row: 4 units of 16 bytes), and read
+    in the tile layout (8 bytes a thread at 8 warps, 16 at 4 and 2). With rows of 16 floats
+    two rows span the 32 banks, so 8 lanes storing unit j of rows r … r + 7 hit one bank
+    group 4 times; XOR-ing the unit index with (row / 2) mod 4 spreads them over all 8 groups,
+    and the tile layout's reads (2 or 4 rows a quarter-warp) stay conflict-free too. Padded
+    rows (20 floats) served the stores but made the 8-warp reads 3 wavefronts instead of 2
+    and the 2-warp reads 2-way conflicted (ncu, benchmarks/RESULTS.md)."""
+    return gl.SwizzledSharedLayout(4, 2, 4, list(range(rank - 1, -1, -1)))
 
 
 def tile_layout(rows: int, cols: int, warps: int) -> gl.BlockedLayout:
@@ -320,9 +333,9 @@ def _fwd_gluon_kernel(
     else:
         rows = rows + (Bc,)
     if not SUMMARY:
-        # the W partial y of a tile; PAD_T floats after every row of TL
-        PY2: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[TL, PAD_T]], [BD, TL], [1, 0])
-        PY3: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[TL, PAD_T]], [W, BD, TL], [2, 1, 0])
+        # the W partial y of a tile (`y_parts_layout`)
+        PY2: gl.constexpr = y_parts_layout(2)
+        PY3: gl.constexpr = y_parts_layout(3)
         ys_r = gl.allocate_shared_memory(gl.float32, [2 * W, BD, TL], PY2)
         ys = ys_r._reinterpret(gl.float32, [2, W, BD, TL], PY3)
         if C_VARY:

@@ -129,7 +129,7 @@ def _fwd_chunk_summary_kernel(
 def _chunk_combine_kernel(
     summ_ptr, dtsum_ptr, A_ptr, init_ptr, out_ptr,
     dim, N, n_chunks, s_ab, s_an,
-    BLOCK: tl.constexpr, REVERSE: tl.constexpr, HAS_INIT: tl.constexpr,
+    BLOCK: tl.constexpr, REVERSE: tl.constexpr, HAS_INIT: tl.constexpr, CPT: tl.constexpr = 8,
 ):
     """Carry states across chunks: out[c] = state entering chunk c (forward) or, REVERSE,
     the adjoint entering it from the end; s <- exp(A * dtsum[c]) * s + summ[c].
@@ -145,16 +145,29 @@ def _chunk_combine_kernel(
         s = tl.load(init_ptr + pid_b * dim * N + d * N + n, mask=mask, other=0.0).to(tl.float32)
     else:
         s = tl.zeros((BLOCK,), dtype=tl.float32)
-    for i in range(n_chunks):
-        if REVERSE:
-            c = n_chunks - 1 - i
-        else:
-            c = i
-        idx = (pid_b * n_chunks + c) * N * dim + offs
-        tl.store(out_ptr + idx, s, mask=mask)
-        dts = tl.load(dtsum_ptr + (pid_b * n_chunks + c) * dim + d, mask=mask, other=0.0)
-        hs = tl.load(summ_ptr + idx, mask=mask, other=0.0)
-        s = tl.exp2(dts * A2) * s + hs
+    # CPT chunks at a time: their loads are issued together, then the CPT dependent steps
+    # run (one load latency per CPT chunks, not per chunk: the loop is latency-bound)
+    for i0 in range(0, n_chunks, CPT):
+        idxs = ()
+        oks = ()
+        decays = ()
+        adds = ()
+        for j in tl.static_range(CPT):
+            i = i0 + j
+            if REVERSE:
+                c = n_chunks - 1 - i
+            else:
+                c = i
+            ok = mask & (i < n_chunks)
+            idx = (pid_b * n_chunks + c) * N * dim + offs
+            dts = tl.load(dtsum_ptr + (pid_b * n_chunks + c) * dim + d, mask=ok, other=0.0)
+            idxs = idxs + (idx,)
+            oks = oks + (ok,)
+            decays = decays + (tl.exp2(dts * A2),)
+            adds = adds + (tl.load(summ_ptr + idx, mask=ok, other=0.0),)
+        for j in tl.static_range(CPT):
+            tl.store(out_ptr + idxs[j], s, mask=oks[j])
+            s = decays[j] * s + adds[j]
 
 
 @triton.jit

@@ -305,7 +305,7 @@ def _carry(summ: Tensor, dtsum: Tensor, A: Tensor, init: Optional[Tensor],
 
 @functools.lru_cache(maxsize=None)
 def _combine_consts(reverse: bool, has_init: bool) -> dict:
-    return dict(BLOCK=_COMBINE_BLOCK, REVERSE=reverse, HAS_INIT=has_init, num_warps=4)
+    return dict(BLOCK=_COMBINE_BLOCK, REVERSE=reverse, HAS_INIT=has_init, CPT=8, num_warps=4)
 
 
 def _bwd_carry(cfg: ScanConfig, dout, u, delta, A, C, z, delta_bias, delta_softplus, c_vary,
