@@ -112,9 +112,43 @@ def _silu_gate(y, z, FAST: gl.constexpr):
 
 
 @gluon.jit
-def _softplus_g(x):
-    """softplus with torch's threshold (x > 20 -> x); exp(x) below -15, where 1 + e^x rounds."""
-    e = gl.exp2(x * LOG2E)
+def _exp2_fma(x):
+    """2^x on the FMA pipes, not the special-function unit (about 13 instructions): for the
+    per-(channel, step) exps of the chunk summaries, which are bound by that unit. x is
+    clamped to [-125, 125]; 2^x = 2^j 2^f with j = round(x) (by adding 1.5 x 2^23) and
+    |f| <= 1/2, 2^f by a degree-6 polynomial (Chebyshev fit, 8e-8 relative error in fp32),
+    and j added to the exponent bits."""
+    x = gl.minimum(gl.maximum(x, -125.0), 125.0)
+    t = x + 12582912.0
+    f = x - (t - 12582912.0)
+    p = gl.fma(f, 1.5469732e-4, 1.3400433e-3)
+    p = gl.fma(p, f, 9.6180253e-3)
+    p = gl.fma(p, f, 5.5503272e-2)
+    p = gl.fma(p, f, 0.24022651)
+    p = gl.fma(p, f, 0.69314718)
+    p = gl.fma(p, f, 1.0)
+    j = t.to(gl.int32, bitcast=True) << 23  # the low bits of t hold j (two's complement)
+    return (p.to(gl.int32, bitcast=True) + j).to(gl.float32, bitcast=True)
+
+
+@gluon.jit
+def _rcp_fma(y):
+    """1 / y for y >= 1 on the FMA pipes: an integer first guess (12 % error) and three
+    Newton steps (7 instructions, about 1 ulp)."""
+    r = (0x7EF311C3 - y.to(gl.int32, bitcast=True)).to(gl.float32, bitcast=True)
+    for _ in gl.static_range(3):
+        r = gl.fma(r, gl.fma(-y, r, 1.0), r)
+    return r
+
+
+@gluon.jit
+def _softplus_g(x, FMA: gl.constexpr = False):
+    """softplus with torch's threshold (x > 20 -> x); exp(x) below -15, where 1 + e^x rounds.
+    FMA: the exp on the FMA pipes (`_exp2_fma`); the log stays on the special-function unit."""
+    if FMA:
+        e = _exp2_fma(x * LOG2E)
+    else:
+        e = gl.exp2(x * LOG2E)
     sp = _lg2(1.0 + e) * LN2
     return gl.where(x > 20.0, x, gl.where(x < -15.0, e, sp))
 
@@ -178,15 +212,16 @@ def _bc_tile(pid_b, d0, N, s_b, s_g, s_n, s_l, group, NP: gl.constexpr, TL: gl.c
 
 @gluon.jit
 def _stage(dt_raw, u_raw, bias, tmask, dd, buf, BD: gl.constexpr,
-           HAS_BIAS: gl.constexpr, SOFTPLUS: gl.constexpr, EVEN: gl.constexpr):
+           HAS_BIAS: gl.constexpr, SOFTPLUS: gl.constexpr, EVEN: gl.constexpr,
+           FMA: gl.constexpr):
     """Δ (after bias and softplus) and Δu of a [BD, TL] tile into the shared buffer, as
     [TL, BD, 2] rows (one 8-byte read per channel and step); zero past the chunk (a = 1, no
-    input)."""
+    input). FMA: softplus's exp on the FMA pipes (the summary, bound by the exp unit)."""
     dt = dt_raw.to(gl.float32)
     if HAS_BIAS:
         dt = dt + gl.expand_dims(bias, 1)
     if SOFTPLUS:
-        dt = _softplus_g(dt)
+        dt = _softplus_g(dt, FMA)
     if not EVEN:
         dt = gl.where(tmask, dt, 0.0)
     dd.index(buf).store(gl.permute(gl.join(dt, dt * u_raw.to(gl.float32)), [1, 0, 2]))
@@ -371,7 +406,7 @@ def _fwd_gluon_kernel(
         buf = (it - tile0) % 2
         t0 = it * TL
         tm = io_dm & gl.expand_dims(t0 + io_t < t_end, 0)
-        dt_c = _stage(dt_nx, u_nx, bias, tm, dd, buf, BD, HAS_BIAS, SOFTPLUS, EVEN)
+        dt_c = _stage(dt_nx, u_nx, bias, tm, dd, buf, BD, HAS_BIAS, SOFTPLUS, EVEN, SUMMARY)
         if B_VARY:
             bs.index(buf).store(gl.permute(B_nx.to(gl.float32), [1, 0]))
         if SUMMARY:
