@@ -92,6 +92,8 @@ def main() -> None:
     p.add_argument("--chunked", action="store_true", help="the chunk count as a runtime value")
     p.add_argument("--atomic-bc", action="store_true",
                    help="backward: time-varying dB/dC added atomically")
+    p.add_argument("--pack", action="store_true",
+                   help="16-bit tiles loaded as int32 pairs (with --even)")
     p.add_argument("--even", action="store_true", help="the EVEN variant (no masks)")
     p.add_argument("--sass", help="also write the SASS here")
     a = p.parse_args()
@@ -110,10 +112,11 @@ def main() -> None:
     else:
         ns, warps = gluon_bwd_plan(CONFIG if not a.ns else replace(CONFIG, ns_bwd_gluon=a.ns),
                                    8, 1536, 2048, a.N, 132)[:2]
-    common = dict(gluon_consts(ns, warps, NP, 16, True, True, True, True, True, True),
+    common = dict(gluon_consts(ns, warps, NP, 16, True, True, True, True, True, True,
+                               a.even, a.pack),
                   SUMMARY=a.summary)
     if a.kernel == "fwd":
-        maxnreg = a.maxnreg or gluon_fwd_maxnreg(CONFIG, warps) or None
+        maxnreg = a.maxnreg or gluon_fwd_maxnreg(CONFIG, warps, a.chunked) or None
         k = compile_kernel(G._fwd_gluon_kernel, dict(common, HAS_H0=a.chunked, EVEN=a.even),
                            BF16_ARGS["fwd"],
                            warps, maxnreg, a.chunked)

@@ -153,6 +153,35 @@ def test_gpu_inference_path_matches_training_forward(shape):
     assert torch.equal(y0, y2) and states.shape[1] == -(-shape[2] // 16)
 
 
+def test_gpu_misaligned_16bit_inputs():
+    """bf16 inputs that the EVEN variant cannot load as int32 pairs (a 2-byte offset and odd
+    strides: `gluon_pack` refuses) give the same values and gradients as their contiguous
+    copies, which it loads as pairs."""
+    from seqsuite.kernels import selective_scan
+
+    x = make(2, 256, 2048, 16, dtype=torch.bfloat16)
+    odd = {}
+    for k, v in x.items():
+        if v.dim() == 3:  # u, delta, z, B, C: views at a 2-byte offset with odd strides
+            w = torch.empty(v.shape[:-1] + (v.shape[-1] + 1,), device="cuda", dtype=v.dtype)
+            w[..., 1:] = v
+            odd[k] = w[..., 1:]
+        else:
+            odd[k] = v
+    outs = []
+    for inp in (x, odd):
+        args = {k: v.detach().clone() if v.is_contiguous() else v.detach() for k, v in inp.items()}
+        for v in args.values():
+            v.requires_grad_()
+        y, last = selective_scan(**args, delta_softplus=True, return_last_state=True)
+        (y.float().square().sum() + last.sum()).backward()
+        outs.append((y, last, [args[k].grad for k in ORDER]))
+    (y0, l0, g0), (y1, l1, g1) = outs
+    assert rel(y1, y0) < 1e-6 and rel(l1, l0) < 1e-6
+    for k, a, b in zip(ORDER, g1, g0):
+        assert rel(a, b) < 1e-5, (k, rel(a, b))
+
+
 def test_gpu_long_sequence_batch1():
     """Batch 1, L = 2^20 (the §7 row): y and the last state against the float64 reference run
     in segments of 2^16 steps carrying the state."""

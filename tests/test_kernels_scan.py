@@ -337,6 +337,22 @@ def test_gluon_even_policy():
     assert not gluon_even(replace(cfg, even_gluon=0), 1536, 2048, 16, 16)
 
 
+def test_gluon_pack_policy():
+    """16-bit tiles go as int32 pairs only in the EVEN variant and only where every 16-bit
+    tensor is 4-byte aligned with even strides (fp32 tensors and absent ones do not count)."""
+    from seqsuite.kernels.triton_scan import gluon_pack
+
+    u = torch.zeros(2, 64, 32, dtype=torch.bfloat16)
+    f = torch.zeros(2, 64, 32)
+    assert gluon_pack(True, u, u, None, f)
+    assert not gluon_pack(False, u)
+    odd = torch.zeros(2, 64, 33, dtype=torch.bfloat16)[..., 1:]  # 2-byte offset, odd strides
+    assert not gluon_pack(True, u, odd)
+    assert not gluon_pack(True, torch.zeros(2, 64, 34, dtype=torch.bfloat16)[..., 1:33])
+    assert gluon_pack(True, torch.zeros(2, 64, 34, dtype=torch.bfloat16)[..., 2:34])
+    assert gluon_pack(True, torch.zeros(2, 64, 33)[..., 1:])  # fp32: no pairs to load
+
+
 def test_gluon_sass_tool_compiles_the_kernels_for_sm90():
     """benchmarks/gluon_sass.py compiles the Gluon kernels for sm_90 without a GPU (the
     bundled ptxas) and reports registers and the tile loop; its figures back the kernel

@@ -160,7 +160,7 @@ def _bwd_gluon_kernel(
     HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
     SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
     HAS_R: gl.constexpr, SUMMARY: gl.constexpr, REEXP: gl.constexpr = True,
-    EVEN: gl.constexpr = False, ATOMIC_BC: gl.constexpr = False,
+    EVEN: gl.constexpr = False, ATOMIC_BC: gl.constexpr = False, PACK: gl.constexpr = False,
 ):
     """Gradients for one chunk of BD = 32 channels (see the module docstring for outputs).
     SUMMARY: only the chunk's summary for the reverse chunk combine, the adjoint it hands to
@@ -278,6 +278,14 @@ def _bwd_gluon_kernel(
     # registers of the tile to stage next (loaded one tile ahead; tiles run backwards)
     tn = (tile1 - 1) * TL
     tm = io_dm & gl.expand_dims(tn + io_t < t_end, 0)
+    # and the state the forward saved at the start of that tile, per group (its load was
+    # issued at the tile's start and waited on by the first step: 9 % of the stall samples
+    # of row 3's main pass, ncu)
+    hs_row = hs_ptr + pid_b * n_tiles * N * dim + nd
+    h_nx = ()
+    if not SUMMARY:
+        for gi in gl.static_range(NG):
+            h_nx = h_nx + (_ld(hs_row + (tile1 - 1) * N * dim + gi * GS * dim, ms[gi], EVEN),)
     dt_nx = gl.load(dt_ptr + io_base + tn, mask=tm, other=0.0)
     if not SUMMARY:
         u_nx = gl.load(u_ptr + io_base + tn, mask=tm, other=0.0)
@@ -346,6 +354,12 @@ def _bwd_gluon_kernel(
             B_nx = _ld(B_ptr + offB + tp * sB_l, bcm, EVEN)
         if C_VARY:
             C_nx = _ld(C_ptr + offC + tp * sC_l, bcm, EVEN)
+        h_cur = h_nx
+        if not SUMMARY:
+            ip = gl.maximum(it - 1, tile0)  # before the first tile: the first again (unused)
+            h_nx = ()
+            for gi in gl.static_range(NG):
+                h_nx = h_nx + (_ld(hs_row + ip * N * dim + gi * GS * dim, ms[gi], EVEN),)
         gl.thread_barrier()
         if SUMMARY:
             Rn = ()
@@ -380,7 +394,7 @@ def _bwd_gluon_kernel(
                 if not C_VARY:
                     srcC = Ccs[gi]
                     dC_acc = dCs[gi]
-                h = _ld(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd + gi * GS * dim, mg, EVEN)
+                h = h_cur[gi]
                 hl = ()
                 ylg = ()
                 cl = ()

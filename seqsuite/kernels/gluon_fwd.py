@@ -114,7 +114,8 @@ def _silu_gate(y, z, FAST: gl.constexpr):
 @gluon.jit
 def _exp2_fma(x):
     """2^x on the FMA pipes, not the special-function unit (about 13 instructions): for the
-    per-(channel, step) exps of the chunk summaries, which are bound by that unit. x is
+    per-(channel, step) exps of the backward's chunk summaries, bound by that unit (the
+    forward's summary measured slower with it: 180 against 173 µs on row 4, ncu). x is
     clamped to [-125, 125]; 2^x = 2^j 2^f with j = round(x) (by adding 1.5 x 2^23) and
     |f| <= 1/2, 2^f by a degree-6 polynomial (Chebyshev fit, 8e-8 relative error in fp32),
     and j added to the exponent bits."""
@@ -171,6 +172,61 @@ def _st(ptr, v, mask, EVEN: gl.constexpr):
         gl.store(ptr, v, mask=mask)
 
 
+@gluon.constexpr_function
+def _packs(ty, layout, even):
+    """Whether a 16-bit [rows, cols] tile (cols contiguous) of the tile layout `layout` is
+    loaded as int32 pairs (`_ld_tile`): in the EVEN variant, with an even number of columns
+    per thread. Loaded as 16-bit values, the compiler keeps one per register across the loop
+    and unpacks them right after the load, in the iteration that issued it: the unpack then
+    waits for the load (ncu: a PRMT after the prefetch drew 19 % of the stall samples of
+    row 4's forward); pairs stay packed until `_to_f32` in the next iteration."""
+    return bool(even) and ty.primitive_bitwidth == 16 and layout.size_per_thread[1] % 2 == 0
+
+
+@gluon.constexpr_function
+def _pair_layout(layout):
+    """`layout` with half the columns per thread: the int32 pairs of a 16-bit tile."""
+    return gl.BlockedLayout([layout.size_per_thread[0], layout.size_per_thread[1] // 2],
+                            layout.threads_per_warp, layout.warps_per_cta, layout.order)
+
+
+@gluon.jit
+def _pair_offsets(base, rows, s_r, C: gl.constexpr, L: gl.constexpr):
+    """int32 offsets [R, C / 2] of the element pairs of a 16-bit tile whose element offsets
+    are base + rows * s_r + column (base and s_r even), in `_pair_layout(L)`."""
+    LP: gl.constexpr = _pair_layout(L)
+    r = gl.convert_layout(rows, gl.SliceLayout(1, LP))
+    j = gl.arange(0, C // 2, layout=gl.SliceLayout(0, LP))
+    return base // 2 + gl.expand_dims(r.to(gl.int64) * (s_r // 2), 1) + gl.expand_dims(j, 0)
+
+
+@gluon.jit
+def _ld_tile(ptr, off, off2, t, mask, EVEN: gl.constexpr, PK: gl.constexpr):
+    """The tile at step t (element offsets off + t): as int32 pairs with PK (offsets off2),
+    else as `_ld`."""
+    if PK:
+        return gl.load(ptr.to(gl.pointer_type(gl.int32), bitcast=True) + off2 + t // 2)
+    else:
+        return _ld(ptr + off + t, mask, EVEN)
+
+
+@gluon.jit
+def _to_f32(x, ty: gl.constexpr, L: gl.constexpr, PK: gl.constexpr):
+    """A tile from `_ld_tile` as fp32 in layout L (ty: the element type in memory)."""
+    if PK:
+        if ty == gl.bfloat16:
+            lo = (x << 16).to(gl.float32, bitcast=True)
+            hi = (x & -65536).to(gl.float32, bitcast=True)
+        else:
+            lo = (x & 65535).to(gl.int16).to(gl.float16, bitcast=True).to(gl.float32)
+            hi = (x >> 16).to(gl.int16).to(gl.float16, bitcast=True).to(gl.float32)
+        v = gl.join(lo, hi)
+        v = gl.reshape(v, [v.shape[0], 2 * v.shape[1]])
+        return gl.convert_layout(v, L, assert_trivial=True)
+    else:
+        return x.to(gl.float32)
+
+
 @gluon.jit
 def _state_index(d0, dim, N, BD: gl.constexpr, L3: gl.constexpr):
     """Channel d (the lane), state n = w * NS + s and their mask, as [BD, W, NS] tensors of
@@ -211,20 +267,18 @@ def _bc_tile(pid_b, d0, N, s_b, s_g, s_n, s_l, group, NP: gl.constexpr, TL: gl.c
 
 
 @gluon.jit
-def _stage(dt_raw, u_raw, bias, tmask, dd, buf, BD: gl.constexpr,
-           HAS_BIAS: gl.constexpr, SOFTPLUS: gl.constexpr, EVEN: gl.constexpr,
-           FMA: gl.constexpr):
-    """Δ (after bias and softplus) and Δu of a [BD, TL] tile into the shared buffer, as
-    [TL, BD, 2] rows (one 8-byte read per channel and step); zero past the chunk (a = 1, no
-    input). FMA: softplus's exp on the FMA pipes (the summary, bound by the exp unit)."""
-    dt = dt_raw.to(gl.float32)
+def _stage(dt, u, bias, tmask, dd, buf, BD: gl.constexpr,
+           HAS_BIAS: gl.constexpr, SOFTPLUS: gl.constexpr, EVEN: gl.constexpr):
+    """Δ (after bias and softplus) and Δu of a [BD, TL] tile (dt, u: fp32, as loaded) into
+    the shared buffer, as [TL, BD, 2] rows (one 8-byte read per channel and step); zero past
+    the chunk (a = 1, no input)."""
     if HAS_BIAS:
         dt = dt + gl.expand_dims(bias, 1)
     if SOFTPLUS:
-        dt = _softplus_g(dt, FMA)
+        dt = _softplus_g(dt)
     if not EVEN:
         dt = gl.where(tmask, dt, 0.0)
-    dd.index(buf).store(gl.permute(gl.join(dt, dt * u_raw.to(gl.float32)), [1, 0, 2]))
+    dd.index(buf).store(gl.permute(gl.join(dt, dt * u), [1, 0, 2]))
     return dt
 
 
@@ -311,7 +365,7 @@ def _fwd_gluon_kernel(
     HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
     SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
     HAS_H0: gl.constexpr, SUMMARY: gl.constexpr, EVEN: gl.constexpr = False,
-    SAVE: gl.constexpr = True,
+    SAVE: gl.constexpr = True, PACK: gl.constexpr = False,
 ):
     """Scan one chunk of BD = 32 channels. SUMMARY: only the chunk's end state from a zero
     start (into h0_ptr as hsum (batch, n_chunks, N, dim)) and its sum of Δ (into last_ptr
@@ -352,6 +406,23 @@ def _fwd_gluon_kernel(
     # B/C tiles [NP, TL]
     bc_t, bc_nm, offB = _bc_tile(pid_b, d0, N, sB_b, sB_g, sB_n, sB_l, group_b, NP, TL, LBC)
     _, _, offC = _bc_tile(pid_b, d0, N, sC_b, sC_g, sC_n, sC_l, group_c, NP, TL, LBC)
+    # 16-bit tiles loaded as int32 pairs (`_packs`; PACK: the launcher found every 16-bit
+    # tensor 4-byte aligned with even strides)
+    PK_DT: gl.constexpr = _packs(dt_ptr.dtype.element_ty, LIO, EVEN and PACK)
+    PK_U: gl.constexpr = _packs(u_ptr.dtype.element_ty, LIO, EVEN and PACK)
+    PK_Z: gl.constexpr = _packs(z_ptr.dtype.element_ty, LIO, EVEN and PACK and HAS_Z)
+    PK_B: gl.constexpr = _packs(B_ptr.dtype.element_ty, LBC, EVEN and PACK and B_VARY)
+    PK_C: gl.constexpr = _packs(C_ptr.dtype.element_ty, LBC, EVEN and PACK and C_VARY)
+    io_p = io_base
+    if PK_DT or PK_U or PK_Z:
+        io_p = _pair_offsets(pid_b * s_ub, io_d, s_ud, TL, LIO)
+    bc_n = gl.arange(0, NP, layout=gl.SliceLayout(1, LBC))
+    offB2 = offB
+    if PK_B:
+        offB2 = _pair_offsets(pid_b * sB_b + (d0 // group_b) * sB_g, bc_n, sB_n, TL, LBC)
+    offC2 = offC
+    if PK_C:
+        offC2 = _pair_offsets(pid_b * sC_b + (d0 // group_c) * sC_g, bc_n, sC_n, TL, LBC)
 
     # (Δ, Δu) rows [BD, 2]: PAD_D floats after every row (the transposed stores of the
     # staging are then free of bank conflicts)
@@ -386,16 +457,16 @@ def _fwd_gluon_kernel(
 
     # registers of the tile to stage next (loaded one tile ahead)
     tm = io_dm & gl.expand_dims(t_start + io_t < t_end, 0)
-    dt_nx = gl.load(dt_ptr + io_base + t_start, mask=tm, other=0.0)
-    u_nx = gl.load(u_ptr + io_base + t_start, mask=tm, other=0.0)
+    dt_nx = _ld_tile(dt_ptr, io_base, io_p, t_start, tm, False, PK_DT)
+    u_nx = _ld_tile(u_ptr, io_base, io_p, t_start, tm, False, PK_U)
     bcm = bc_nm & gl.expand_dims(t_start + bc_t < t_end, 0)
     if B_VARY:
-        B_nx = gl.load(B_ptr + offB + t_start * sB_l, mask=bcm, other=0.0)
+        B_nx = _ld_tile(B_ptr, offB, offB2, t_start * sB_l, bcm, False, PK_B)
     if not SUMMARY:
         if HAS_Z:
-            z_nx = gl.load(z_ptr + io_base + t_start, mask=tm, other=0.0)
+            z_nx = _ld_tile(z_ptr, io_base, io_p, t_start, tm, False, PK_Z)
         if C_VARY:
-            C_nx = gl.load(C_ptr + offC + t_start * sC_l, mask=bcm, other=0.0)
+            C_nx = _ld_tile(C_ptr, offC, offC2, t_start * sC_l, bcm, False, PK_C)
     # the previous tile's y is finished one iteration late (after this tile's barrier)
     u_pv = gl.zeros([BD, TL], gl.float32, LIO)
     z_pv = gl.zeros([BD, TL], gl.float32, LIO)
@@ -406,32 +477,35 @@ def _fwd_gluon_kernel(
         buf = (it - tile0) % 2
         t0 = it * TL
         tm = io_dm & gl.expand_dims(t0 + io_t < t_end, 0)
-        dt_c = _stage(dt_nx, u_nx, bias, tm, dd, buf, BD, HAS_BIAS, SOFTPLUS, EVEN, SUMMARY)
+        u_c = _to_f32(u_nx, u_ptr.dtype.element_ty, LIO, PK_U)
+        dt_c = _stage(_to_f32(dt_nx, dt_ptr.dtype.element_ty, LIO, PK_DT), u_c, bias, tm, dd,
+                      buf, BD, HAS_BIAS, SOFTPLUS, EVEN)
         if B_VARY:
-            bs.index(buf).store(gl.permute(B_nx.to(gl.float32), [1, 0]))
+            bs.index(buf).store(gl.permute(_to_f32(B_nx, B_ptr.dtype.element_ty, LBC, PK_B),
+                                           [1, 0]))
         if SUMMARY:
             dtot += dt_c
         else:
             if C_VARY:
-                cs.index(buf).store(gl.permute(C_nx.to(gl.float32), [1, 0]))
-            u_c = u_nx.to(gl.float32)
+                cs.index(buf).store(gl.permute(_to_f32(C_nx, C_ptr.dtype.element_ty, LBC, PK_C),
+                                               [1, 0]))
             if HAS_Z:
-                z_c = z_nx.to(gl.float32)
+                z_c = _to_f32(z_nx, z_ptr.dtype.element_ty, LIO, PK_Z)
         # prefetch the next tile
         t1 = t0 + TL
         tmn = io_dm & gl.expand_dims(t1 + io_t < t_end, 0)
         if EVEN:  # past the end: the last tile again (loaded, not used)
             t1 = gl.minimum(t1, L - TL)
-        dt_nx = _ld(dt_ptr + io_base + t1, tmn, EVEN)
-        u_nx = _ld(u_ptr + io_base + t1, tmn, EVEN)
+        dt_nx = _ld_tile(dt_ptr, io_base, io_p, t1, tmn, EVEN, PK_DT)
+        u_nx = _ld_tile(u_ptr, io_base, io_p, t1, tmn, EVEN, PK_U)
         bcm = bc_nm & gl.expand_dims(t1 + bc_t < t_end, 0)
         if B_VARY:
-            B_nx = _ld(B_ptr + offB + t1 * sB_l, bcm, EVEN)
+            B_nx = _ld_tile(B_ptr, offB, offB2, t1 * sB_l, bcm, EVEN, PK_B)
         if not SUMMARY:
             if HAS_Z:
-                z_nx = _ld(z_ptr + io_base + t1, tmn, EVEN)
+                z_nx = _ld_tile(z_ptr, io_base, io_p, t1, tmn, EVEN, PK_Z)
             if C_VARY:
-                C_nx = _ld(C_ptr + offC + t1 * sC_l, bcm, EVEN)
+                C_nx = _ld_tile(C_ptr, offC, offC2, t1 * sC_l, bcm, EVEN, PK_C)
         gl.thread_barrier()
         if not SUMMARY:
             if it > tile0:

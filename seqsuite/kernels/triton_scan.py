@@ -430,17 +430,17 @@ def gluon_plan(cfg: ScanConfig, batch: int, dim: int, L: int, N: int, sms: int):
 @functools.lru_cache(maxsize=None)
 def gluon_consts(NS: int, warps: int, NP: int, TL: int, has_d: bool, has_z: bool,
                  has_bias: bool, softplus: bool, b_vary: bool, c_vary: bool,
-                 even: bool = False) -> dict:
+                 even: bool = False, pack: bool = False) -> dict:
     """The constexpr arguments both Gluon kernels take: 32 channels per program, NS states per
     thread over `warps` warps (NP states in all), TL-step tiles, and the call's options.
-    even (`gluon_even`): no load or store needs a mask. Cached: the caller must not change
-    the dict."""
+    even (`gluon_even`): no load or store needs a mask; pack (`gluon_pack`): 16-bit tiles
+    may be loaded as int32 pairs. Cached: the caller must not change the dict."""
     from . import gluon_fwd as G
 
     return dict(BD=32, NP=NP, TL=TL, L3=G.state_layout(NS, warps),
                 LIO=G.tile_layout(32, TL, warps), LBC=G.tile_layout(NP, TL, warps),
                 HAS_D=has_d, HAS_Z=has_z, HAS_BIAS=has_bias, SOFTPLUS=softplus,
-                B_VARY=b_vary, C_VARY=c_vary, EVEN=even)
+                B_VARY=b_vary, C_VARY=c_vary, EVEN=even, PACK=pack)
 
 
 def gluon_even(cfg: ScanConfig, dim: int, L: int, N: int, TL: int) -> bool:
@@ -451,11 +451,26 @@ def gluon_even(cfg: ScanConfig, dim: int, L: int, N: int, TL: int) -> bool:
     return bool(cfg.even_gluon) and L % TL == 0 and dim % 32 == 0 and N == _pow2(N)
 
 
-def gluon_fwd_maxnreg(cfg: ScanConfig, warps: int) -> int:
+def gluon_pack(even: bool, *tensors) -> bool:
+    """Whether the EVEN variant may load the 16-bit tiles of these tensors (u, Δ, z and
+    time-varying B, C; None skipped) as int32 pairs (`gluon_fwd._packs`): each 4-byte aligned
+    with even strides but the last (unit) one."""
+    if not even:
+        return False
+    for t in tensors:
+        if t is not None and t.element_size() == 2 and (
+                t.data_ptr() % 4 or any(st % 2 for st in t.stride()[:-1])):
+            return False
+    return True
+
+
+def gluon_fwd_maxnreg(cfg: ScanConfig, warps: int, chunked: bool) -> int:
     """Register cap of the Gluon forward (0: none). 8+ warps (N >= 64): ptxas takes 174
     registers unasked; capped at 128 the N = 64 row of DESIGN §7 ran 8% faster (RESULTS.md,
-    2026-11-29 14:29 UTC); 4 warps are best uncapped."""
-    return cfg.maxnreg_gluon or (128 if warps >= 8 else 0)
+    2026-11-29 14:29 UTC). Chunked (2 warps of 8 states at N = 16): 142 registers unasked,
+    7 programs per SM; capped at 128 (8 programs) row 4 ran 0.416 against 0.433 ms (RESULTS.md,
+    2026-11-29 20:53 UTC). 4 warps unchunked are best uncapped."""
+    return cfg.maxnreg_gluon or (128 if warps >= 8 or chunked else 0)
 
 
 @functools.lru_cache(maxsize=None)
@@ -491,9 +506,11 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
     n_dblk = _cdiv(dim, BD)
     n_tiles = _cdiv(L, TL)
     chunk_len = ct * TL
+    even = gluon_even(cfg, dim, L, N, TL)
     ckey = (NS, warps, NP, TL, D is not None, z is not None, delta_bias is not None,
-            bool(delta_softplus), b_vary, c_vary, gluon_even(cfg, dim, L, N, TL),
-            gluon_fwd_maxnreg(cfg, warps))
+            bool(delta_softplus), b_vary, c_vary, even,
+            gluon_pack(even, u, delta, z, B if b_vary else None, C if c_vary else None),
+            gluon_fwd_maxnreg(cfg, warps, n_chunks > 1))
     fast = bool(cfg.fast_launch)
     y = torch.empty_like(u)
     last = torch.empty((batch, dim, N), dtype=torch.float32, device=u.device)
