@@ -85,6 +85,8 @@ def test_gpu_scan_matches_reference(shape, layout, G, dtype):
     dict(fwd="tile", bwd="tile"),
     dict(bwd="gluon", ns_bwd_gluon=4),           # backward: 4 states per thread, 4 warps
     dict(bwd="gluon", ns_bwd_gluon=1),           # backward: one state per thread
+    dict(bwd="gluon", reexp_bwd_gluon=2),        # backward: REEXP (and the state read a tile
+                                                 # ahead) on chunked grids too
     dict(even_gluon=0),                          # masked loads and stores on whole tiles too
 ])
 @pytest.mark.parametrize(

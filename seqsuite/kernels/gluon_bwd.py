@@ -278,12 +278,14 @@ def _bwd_gluon_kernel(
     # registers of the tile to stage next (loaded one tile ahead; tiles run backwards)
     tn = (tile1 - 1) * TL
     tm = io_dm & gl.expand_dims(tn + io_t < t_end, 0)
-    # and the state the forward saved at the start of that tile, per group (its load was
-    # issued at the tile's start and waited on by the first step: 9 % of the stall samples
-    # of row 3's main pass, ncu)
+    # and with REEXP the state the forward saved at the start of that tile, per group (loaded
+    # at the tile's start, the first step waited for it: 9 % of the stall samples of row 3's
+    # main pass, ncu). Without REEXP (254 registers) the prefetch made the chunked rows
+    # 10 % slower (RESULTS.md, 2026-11-29 21:04 UTC): there the tile loads it.
     hs_row = hs_ptr + pid_b * n_tiles * N * dim + nd
+    H_AHEAD: gl.constexpr = REEXP and not SUMMARY
     h_nx = ()
-    if not SUMMARY:
+    if H_AHEAD:
         for gi in gl.static_range(NG):
             h_nx = h_nx + (_ld(hs_row + (tile1 - 1) * N * dim + gi * GS * dim, ms[gi], EVEN),)
     dt_nx = gl.load(dt_ptr + io_base + tn, mask=tm, other=0.0)
@@ -355,7 +357,7 @@ def _bwd_gluon_kernel(
         if C_VARY:
             C_nx = _ld(C_ptr + offC + tp * sC_l, bcm, EVEN)
         h_cur = h_nx
-        if not SUMMARY:
+        if H_AHEAD:
             ip = gl.maximum(it - 1, tile0)  # before the first tile: the first again (unused)
             h_nx = ()
             for gi in gl.static_range(NG):
@@ -394,7 +396,10 @@ def _bwd_gluon_kernel(
                 if not C_VARY:
                     srcC = Ccs[gi]
                     dC_acc = dCs[gi]
-                h = h_cur[gi]
+                if H_AHEAD:
+                    h = h_cur[gi]
+                else:
+                    h = _ld(hs_row + it * N * dim + gi * GS * dim, mg, EVEN)
                 hl = ()
                 ylg = ()
                 cl = ()
