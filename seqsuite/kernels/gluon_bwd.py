@@ -278,12 +278,13 @@ def _bwd_gluon_kernel(
     # registers of the tile to stage next (loaded one tile ahead; tiles run backwards)
     tn = (tile1 - 1) * TL
     tm = io_dm & gl.expand_dims(tn + io_t < t_end, 0)
-    # and with REEXP the state the forward saved at the start of that tile, per group (loaded
-    # at the tile's start, the first step waited for it: 9 % of the stall samples of row 3's
-    # main pass, ncu). Without REEXP (254 registers) the prefetch made the chunked rows
-    # 10 % slower (RESULTS.md, 2026-11-29 21:04 UTC): there the tile loads it.
+    # and the state the forward saved at the start of that tile, per group (loaded at the
+    # tile's start, the first step waited for it: 9 % of the stall samples of row 3's main
+    # pass, ncu). Not on chunked grids without REEXP (254 registers; an incoming adjoint R
+    # stands for chunked): there it made rows 3 and 4 10 % slower (RESULTS.md, 2026-11-29
+    # 21:04 UTC), and the tile loads it.
     hs_row = hs_ptr + pid_b * n_tiles * N * dim + nd
-    H_AHEAD: gl.constexpr = REEXP and not SUMMARY
+    H_AHEAD: gl.constexpr = (REEXP or not HAS_R) and not SUMMARY
     h_nx = ()
     if H_AHEAD:
         for gi in gl.static_range(NG):
