@@ -337,6 +337,23 @@ def test_gluon_even_policy():
     assert not gluon_even(replace(cfg, even_gluon=0), 1536, 2048, 16, 16)
 
 
+@pytest.mark.parametrize("P,G,dtype", [(8, 1, torch.float32), (6, 3, torch.bfloat16),
+                                        (4, 2, torch.float16)])
+def test_sum_parts_matches_torch(P, G, dtype):
+    """The backward's dB/dC partial sums (batch, programs, N, L) summed per group and cast in
+    one kernel, against torch's sum then cast; N x L not a multiple of the block."""
+    from seqsuite.kernels import triton_bwd
+    from seqsuite.kernels.triton_scan import sum_parts
+
+    use_interpreter(triton_bwd._sum_parts_kernel)
+    X = torch.randn(2, P, 3, 1000, generator=torch.Generator().manual_seed(0))
+    out = sum_parts(X, G, dtype, fast=False)
+    ref = X.view(2, G, P // G, 3, 1000).sum(2)
+    assert out.shape == (2, G, 3, 1000) and out.dtype == dtype
+    assert torch.allclose(out.float(), ref.to(dtype).float(), rtol=1e-2 if dtype != torch.float32
+                          else 1e-6, atol=1e-5)
+
+
 def test_gluon_pack_policy():
     """16-bit tiles go as int32 pairs only in the EVEN variant and only where every 16-bit
     tensor is 4-byte aligned with even strides (fp32 tensors and absent ones do not count)."""

@@ -282,7 +282,7 @@ def _bwd_gluon_kernel(
     # tile's start, the first step waited for it: 9 % of the stall samples of row 3's main
     # pass, ncu). Not on chunked grids without REEXP (254 registers; an incoming adjoint R
     # stands for chunked): there it made rows 3 and 4 10 % slower (RESULTS.md, 2026-11-29
-    # 21:04 UTC), and the tile loads it.
+    # 21:04 UTC), and the tile loads it before its staging.
     hs_row = hs_ptr + pid_b * n_tiles * N * dim + nd
     H_AHEAD: gl.constexpr = (REEXP or not HAS_R) and not SUMMARY
     h_nx = ()
@@ -305,6 +305,11 @@ def _bwd_gluon_kernel(
         it = tile1 - 1 - k
         t0 = it * TL
         tm = io_dm & gl.expand_dims(t0 + io_t < t_end, 0)
+        if not H_AHEAD and not SUMMARY:
+            # the tile's start state, loaded before the staging so that its latency overlaps it
+            h_top = ()
+            for gi in gl.static_range(NG):
+                h_top = h_top + (_ld(hs_row + it * N * dim + gi * GS * dim, ms[gi], EVEN),)
         # 1. staging (tile layout): Δ, its softplus slope, Δu, dy
         raw = dt_nx.to(gl.float32)
         if HAS_BIAS:
@@ -400,7 +405,7 @@ def _bwd_gluon_kernel(
                 if H_AHEAD:
                     h = h_cur[gi]
                 else:
-                    h = _ld(hs_row + it * N * dim + gi * GS * dim, mg, EVEN)
+                    h = h_top[gi]
                 hl = ()
                 ylg = ()
                 cl = ()

@@ -208,3 +208,17 @@ def _bwd_kernel(
         tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=dmask, sem="relaxed")
     if HAS_BIAS:
         tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=dmask, sem="relaxed")
+
+
+@triton.jit
+def _sum_parts_kernel(x_ptr, out_ptr, K, M, BLOCK: tl.constexpr):
+    """out[r, m] = sum over k < K of x[r, k, m], in out's dtype: the per-program partial sums
+    of time-varying dB/dC (x: (rows, K, M) fp32, M = N x L), summed and cast in one pass (torch's
+    sum then cast reads and writes the fp32 sums twice more)."""
+    r = tl.program_id(1).to(tl.int64)
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < M
+    acc = tl.zeros((BLOCK,), dtype=tl.float32)
+    for k in range(K):
+        acc += tl.load(x_ptr + (r * K + k) * M + offs, mask=mask, other=0.0)
+    tl.store(out_ptr + r * M + offs, acc.to(out_ptr.dtype.element_ty), mask=mask)

@@ -34,7 +34,7 @@ import triton
 from torch import Tensor
 from triton import knobs
 
-from .triton_bwd import _bwd_chunk_summary_kernel, _bwd_kernel
+from .triton_bwd import _bwd_chunk_summary_kernel, _bwd_kernel, _sum_parts_kernel
 from .triton_fwd import _chunk_combine_kernel, _fwd_chunk_summary_kernel, _fwd_kernel
 from .triton_fwd_seq import _fwd_seq_kernel
 
@@ -293,6 +293,21 @@ def _launch(fast: bool, fn, grid, args: tuple, key, consts: dict) -> None:
 
 
 _COMBINE_BLOCK = 256  # (state, channel) pairs per program of the chunk combine
+
+
+_SUM_PARTS_BLOCK = 2048
+
+
+def sum_parts(X: Tensor, G: int, dtype: torch.dtype, fast: bool = True) -> Tensor:
+    """(batch, G, N, L) in `dtype` from the partial sums X (batch, P, N, L) fp32 of P programs,
+    P / G consecutive ones per group: X.view(batch, G, P // G, N, L).sum(2).to(dtype) in one
+    pass (`_sum_parts_kernel`)."""
+    batch, P, N, L = X.shape
+    out = torch.empty((batch, G, N, L), dtype=dtype, device=X.device)
+    M = N * L
+    _launch(fast, _sum_parts_kernel, (_cdiv(M, _SUM_PARTS_BLOCK), batch * G),
+            (X, out, P // G, M), ("sum_parts",), dict(BLOCK=_SUM_PARTS_BLOCK, num_warps=4))
+    return out
 
 
 def _carry(summ: Tensor, dtsum: Tensor, A: Tensor, init: Optional[Tensor],
@@ -775,7 +790,7 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
         if not vary:
             return X.sum((0, 1)).t().contiguous().to(X_in.dtype)
         if not atomic:
-            X = X.view(batch, G, n_dblk // G, N, L).sum(2)
+            X = sum_parts(X, G, X_in.dtype, fast)
         return X.view(X_in.shape).to(X_in.dtype)
     return (
         du, ddelta, dA.to(A.dtype), reduce_bc(dB, b_vary, GBn, B_in),
