@@ -354,6 +354,15 @@ def test_sum_parts_matches_torch(P, G, dtype):
                           else 1e-6, atol=1e-5)
 
 
+def test_sum_parts_policy():
+    """The one-pass partial-sum kernel only for grids of 4+ programs per SM (it lost on rows
+    1, 2 and 5 of DESIGN §7, gained on rows 3 and 4)."""
+    from seqsuite.kernels.triton_scan import sum_parts_fits
+
+    assert sum_parts_fits(1, 16 * (1 << 20), 132) and sum_parts_fits(16, 16 * 16384, 132)
+    assert not sum_parts_fits(8, 16 * 2048, 132) and not sum_parts_fits(2, 16 * 4096, 132)
+
+
 def test_gluon_pack_policy():
     """16-bit tiles go as int32 pairs only in the EVEN variant and only where every 16-bit
     tensor is 4-byte aligned with even strides (fp32 tensors and absent ones do not count)."""

@@ -298,6 +298,15 @@ _COMBINE_BLOCK = 256  # (state, channel) pairs per program of the chunk combine
 _SUM_PARTS_BLOCK = 2048
 
 
+def sum_parts_fits(rows: int, M: int, sms: int) -> bool:
+    """Whether `sum_parts` has programs enough (4 per SM) to beat torch's sum then cast. Each
+    program sums its block over the P / G partial sums one after the other, so small grids
+    lose: at 864ae9e (RESULTS.md, 2026-11-29 21:15 UTC) rows 3 and 4 of DESIGN §7 (8,192 and
+    2,048 programs) gained (backward 9.68 -> 9.62 and 1.33 -> 1.30 ms), rows 1, 2 and 5 (128,
+    256 and 64 programs, 48-128 partial sums) lost 3-18 %."""
+    return rows * _cdiv(M, _SUM_PARTS_BLOCK) >= 4 * sms
+
+
 def sum_parts(X: Tensor, G: int, dtype: torch.dtype, fast: bool = True) -> Tensor:
     """(batch, G, N, L) in `dtype` from the partial sums X (batch, P, N, L) fp32 of P programs,
     P / G consecutive ones per group: X.view(batch, G, P // G, N, L).sum(2).to(dtype) in one
@@ -789,8 +798,12 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
     def reduce_bc(X, vary, G, X_in):
         if not vary:
             return X.sum((0, 1)).t().contiguous().to(X_in.dtype)
-        if not atomic:
+        if atomic:
+            pass
+        elif sum_parts_fits(batch * G, N * L, sms):
             X = sum_parts(X, G, X_in.dtype, fast)
+        else:
+            X = X.view(batch, G, n_dblk // G, N, L).sum(2)
         return X.view(X_in.shape).to(X_in.dtype)
     return (
         du, ddelta, dA.to(A.dtype), reduce_bc(dB, b_vary, GBn, B_in),
