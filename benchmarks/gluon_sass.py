@@ -90,8 +90,6 @@ def main() -> None:
     p.add_argument("--reexp", type=int, default=1, help="backward: recompute exp in the reverse pass")
     p.add_argument("--summary", action="store_true", help="the SUMMARY variant")
     p.add_argument("--chunked", action="store_true", help="the chunk count as a runtime value")
-    p.add_argument("--atomic-bc", action="store_true",
-                   help="backward: time-varying dB/dC added atomically")
     p.add_argument("--pack", action="store_true",
                    help="16-bit tiles loaded as int32 pairs (with --even)")
     p.add_argument("--even", action="store_true", help="the EVEN variant (no masks)")
@@ -122,8 +120,7 @@ def main() -> None:
                            warps, maxnreg, a.chunked)
     else:
         k = compile_kernel(GB._bwd_gluon_kernel,
-                           dict(common, HAS_R=a.chunked, REEXP=bool(a.reexp), EVEN=a.even,
-                                ATOMIC_BC=a.atomic_bc),
+                           dict(common, HAS_R=a.chunked, REEXP=bool(a.reexp), EVEN=a.even),
                            BF16_ARGS["bwd"],
                            warps, a.maxnreg or None, a.chunked)
     bindir = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"

@@ -106,19 +106,15 @@ def _lane_sums16(v, lane):
 
 
 @gluon.jit
-def _store_lane_sums16(v, row3, lane3, n3, N, t0, t_end, EVEN: gl.constexpr,
-                       ATOMIC: gl.constexpr):
-    """`_lane_sums16` of v stored at row3 + t0 + step (ATOMIC: added to it): the even lanes
-    store (lanes l and l ^ 1 hold the same step), masked past N and the chunk unless EVEN.
-    row3: the states' rows of dB or dC, n3: their state indices."""
+def _store_lane_sums16(v, row3, lane3, n3, N, t0, t_end, EVEN: gl.constexpr):
+    """`_lane_sums16` of v stored at row3 + t0 + step: the even lanes store (lanes l and
+    l ^ 1 hold the same step), masked past N and the chunk unless EVEN. row3: the states'
+    rows of dB or dC, n3: their state indices."""
     st3 = lane3 >> 1
     mask = (lane3 & 1) == 0
     if not EVEN:
         mask = mask & (n3 < N) & (t0 + st3 < t_end)
-    if ATOMIC:
-        gl.atomic_add(row3 + t0 + st3, _lane_sums16(v, lane3), mask=mask, sem="relaxed")
-    else:
-        gl.store(row3 + t0 + st3, _lane_sums16(v, lane3), mask=mask)
+    gl.store(row3 + t0 + st3, _lane_sums16(v, lane3), mask=mask)
 
 
 @gluon.jit
@@ -160,7 +156,7 @@ def _bwd_gluon_kernel(
     HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
     SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
     HAS_R: gl.constexpr, SUMMARY: gl.constexpr, REEXP: gl.constexpr = True,
-    EVEN: gl.constexpr = False, ATOMIC_BC: gl.constexpr = False, PACK: gl.constexpr = False,
+    EVEN: gl.constexpr = False, PACK: gl.constexpr = False,
 ):
     """Gradients for one chunk of BD = 32 channels (see the module docstring for outputs).
     SUMMARY: only the chunk's summary for the reverse chunk combine, the adjoint it hands to
@@ -211,18 +207,11 @@ def _bwd_gluon_kernel(
             Ccs = Ccs + (gl.load(C_ptr + d3 * sC_g + (n3 + gi * GS) * sC_n, mask=mg,
                                  other=0.0).to(gl.float32),)
             dCs = dCs + (zero3,)
-    # time-varying dB, dC: rows of this program's partial sums (batch, programs over dim, N,
-    # L), or with ATOMIC_BC of the sums themselves (batch, groups, N, L), added to atomically
-    if ATOMIC_BC:
-        rowB = pid_b * (dim // group_b) + d0 // group_b
-        rowC = pid_b * (dim // group_c) + d0 // group_c
-    else:
-        rowB = pid_b * n_dblk + pid_d
-        rowC = rowB
+    # time-varying dB, dC: rows of this program's partial sums (batch, programs over dim, N, L)
     if B_VARY and not SUMMARY:
-        dB_row3 = dB_ptr + (rowB * N + n3) * L  # + group + t
+        dB_row3 = dB_ptr + ((pid_b * n_dblk + pid_d) * N + n3) * L  # + group + t
     if C_VARY and not SUMMARY:
-        dC_row3 = dC_ptr + (rowC * N + n3) * L
+        dC_row3 = dC_ptr + ((pid_b * n_dblk + pid_d) * N + n3) * L
 
     io_d, io_t, io_dm, io_base = _io_index(pid_b, d0, dim, s_ub, s_ud, BD, TL, LIO)
     if HAS_BIAS:
@@ -426,7 +415,7 @@ def _bwd_gluon_kernel(
                 yl = ylg
                 if C_VARY:  # dC_t = sum over channels of dy_t h_t
                     _store_lane_sums16(cl, dC_row3 + gi * GS * L, lane3, n3 + gi * GS, N, t0,
-                                       t_end, EVEN, ATOMIC_BC)
+                                       t_end, EVEN)
                 s1g = ()
                 s2g = ()
                 bl = ()
@@ -456,7 +445,7 @@ def _bwd_gluon_kernel(
                 s2l = s2g
                 if B_VARY:  # dB_t = sum over channels of g Δ_t u_t
                     _store_lane_sums16(bl, dB_row3 + gi * GS * L, lane3, n3 + gi * GS, N, t0,
-                                       t_end, EVEN, ATOMIC_BC)
+                                       t_end, EVEN)
                 Rn = Rn + (R,)
                 dAn = dAn + (dA_acc,)
                 if not B_VARY:

@@ -84,11 +84,6 @@ class ScanConfig:
     # 17:02 UTC: rows 1, 2 and 5 of DESIGN §7 6-7 % faster, the chunked rows 3 and 4 3 %
     # slower, row 6 (N = 64) within 1 %)
     reexp_bwd_gluon: int = 1
-    # time-varying dB/dC of the Gluon backward: 0 as per-program partial sums (batch,
-    # programs over dim, N, L) reduced by torch afterwards (deterministic), 1 added atomically
-    # into (batch, groups, N, L) fp32 (not bit-reproducible: the order of the additions varies;
-    # never under torch.use_deterministic_algorithms)
-    atomic_bc_bwd_gluon: int = 0
     # both Gluon kernels: the unmasked variant where a call fits it (`gluon_even`); 0 never
     # (SEQSUITE_SCAN_EVEN=0)
     even_gluon: int = 1
@@ -146,7 +141,7 @@ def _config_from_env() -> ScanConfig:
         cfg = replace(cfg, **dict(zip(("ns_bwd_gluon", "programs_per_sm_bwd_gluon",
                                        "summary_programs_per_sm_bwd_gluon",
                                        "maxnreg_bwd_gluon", "reexp_bwd_gluon",
-                                       "ns_summary_bwd_gluon", "atomic_bc_bwd_gluon"), v)))
+                                       "ns_summary_bwd_gluon"), v)))
     kind = os.environ.get("SEQSUITE_SCAN_FWD")
     if kind:
         if kind not in ("auto", "tile", "seq", "gluon"):
@@ -694,12 +689,11 @@ def gluon_bwd_plan(cfg: ScanConfig, batch: int, dim: int, L: int, N: int, sms: i
 
 
 @functools.lru_cache(maxsize=None)
-def _bwd_consts(ckey: tuple, has_r: bool, summary: bool, reexp: bool, maxnreg: int,
-                atomic_bc: bool) -> dict:
+def _bwd_consts(ckey: tuple, has_r: bool, summary: bool, reexp: bool, maxnreg: int) -> dict:
     """The Gluon backward's constexprs and launch options for `_launch` (ckey: see
     `_scan_bwd_gluon`)."""
     d = dict(gluon_consts(*ckey), HAS_R=has_r, SUMMARY=summary, REEXP=reexp,
-             ATOMIC_BC=atomic_bc, num_warps=ckey[1])
+             num_warps=ckey[1])
     if maxnreg:
         d["maxnreg"] = maxnreg
     return d
@@ -748,15 +742,10 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
     dz = torch.empty_like(z) if z is not None else u.new_empty(0)
     part = (batch, n_chunks, N, dim)
     dA_part = torch.empty(part, **f32)
-    atomic = bool(cfg.atomic_bc_bwd_gluon) and not torch.are_deterministic_algorithms_enabled()
     GBn = B.shape[1] if B.dim() == 4 else 1
     GCn = C.shape[1] if C.dim() == 4 else 1
-    if atomic:
-        dB = torch.zeros((batch, GBn, N, L), **f32) if b_vary else torch.empty(part, **f32)
-        dC = torch.zeros((batch, GCn, N, L), **f32) if c_vary else torch.empty(part, **f32)
-    else:
-        dB = torch.empty((batch, n_dblk, N, L) if b_vary else part, **f32)
-        dC = torch.empty((batch, n_dblk, N, L) if c_vary else part, **f32)
+    dB = torch.empty((batch, n_dblk, N, L) if b_vary else part, **f32)
+    dC = torch.empty((batch, n_dblk, N, L) if c_vary else part, **f32)
     dD = torch.zeros((dim,), **f32)
     dbias = torch.zeros((dim,), **f32)
     grid = (n_dblk, n_chunks, batch)
@@ -773,8 +762,7 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
         n_sub = _cdiv(n_tiles, cs)
         rsum = torch.empty((batch, n_sub, N, dim), **f32)
         dtsum = torch.empty((batch, n_sub, dim), **f32)
-        skey = (gluon_bwd_summary_shape(cfg, NS, warps, NP) + ckey[2:], False, True, True, 0,
-                False)
+        skey = (gluon_bwd_summary_shape(cfg, NS, warps, NP) + ckey[2:], False, True, True, 0)
         _launch(fast, GB._bwd_gluon_kernel, (n_dblk, n_sub, batch),
                 (dout, u, delta, zz, A, B, C, u, bias, states, rsum,
                  du, ddelta, du, rsum, dB, dC, dtsum, dbias,
@@ -787,8 +775,7 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
         r = r.index_select(1, last_sub.clamp_max(n_sub - 1)).contiguous()
     elif dlast is not None:
         r = dlast.float().transpose(1, 2).unsqueeze(1).contiguous()  # (batch, 1, N, dim)
-    mkey = (ckey, r is not None, False, reexp_bwd(cfg, n_chunks, N), cfg.maxnreg_bwd_gluon,
-            atomic and (b_vary or c_vary))
+    mkey = (ckey, r is not None, False, reexp_bwd(cfg, n_chunks, N), cfg.maxnreg_bwd_gluon)
     _launch(fast, GB._bwd_gluon_kernel, grid,
             (dout, u, delta, zz, A, B, C, _opt(D, u), bias, states, _opt(r, dA_part),
              du, ddelta, dz if z is not None else du, dA_part, dB, dC, dD, dbias, *dims),
@@ -798,9 +785,7 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
     def reduce_bc(X, vary, G, X_in):
         if not vary:
             return X.sum((0, 1)).t().contiguous().to(X_in.dtype)
-        if atomic:
-            pass
-        elif sum_parts_fits(batch * G, N * L, sms):
+        if sum_parts_fits(batch * G, N * L, sms):
             X = sum_parts(X, G, X_in.dtype, fast)
         else:
             X = X.view(batch, G, n_dblk // G, N, L).sum(2)
