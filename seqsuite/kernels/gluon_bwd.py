@@ -163,7 +163,8 @@ def _bwd_gluon_kernel(
     the step before it when nothing comes from after it (R after its first step, into dA_ptr
     as (batch, n_chunks, N, dim)) and its sum of Δ (into dD_ptr as (batch, n_chunks, dim));
     u, B, the saved states and the other outputs are not read. EVEN: L a multiple of TL, dim
-    of BD and N a power of two (no masks)."""
+    of BD and N a power of two (no masks). PACK (the forward's int32-pair loads of 16-bit
+    tiles) is taken so that both kernels share `gluon_consts`; not used here yet."""
     W: gl.constexpr = gl.num_warps()
     NS: gl.constexpr = L3.size_per_thread[2]
     GS: gl.constexpr = W * NS   # states held at a time (one group)
