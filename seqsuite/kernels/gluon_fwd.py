@@ -174,13 +174,14 @@ def _st(ptr, v, mask, EVEN: gl.constexpr):
 
 @gluon.constexpr_function
 def _packs(ty, layout, even):
-    """Whether a 16-bit [rows, cols] tile (cols contiguous) of the tile layout `layout` is
+    """Whether a bf16 [rows, cols] tile (cols contiguous) of the tile layout `layout` is
     loaded as int32 pairs (`_ld_tile`): in the EVEN variant, with an even number of columns
-    per thread. Loaded as 16-bit values, the compiler keeps one per register across the loop
+    per thread (fp16 tiles, not yet run on a GPU this way, load as before). Loaded as 16-bit
+    values, the compiler keeps one per register across the loop
     and unpacks them right after the load, in the iteration that issued it: the unpack then
     waits for the load (ncu: a PRMT after the prefetch drew 19 % of the stall samples of
     row 4's forward); pairs stay packed until `_to_f32` in the next iteration."""
-    return bool(even) and ty.primitive_bitwidth == 16 and layout.size_per_thread[1] % 2 == 0
+    return bool(even) and ty == gl.bfloat16 and layout.size_per_thread[1] % 2 == 0
 
 
 @gluon.constexpr_function
@@ -212,14 +213,11 @@ def _ld_tile(ptr, off, off2, t, mask, EVEN: gl.constexpr, PK: gl.constexpr):
 
 @gluon.jit
 def _to_f32(x, ty: gl.constexpr, L: gl.constexpr, PK: gl.constexpr):
-    """A tile from `_ld_tile` as fp32 in layout L (ty: the element type in memory)."""
+    """A tile from `_ld_tile` as fp32 in layout L (ty: the element type in memory; with PK,
+    bf16 pairs: a bf16 is the top half of an fp32)."""
     if PK:
-        if ty == gl.bfloat16:
-            lo = (x << 16).to(gl.float32, bitcast=True)
-            hi = (x & -65536).to(gl.float32, bitcast=True)
-        else:
-            lo = (x & 65535).to(gl.int16).to(gl.float16, bitcast=True).to(gl.float32)
-            hi = (x >> 16).to(gl.int16).to(gl.float16, bitcast=True).to(gl.float32)
+        lo = (x << 16).to(gl.float32, bitcast=True)
+        hi = (x & -65536).to(gl.float32, bitcast=True)
         v = gl.join(lo, hi)
         v = gl.reshape(v, [v.shape[0], 2 * v.shape[1]])
         return gl.convert_layout(v, L, assert_trivial=True)
@@ -406,7 +404,7 @@ def _fwd_gluon_kernel(
     # B/C tiles [NP, TL]
     bc_t, bc_nm, offB = _bc_tile(pid_b, d0, N, sB_b, sB_g, sB_n, sB_l, group_b, NP, TL, LBC)
     _, _, offC = _bc_tile(pid_b, d0, N, sC_b, sC_g, sC_n, sC_l, group_c, NP, TL, LBC)
-    # 16-bit tiles loaded as int32 pairs (`_packs`; PACK: the launcher found every 16-bit
+    # bf16 tiles loaded as int32 pairs (`_packs`; PACK: the launcher found every 16-bit
     # tensor 4-byte aligned with even strides)
     PK_DT: gl.constexpr = _packs(dt_ptr.dtype.element_ty, LIO, EVEN and PACK)
     PK_U: gl.constexpr = _packs(u_ptr.dtype.element_ty, LIO, EVEN and PACK)
