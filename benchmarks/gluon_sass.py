@@ -110,17 +110,16 @@ def main() -> None:
     else:
         ns, warps = gluon_bwd_plan(CONFIG if not a.ns else replace(CONFIG, ns_bwd_gluon=a.ns),
                                    8, 1536, 2048, a.N, 132)[:2]
-    common = dict(gluon_consts(ns, warps, NP, 16, True, True, True, True, True, True,
-                               a.even, a.pack),
+    common = dict(gluon_consts(ns, warps, NP, 16, True, True, True, True, True, True, a.even),
                   SUMMARY=a.summary)
     if a.kernel == "fwd":
         maxnreg = a.maxnreg or gluon_fwd_maxnreg(CONFIG, warps, a.chunked) or None
-        k = compile_kernel(G._fwd_gluon_kernel, dict(common, HAS_H0=a.chunked, EVEN=a.even),
+        k = compile_kernel(G._fwd_gluon_kernel, dict(common, HAS_H0=a.chunked, PACK=a.pack),
                            BF16_ARGS["fwd"],
                            warps, maxnreg, a.chunked)
     else:
         k = compile_kernel(GB._bwd_gluon_kernel,
-                           dict(common, HAS_R=a.chunked, REEXP=bool(a.reexp), EVEN=a.even),
+                           dict(common, HAS_R=a.chunked, REEXP=bool(a.reexp)),
                            BF16_ARGS["bwd"],
                            warps, a.maxnreg or None, a.chunked)
     bindir = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"

@@ -40,8 +40,9 @@ from __future__ import annotations
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 
-from .gluon_fwd import (LN2, LOG2E, PAD_BC, _bc_tile, _exp2_fma, _io_index, _join16, _ld,
-                        _rcp, _rcp_fma, _softplus_g, _st, _state_index, y_parts_layout)
+from .gluon_fwd import (LN2, LOG2E, _bc_tile, _exp2_fma, _io_index, _join16, _ld, _rcp,
+                        _rcp_fma, _softplus_g, _st, _state_index, bc_rows_layout,
+                        y_parts_layout)
 
 # Staged rows: (Δ, Δu) pairs [BD, 2] (the summary: (Δ, dy)) and dy [BD], padded so that the
 # tile layout's transposed stores (8 warps: 4 channels x 8 step pairs a warp) are free of bank
@@ -156,15 +157,14 @@ def _bwd_gluon_kernel(
     HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
     SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
     HAS_R: gl.constexpr, SUMMARY: gl.constexpr, REEXP: gl.constexpr = True,
-    EVEN: gl.constexpr = False, PACK: gl.constexpr = False,
+    EVEN: gl.constexpr = False,
 ):
     """Gradients for one chunk of BD = 32 channels (see the module docstring for outputs).
     SUMMARY: only the chunk's summary for the reverse chunk combine, the adjoint it hands to
     the step before it when nothing comes from after it (R after its first step, into dA_ptr
     as (batch, n_chunks, N, dim)) and its sum of Δ (into dD_ptr as (batch, n_chunks, dim));
     u, B, the saved states and the other outputs are not read. EVEN: L a multiple of TL, dim
-    of BD and N a power of two (no masks). PACK (the forward's int32-pair loads of 16-bit
-    tiles) is taken so that both kernels share `gluon_consts`; not used here yet."""
+    of BD and N a power of two (no masks)."""
     W: gl.constexpr = gl.num_warps()
     NS: gl.constexpr = L3.size_per_thread[2]
     GS: gl.constexpr = W * NS   # states held at a time (one group)
@@ -238,9 +238,9 @@ def _bwd_gluon_kernel(
         dq = gl.allocate_shared_memory(gl.float32, [TL, BD], PQ1)
         dq2 = dq._reinterpret(gl.float32, [TL, BD], PQ2)
     # B and C rows [TL, NP], read as [TL * NG, W, NS]: row t * NG + g = step t, group g
-    # (PAD_BC floats after each row: see gluon_fwd.py)
-    PB2: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[NP, PAD_BC]], [TL, NP], [1, 0])
-    PB3: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[NP, PAD_BC]], [W, NS], [1, 0])
+    # (padded: `bc_rows_layout`)
+    PB2: gl.constexpr = bc_rows_layout(NP, [TL, NP])
+    PB3: gl.constexpr = bc_rows_layout(NP, [W, NS])
     if B_VARY and not SUMMARY:
         bs = gl.allocate_shared_memory(gl.float32, [TL, NP], PB2)
         srcB = bs._reinterpret(gl.float32, [TL * NG, W, NS], PB3)

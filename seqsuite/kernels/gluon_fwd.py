@@ -49,6 +49,14 @@ PAD_BC = gl.constexpr(4)
 
 
 @gluon.constexpr_function
+def bc_rows_layout(NP, shape):
+    """The shared layout of the B and C rows ([NP] floats and PAD_BC of padding a row) for
+    a view of the given shape: [TL, NP] as staged, [W, NS] as the state layout reads a row."""
+    return gl.PaddedSharedLayout.with_identity_for([[NP, PAD_BC]], shape,
+                                                   list(range(len(shape) - 1, -1, -1)))
+
+
+@gluon.constexpr_function
 def y_parts_layout(rank):
     """The shared layout (rank 2: [BD, TL], rank 3: [W, BD, TL]) of the warps' partial sums
     per (channel, step): y in the forward; y, Σ g B and Σ g (h − x) A in the backward. Stored
@@ -212,9 +220,9 @@ def _ld_tile(ptr, off, off2, t, mask, EVEN: gl.constexpr, PK: gl.constexpr):
 
 
 @gluon.jit
-def _to_f32(x, ty: gl.constexpr, L: gl.constexpr, PK: gl.constexpr):
-    """A tile from `_ld_tile` as fp32 in layout L (ty: the element type in memory; with PK,
-    bf16 pairs: a bf16 is the top half of an fp32)."""
+def _to_f32(x, L: gl.constexpr, PK: gl.constexpr):
+    """A tile from `_ld_tile` as fp32 in layout L (with PK bf16 pairs: a bf16 is the top
+    half of an fp32)."""
     if PK:
         lo = (x << 16).to(gl.float32, bitcast=True)
         hi = (x & -65536).to(gl.float32, bitcast=True)
@@ -429,8 +437,8 @@ def _fwd_gluon_kernel(
     dd_r = gl.allocate_shared_memory(gl.float32, [2 * TL, BD, 2], PD1)
     dd = dd_r._reinterpret(gl.float32, [2, TL, BD, 2], PD2)
     rows = (dd_r,)
-    PB2: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[NP, PAD_BC]], [TL, NP], [1, 0])
-    PB3: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[NP, PAD_BC]], [W, NS], [1, 0])
+    PB2: gl.constexpr = bc_rows_layout(NP, [TL, NP])
+    PB3: gl.constexpr = bc_rows_layout(NP, [W, NS])
     if B_VARY:
         bs = gl.allocate_shared_memory(gl.float32, [2, TL, NP], PB2)
         rows = rows + (bs._reinterpret(gl.float32, [2 * TL, W, NS], PB3),)
@@ -475,20 +483,18 @@ def _fwd_gluon_kernel(
         buf = (it - tile0) % 2
         t0 = it * TL
         tm = io_dm & gl.expand_dims(t0 + io_t < t_end, 0)
-        u_c = _to_f32(u_nx, u_ptr.dtype.element_ty, LIO, PK_U)
-        dt_c = _stage(_to_f32(dt_nx, dt_ptr.dtype.element_ty, LIO, PK_DT), u_c, bias, tm, dd,
-                      buf, BD, HAS_BIAS, SOFTPLUS, EVEN)
+        u_c = _to_f32(u_nx, LIO, PK_U)
+        dt_c = _stage(_to_f32(dt_nx, LIO, PK_DT), u_c, bias, tm, dd, buf, BD, HAS_BIAS,
+                      SOFTPLUS, EVEN)
         if B_VARY:
-            bs.index(buf).store(gl.permute(_to_f32(B_nx, B_ptr.dtype.element_ty, LBC, PK_B),
-                                           [1, 0]))
+            bs.index(buf).store(gl.permute(_to_f32(B_nx, LBC, PK_B), [1, 0]))
         if SUMMARY:
             dtot += dt_c
         else:
             if C_VARY:
-                cs.index(buf).store(gl.permute(_to_f32(C_nx, C_ptr.dtype.element_ty, LBC, PK_C),
-                                               [1, 0]))
+                cs.index(buf).store(gl.permute(_to_f32(C_nx, LBC, PK_C), [1, 0]))
             if HAS_Z:
-                z_c = _to_f32(z_nx, z_ptr.dtype.element_ty, LIO, PK_Z)
+                z_c = _to_f32(z_nx, LIO, PK_Z)
         # prefetch the next tile
         t1 = t0 + TL
         tmn = io_dm & gl.expand_dims(t1 + io_t < t_end, 0)

@@ -129,7 +129,7 @@ def _fwd_chunk_summary_kernel(
 def _chunk_combine_kernel(
     summ_ptr, dtsum_ptr, A_ptr, init_ptr, out_ptr,
     dim, N, n_chunks, s_ab, s_an,
-    BLOCK: tl.constexpr, REVERSE: tl.constexpr, HAS_INIT: tl.constexpr, CPT: tl.constexpr = 8,
+    BLOCK: tl.constexpr, REVERSE: tl.constexpr, HAS_INIT: tl.constexpr, CPT: tl.constexpr,
 ):
     """Carry states across chunks: out[c] = state entering chunk c (forward) or, REVERSE,
     the adjoint entering it from the end; s <- exp(A * dtsum[c]) * s + summ[c].

@@ -288,9 +288,7 @@ def _launch(fast: bool, fn, grid, args: tuple, key, consts: dict) -> None:
 
 
 _COMBINE_BLOCK = 256  # (state, channel) pairs per program of the chunk combine
-
-
-_SUM_PARTS_BLOCK = 2048
+_SUM_PARTS_BLOCK = 2048  # (state, step) pairs per program of `sum_parts`
 
 
 def sum_parts_fits(rows: int, M: int, sms: int) -> bool:
@@ -449,17 +447,17 @@ def gluon_plan(cfg: ScanConfig, batch: int, dim: int, L: int, N: int, sms: int):
 @functools.lru_cache(maxsize=None)
 def gluon_consts(NS: int, warps: int, NP: int, TL: int, has_d: bool, has_z: bool,
                  has_bias: bool, softplus: bool, b_vary: bool, c_vary: bool,
-                 even: bool = False, pack: bool = False) -> dict:
+                 even: bool = False) -> dict:
     """The constexpr arguments both Gluon kernels take: 32 channels per program, NS states per
     thread over `warps` warps (NP states in all), TL-step tiles, and the call's options.
-    even (`gluon_even`): no load or store needs a mask; pack (`gluon_pack`): 16-bit tiles
-    may be loaded as int32 pairs. Cached: the caller must not change the dict."""
+    even (`gluon_even`): no load or store needs a mask. Cached: the caller must not change
+    the dict."""
     from . import gluon_fwd as G
 
     return dict(BD=32, NP=NP, TL=TL, L3=G.state_layout(NS, warps),
                 LIO=G.tile_layout(32, TL, warps), LBC=G.tile_layout(NP, TL, warps),
                 HAS_D=has_d, HAS_Z=has_z, HAS_BIAS=has_bias, SOFTPLUS=softplus,
-                B_VARY=b_vary, C_VARY=c_vary, EVEN=even, PACK=pack)
+                B_VARY=b_vary, C_VARY=c_vary, EVEN=even)
 
 
 def gluon_even(cfg: ScanConfig, dim: int, L: int, N: int, TL: int) -> bool:
@@ -562,8 +560,9 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
 def _fwd_consts(ckey: tuple, has_h0: bool, summary: bool, save: bool) -> dict:
     """The Gluon forward's constexprs and launch options for `_launch` (ckey: see
     `_scan_fwd_gluon`)."""
-    *gk, maxnreg = ckey
-    d = dict(gluon_consts(*gk), HAS_H0=has_h0, SUMMARY=summary, SAVE=save, num_warps=ckey[1])
+    *gk, pack, maxnreg = ckey
+    d = dict(gluon_consts(*gk), PACK=pack, HAS_H0=has_h0, SUMMARY=summary, SAVE=save,
+             num_warps=ckey[1])
     if maxnreg:
         d["maxnreg"] = maxnreg
     return d
