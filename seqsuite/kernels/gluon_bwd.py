@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.ampere import async_copy
 
 from .gluon_fwd import (LN2, LOG2E, _bc_tile, _exp2_fma, _io_index, _join16, _ld, _rcp,
                         _rcp_fma, _softplus_g, _st, _state_index, bc_rows_layout,
@@ -145,6 +146,19 @@ def _sum_rows(sr, first, W: gl.constexpr, LIO: gl.constexpr):
 
 
 @gluon.jit
+def _h_copy(hsm, slot, row, ms, gstride, NG: gl.constexpr, EVEN: gl.constexpr):
+    """cp.async of one tile's start state (NG groups of [BD, W, NS] at row + g x gstride) into
+    slot `slot` of hsm, as one commit group."""
+    for gi in gl.static_range(NG):
+        if EVEN:
+            async_copy.async_copy_global_to_shared(hsm.index(slot * NG + gi), row + gi * gstride)
+        else:
+            async_copy.async_copy_global_to_shared(hsm.index(slot * NG + gi), row + gi * gstride,
+                                                   mask=ms[gi])
+    async_copy.commit_group()
+
+
+@gluon.jit
 def _bwd_gluon_kernel(
     dout_ptr, u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr,
     hs_ptr, r_ptr,
@@ -157,7 +171,7 @@ def _bwd_gluon_kernel(
     HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
     SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
     HAS_R: gl.constexpr, SUMMARY: gl.constexpr, REEXP: gl.constexpr = True,
-    EVEN: gl.constexpr = False,
+    EVEN: gl.constexpr = False, H_ASYNC: gl.constexpr = False,
 ):
     """Gradients for one chunk of BD = 32 channels (see the module docstring for outputs).
     SUMMARY: only the chunk's summary for the reverse chunk combine, the adjoint it hands to
@@ -274,8 +288,15 @@ def _bwd_gluon_kernel(
     # stands for chunked): there it made rows 3 and 4 10 % slower (RESULTS.md, 2026-11-29
     # 21:04 UTC), and the tile loads it before its staging.
     hs_row = hs_ptr + pid_b * n_tiles * N * dim + nd
-    H_AHEAD: gl.constexpr = (REEXP or not HAS_R) and not SUMMARY
+    H_ASYNC_: gl.constexpr = H_ASYNC and not SUMMARY
+    H_AHEAD: gl.constexpr = (REEXP or not HAS_R) and not SUMMARY and not H_ASYNC
     h_nx = ()
+    if H_ASYNC_:
+        # H_ASYNC: copied a tile ahead into shared memory (cp.async, no registers held),
+        # [2 x NG, BD, W, NS], lanes contiguous; each thread reads back only what it copied
+        HSL: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [0, 1, 2])
+        hsm = gl.allocate_shared_memory(gl.float32, [2 * NG, BD, W, NS], HSL)
+        _h_copy(hsm, 0, hs_row + (tile1 - 1) * N * dim, ms, GS * dim, NG, EVEN)
     if H_AHEAD:
         for gi in gl.static_range(NG):
             h_nx = h_nx + (_ld(hs_row + (tile1 - 1) * N * dim + gi * GS * dim, ms[gi], EVEN),)
@@ -295,7 +316,10 @@ def _bwd_gluon_kernel(
         it = tile1 - 1 - k
         t0 = it * TL
         tm = io_dm & gl.expand_dims(t0 + io_t < t_end, 0)
-        if not H_AHEAD and not SUMMARY:
+        if H_ASYNC_:  # the next tile's start state (the first again before the first)
+            _h_copy(hsm, (k + 1) % 2, hs_row + gl.maximum(it - 1, tile0) * N * dim, ms,
+                    GS * dim, NG, EVEN)
+        if not H_AHEAD and not H_ASYNC_ and not SUMMARY:
             # the tile's start state, loaded before the staging so that its latency overlaps it
             h_top = ()
             for gi in gl.static_range(NG):
@@ -358,6 +382,8 @@ def _bwd_gluon_kernel(
             h_nx = ()
             for gi in gl.static_range(NG):
                 h_nx = h_nx + (_ld(hs_row + ip * N * dim + gi * GS * dim, ms[gi], EVEN),)
+        if H_ASYNC_:  # this tile's copy (the next one may be in flight), before the barrier:
+            async_copy.wait_group(1)  # after it the compiler would add one
         gl.thread_barrier()
         if SUMMARY:
             Rn = ()
@@ -392,7 +418,11 @@ def _bwd_gluon_kernel(
                 if not C_VARY:
                     srcC = Ccs[gi]
                     dC_acc = dCs[gi]
-                if H_AHEAD:
+                if H_ASYNC_:
+                    h = hsm.index((k % 2) * NG + gi).load(L3)
+                    if not EVEN:  # masked slots were not written
+                        h = gl.where(mg, h, 0.0)
+                elif H_AHEAD:
                     h = h_cur[gi]
                 else:
                     h = h_top[gi]
