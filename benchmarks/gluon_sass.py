@@ -90,8 +90,6 @@ def main() -> None:
     p.add_argument("--reexp", type=int, default=1, help="backward: recompute exp in the reverse pass")
     p.add_argument("--hasync", action="store_true",
                    help="backward: the tile-start state copied ahead by cp.async (H_ASYNC)")
-    p.add_argument("--expf", type=int, default=0,
-                   help="forward: steps of 16 whose exps run on the FMA pipes (EXPF)")
     p.add_argument("--summary", action="store_true", help="the SUMMARY variant")
     p.add_argument("--chunked", action="store_true", help="the chunk count as a runtime value")
     p.add_argument("--pack", action="store_true",
@@ -118,7 +116,7 @@ def main() -> None:
                   SUMMARY=a.summary)
     if a.kernel == "fwd":
         maxnreg = a.maxnreg or gluon_fwd_maxnreg(CONFIG, warps, a.chunked) or None
-        k = compile_kernel(G._fwd_gluon_kernel, dict(common, HAS_H0=a.chunked, PACK=a.pack, EXPF=a.expf),
+        k = compile_kernel(G._fwd_gluon_kernel, dict(common, HAS_H0=a.chunked, PACK=a.pack),
                            BF16_ARGS["fwd"],
                            warps, maxnreg, a.chunked)
     else:

@@ -3,7 +3,7 @@
 # PATCH applied first if set (a kernel change kept as a patch, its path off by default, so
 # the default rows measure main), the rows again with the patch's path on (PATCH_ENV), other
 # settings (EXTRA), ncu's shared-memory bank conflicts per kernel (NCU_ROWS) and the host
-# launch probe of row 0 (LAUNCH=1, the default), and ncu's per-instruction source counters of
+# launch probe of row 0 (LAUNCH=1, the default; BENCH=0 skips `bench scan`), and ncu's per-instruction source counters of
 # chosen kernels (SRC="row;kernel regex;launches to skip ...").
 # Results: $OUT/round5.tgz. Needs carry [".whl"].
 #   SEQSUITE_COMMIT=<commit> PATCH=<file>.patch PATCH_ENV="VAR=value" bash benchmarks/gpu_round5.sh
@@ -18,8 +18,10 @@ if [ "${TESTS:-1}" = 1 ]; then
   echo "gpu tests rc=$? at $(el)s: $(tail -1 $P/pytest-gpu.log)"
   grep -E "^(FAILED|ERROR)|Error" $P/pytest-gpu.log | head -5
 fi
-timeout 120 $S bench scan --out $P/bench-scan.json > $P/bench-scan.log 2>&1
-echo "bench scan rc=$? at $(el)s"; tail -14 $P/bench-scan.log
+if [ "${BENCH:-1}" = 1 ]; then
+  timeout 120 $S bench scan --out $P/bench-scan.json > $P/bench-scan.log 2>&1
+  echo "bench scan rc=$? at $(el)s"; tail -14 $P/bench-scan.log
+fi
 if [ -n "${PATCH_ENV:-}" ]; then
   env $PATCH_ENV timeout 120 python3 benchmarks/scan.py --reps 50 ${PATCH_ROWS:+--rows $PATCH_ROWS} > $P/scan-patch.log 2>&1
   echo "patch env ($PATCH_ENV) rc=$? at $(el)s"; row $P/scan-patch.log

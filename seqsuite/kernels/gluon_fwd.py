@@ -290,7 +290,7 @@ def _stage(dt, u, bias, tmask, dd, buf, BD: gl.constexpr,
 
 @gluon.jit
 def _step(h, A2, rows, i, L3: gl.constexpr, BD: gl.constexpr, B_VARY: gl.constexpr,
-          C_VARY: gl.constexpr, WITH_Y: gl.constexpr, FMA_EXP: gl.constexpr = False):
+          C_VARY: gl.constexpr, WITH_Y: gl.constexpr):
     """One time step (row i of the staged buffers): h <- exp2(Δ A log2 e) h + Δu B; with
     WITH_Y also this thread's part of y, sum over its states of C h ([BD, W])."""
     LDW: gl.constexpr = gl.SliceLayout(2, L3)
@@ -305,13 +305,8 @@ def _step(h, A2, rows, i, L3: gl.constexpr, BD: gl.constexpr, B_VARY: gl.constex
         Bt = gl.expand_dims(rows[1].index(i).load(LWN), 0)
     else:
         Bt = rows[1]
-    # one dependent FMA per step on h's chain (Δu·B is computed off it); FMA_EXP: the exps
-    # on the FMA pipes (`_exp2_fma`), which the exp unit bounds
-    if FMA_EXP:
-        a = _exp2_fma(dt_t * A2)
-    else:
-        a = gl.exp2(dt_t * A2)
-    h = gl.fma(a, h, du_t * Bt)
+    # one dependent FMA per step on h's chain (Δu·B is computed off it)
+    h = gl.fma(gl.exp2(dt_t * A2), h, du_t * Bt)
     if WITH_Y:
         if C_VARY:
             Ct = gl.expand_dims(rows[2].index(i).load(LWN), 0)
@@ -321,13 +316,6 @@ def _step(h, A2, rows, i, L3: gl.constexpr, BD: gl.constexpr, B_VARY: gl.constex
     else:
         y = 0.0
     return h, y
-
-
-@gluon.constexpr_function
-def _fma_step(t, expf):
-    """Whether step t of 16 takes its exps on the FMA pipes when expf of them do."""
-    t, expf = int(t), int(expf)
-    return expf > 0 and t % (16 // expf) == 16 // expf - 1
 
 
 @gluon.jit
@@ -343,13 +331,12 @@ def _join16(p):
 
 @gluon.jit
 def _steps16(h, A2, rows, i, L3: gl.constexpr, BD: gl.constexpr, B_VARY: gl.constexpr,
-             C_VARY: gl.constexpr, WITH_Y: gl.constexpr, EXPF: gl.constexpr = 0):
+             C_VARY: gl.constexpr, WITH_Y: gl.constexpr):
     """16 steps from row i; with WITH_Y the per-thread parts of y as [W, BD, 16], held in
-    registers (the per-step results are joined: no shared-memory store between steps).
-    EXPF of the 16 steps (evenly spaced) take their exps on the FMA pipes."""
+    registers (the per-step results are joined: no shared-memory store between steps)."""
     yl = ()
     for t in gl.static_range(16):
-        h, y = _step(h, A2, rows, i + t, L3, BD, B_VARY, C_VARY, WITH_Y, _fma_step(t, EXPF))
+        h, y = _step(h, A2, rows, i + t, L3, BD, B_VARY, C_VARY, WITH_Y)
         yl = yl + (y,)
     if WITH_Y:
         return h, _join16(yl)
@@ -384,7 +371,7 @@ def _fwd_gluon_kernel(
     HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
     SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
     HAS_H0: gl.constexpr, SUMMARY: gl.constexpr, EVEN: gl.constexpr = False,
-    SAVE: gl.constexpr = True, PACK: gl.constexpr = False, EXPF: gl.constexpr = 0,
+    SAVE: gl.constexpr = True, PACK: gl.constexpr = False,
 ):
     """Scan one chunk of BD = 32 channels. SUMMARY: only the chunk's end state from a zero
     start (into h0_ptr as hsum (batch, n_chunks, N, dim)) and its sum of Δ (into last_ptr
@@ -530,7 +517,7 @@ def _fwd_gluon_kernel(
                           W, TL, LIO, HAS_D, HAS_Z, EVEN)
             if SAVE:  # the state entering this tile, for the backward
                 _st(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd, h, m3, EVEN)
-        h, yt = _steps16(h, A2, rows, buf * TL, L3, BD, B_VARY, C_VARY, not SUMMARY, EXPF)
+        h, yt = _steps16(h, A2, rows, buf * TL, L3, BD, B_VARY, C_VARY, not SUMMARY)
         if not SUMMARY:
             ys.index(buf).store(yt)
             u_pv = u_c

@@ -64,12 +64,6 @@ class ScanConfig:
     min_warps_per_sm_gluon: int = 6
     chunk_warps_per_sm_gluon: int = 48
     maxnreg_gluon: int = 0  # 0: 128 at 8+ warps, else ptxas chooses
-    # steps of every 16 whose exp(ΔA) runs on the FMA pipes (a polynomial, `_exp2_fma`)
-    # instead of the exp unit, which bounds the chunked forward: in the main pass and in the
-    # chunk summaries; and the summaries' register cap (0: the main pass's)
-    fma_exp_gluon: int = 0
-    fma_exp_summary_gluon: int = 0
-    maxnreg_summary_gluon: int = 0
     bwd: str = "auto"      # backward kernel: "gluon" (gluon_bwd.py; CUDA, N <= 64) or "tile"
     ns_bwd_gluon: int = 2  # "gluon" backward: states per thread (N / NS warps)
     # "gluon" backward: grids of fewer programs than this many per SM are split into chunks
@@ -91,8 +85,10 @@ class ScanConfig:
     # slower, row 6 (N = 64) within 1 %)
     reexp_bwd_gluon: int = 1
     # the main pass copies each tile's start state a tile ahead into shared memory
-    # (cp.async, gluon_bwd.py H_ASYNC) instead of loading it into registers; 0: the
-    # register load (a tile ahead where registers allow)
+    # (cp.async, gluon_bwd.py H_ASYNC) instead of into registers: 0 never, 2 always, 1 where
+    # registers allowed the load a tile ahead (REEXP, or unchunked). Measured (RESULTS.md
+    # 2026-11-29 22:22 UTC): row 6 of DESIGN §7 2.81 against 3.02 ms, rows 1, 2 and 5
+    # 1-2 % faster; chunked without REEXP (rows 3 and 4) 15 % slower
     async_h_bwd_gluon: int = 1
     # both Gluon kernels: the unmasked variant where a call fits it (`gluon_even`); 0 never
     # (SEQSUITE_SCAN_EVEN=0)
@@ -172,8 +168,7 @@ def _config_from_env() -> ScanConfig:
     if gl_env:
         v = [int(x) for x in gl_env.split(",")]
         names = ("ns_gluon", "min_warps_per_sm_gluon", "ns_chunked_gluon",
-                 "chunk_warps_per_sm_gluon", "maxnreg_gluon", "fma_exp_gluon",
-                 "fma_exp_summary_gluon", "maxnreg_summary_gluon")
+                 "chunk_warps_per_sm_gluon", "maxnreg_gluon")
         cfg = replace(cfg, **dict(zip(names, v)))
     return cfg
 
@@ -553,32 +548,27 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
         # the summaries of every chunk but the last (no chunk starts after it; the combine
         # reads its slot but stores nothing from it)
         hsum = torch.empty((batch, n_chunks, N, dim), dtype=torch.float32, device=u.device)
-        skey = (ckey, False, True, True, cfg.fma_exp_summary_gluon, cfg.maxnreg_summary_gluon)
         dtsum = torch.empty((batch, n_chunks, dim), dtype=torch.float32, device=u.device)
         _launch(fast, G._fwd_gluon_kernel, (n_dblk, n_chunks - 1, batch),
                 (u, delta, u, A, B, C, u, bias, y, hsum, hs, dtsum,
                  dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc, *strides),
-                skey, _fwd_consts(*skey))
+                (ckey, False, True, True), _fwd_consts(ckey, False, True, True))
         h0 = _carry(hsum, dtsum, A, None, reverse=False, fast=fast)
     has_h0 = h0 is not None
-    mkey = (ckey, has_h0, False, save_states, cfg.fma_exp_gluon, 0)
     _launch(fast, G._fwd_gluon_kernel, grid,
             (u, delta, _opt(z, u), A, B, C, _opt(D, u), bias, y, _opt(h0, last), hs, last,
              dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc, *strides),
-            mkey, _fwd_consts(*mkey))
+            (ckey, has_h0, False, save_states), _fwd_consts(ckey, has_h0, False, save_states))
     return y, last, states
 
 
 @functools.lru_cache(maxsize=None)
-def _fwd_consts(ckey: tuple, has_h0: bool, summary: bool, save: bool, expf: int = 0,
-                maxnreg_over: int = 0) -> dict:
+def _fwd_consts(ckey: tuple, has_h0: bool, summary: bool, save: bool) -> dict:
     """The Gluon forward's constexprs and launch options for `_launch` (ckey: see
-    `_scan_fwd_gluon`; expf: `fma_exp_gluon`; maxnreg_over: a register cap instead of
-    ckey's)."""
+    `_scan_fwd_gluon`)."""
     *gk, pack, maxnreg = ckey
-    maxnreg = maxnreg_over or maxnreg
     d = dict(gluon_consts(*gk), PACK=pack, HAS_H0=has_h0, SUMMARY=summary, SAVE=save,
-             EXPF=expf, num_warps=ckey[1])
+             num_warps=ckey[1])
     if maxnreg:
         d["maxnreg"] = maxnreg
     return d
@@ -729,6 +719,13 @@ def reexp_bwd(cfg: ScanConfig, n_chunks: int, N: int) -> bool:
     return r == 2 or (r == 1 and n_chunks == 1 and N <= 16)
 
 
+def async_h_bwd(cfg: ScanConfig, reexp: bool, has_r: bool) -> bool:
+    """Whether the Gluon backward's main pass copies the tile-start states by cp.async
+    (`async_h_bwd_gluon`)."""
+    a = cfg.async_h_bwd_gluon
+    return a == 2 or (a == 1 and (reexp or not has_r))
+
+
 def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
                     dlast, TL):
     """The Gluon backward (gluon_bwd.py), or None where it does not apply (N > 64, a tile
@@ -791,8 +788,9 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
         r = r.index_select(1, last_sub.clamp_max(n_sub - 1)).contiguous()
     elif dlast is not None:
         r = dlast.float().transpose(1, 2).unsqueeze(1).contiguous()  # (batch, 1, N, dim)
-    mkey = (ckey, r is not None, False, reexp_bwd(cfg, n_chunks, N), cfg.maxnreg_bwd_gluon,
-            bool(cfg.async_h_bwd_gluon))
+    reexp = reexp_bwd(cfg, n_chunks, N)
+    mkey = (ckey, r is not None, False, reexp, cfg.maxnreg_bwd_gluon,
+            async_h_bwd(cfg, reexp, r is not None))
     _launch(fast, GB._bwd_gluon_kernel, grid,
             (dout, u, delta, zz, A, B, C, _opt(D, u), bias, states, _opt(r, dA_part),
              du, ddelta, dz if z is not None else du, dA_part, dB, dC, dD, dbias, *dims),
