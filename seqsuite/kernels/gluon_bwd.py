@@ -171,7 +171,7 @@ def _bwd_gluon_kernel(
     HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
     SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
     HAS_R: gl.constexpr, SUMMARY: gl.constexpr, REEXP: gl.constexpr = True,
-    EVEN: gl.constexpr = False, H_ASYNC: gl.constexpr = False,
+    EVEN: gl.constexpr = False, H_ASYNC: gl.constexpr = False, H_AT: gl.constexpr = 0,
 ):
     """Gradients for one chunk of BD = 32 channels (see the module docstring for outputs).
     SUMMARY: only the chunk's summary for the reverse chunk combine, the adjoint it hands to
@@ -292,11 +292,14 @@ def _bwd_gluon_kernel(
     H_AHEAD: gl.constexpr = (REEXP or not HAS_R) and not SUMMARY and not H_ASYNC
     h_nx = ()
     if H_ASYNC_:
-        # H_ASYNC: copied a tile ahead into shared memory (cp.async, no registers held),
-        # [2 x NG, BD, W, NS], lanes contiguous; each thread reads back only what it copied
+        # H_ASYNC: copied two tiles ahead into shared memory (cp.async, no registers held),
+        # three slots of [NG, BD, W, NS], lanes contiguous; each thread reads back only what
+        # it copied. Issued at the end of a tile, not among the staging's exps (there ptxas
+        # put a prefetch load and an exp on one scoreboard: the exp's use waited for memory)
         HSL: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [0, 1, 2])
-        hsm = gl.allocate_shared_memory(gl.float32, [2 * NG, BD, W, NS], HSL)
+        hsm = gl.allocate_shared_memory(gl.float32, [3 * NG, BD, W, NS], HSL)
         _h_copy(hsm, 0, hs_row + (tile1 - 1) * N * dim, ms, GS * dim, NG, EVEN)
+        _h_copy(hsm, 1, hs_row + gl.maximum(tile1 - 2, tile0) * N * dim, ms, GS * dim, NG, EVEN)
     if H_AHEAD:
         for gi in gl.static_range(NG):
             h_nx = h_nx + (_ld(hs_row + (tile1 - 1) * N * dim + gi * GS * dim, ms[gi], EVEN),)
@@ -316,9 +319,6 @@ def _bwd_gluon_kernel(
         it = tile1 - 1 - k
         t0 = it * TL
         tm = io_dm & gl.expand_dims(t0 + io_t < t_end, 0)
-        if H_ASYNC_:  # the next tile's start state (the first again before the first)
-            _h_copy(hsm, (k + 1) % 2, hs_row + gl.maximum(it - 1, tile0) * N * dim, ms,
-                    GS * dim, NG, EVEN)
         if not H_AHEAD and not H_ASYNC_ and not SUMMARY:
             # the tile's start state, loaded before the staging so that its latency overlaps it
             h_top = ()
@@ -419,7 +419,7 @@ def _bwd_gluon_kernel(
                     srcC = Ccs[gi]
                     dC_acc = dCs[gi]
                 if H_ASYNC_:
-                    h = hsm.index((k % 2) * NG + gi).load(L3)
+                    h = hsm.index((k % 3) * NG + gi).load(L3)
                     if not EVEN:  # masked slots were not written
                         h = gl.where(mg, h, 0.0)
                 elif H_AHEAD:
@@ -492,6 +492,9 @@ def _bwd_gluon_kernel(
             s2b3.store(_join16(s2l))
             gl.thread_barrier()
 
+            if H_ASYNC_ and H_AT == 1:  # the start state of the tile after next (the first again at the end)
+                _h_copy(hsm, (k + 2) % 3, hs_row + gl.maximum(it - 2, tile0) * N * dim, ms,
+                        GS * dim, NG, EVEN)
             # 4. finish the tile (tile layout)
             ypre = _sum_rows(sy, 0, W, LIO)
             s1 = _sum_rows(s1b, 0, W, LIO)
@@ -513,6 +516,9 @@ def _bwd_gluon_kernel(
             if HAS_Z:
                 dz = dout * ypre * sz * (1.0 + z * (1.0 - sz))
                 _st(dz_ptr + offs, dz.to(dz_ptr.dtype.element_ty), tm, EVEN)
+            if H_ASYNC_ and H_AT == 0:  # the start state of the tile after next (the first again at the end)
+                _h_copy(hsm, (k + 2) % 3, hs_row + gl.maximum(it - 2, tile0) * N * dim, ms,
+                        GS * dim, NG, EVEN)
 
     for gi in gl.static_range(NG):
         off = prog + gi * GS * dim

@@ -699,7 +699,7 @@ def _bwd_consts(ckey: tuple, has_r: bool, summary: bool, reexp: bool, maxnreg: i
     """The Gluon backward's constexprs and launch options for `_launch` (ckey: see
     `_scan_bwd_gluon`)."""
     d = dict(gluon_consts(*ckey), HAS_R=has_r, SUMMARY=summary, REEXP=reexp,
-             H_ASYNC=h_async, num_warps=ckey[1])
+             H_ASYNC=h_async, H_AT=int(os.environ.get("SEQSUITE_H_AT", "0")), num_warps=ckey[1])
     if maxnreg:
         d["maxnreg"] = maxnreg
     return d
