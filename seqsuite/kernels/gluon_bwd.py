@@ -319,6 +319,9 @@ def _bwd_gluon_kernel(
         it = tile1 - 1 - k
         t0 = it * TL
         tm = io_dm & gl.expand_dims(t0 + io_t < t_end, 0)
+        if H_ASYNC_ and H_AT == 2:  # the start state of the tile after next
+            _h_copy(hsm, (k + 2) % 3, hs_row + gl.maximum(it - 2, tile0) * N * dim, ms,
+                    GS * dim, NG, EVEN)
         if not H_AHEAD and not H_ASYNC_ and not SUMMARY:
             # the tile's start state, loaded before the staging so that its latency overlaps it
             h_top = ()

@@ -89,7 +89,7 @@ class ScanConfig:
     # registers allowed the load a tile ahead (REEXP, or unchunked). Measured (RESULTS.md
     # 2026-11-29 22:22 UTC): row 6 of DESIGN §7 2.81 against 3.02 ms, rows 1, 2 and 5
     # 1-2 % faster; chunked without REEXP (rows 3 and 4) 15 % slower
-    async_h_bwd_gluon: int = 1
+    async_h_bwd_gluon: int = 2
     # both Gluon kernels: the unmasked variant where a call fits it (`gluon_even`); 0 never
     # (SEQSUITE_SCAN_EVEN=0)
     even_gluon: int = 1
