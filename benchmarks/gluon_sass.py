@@ -90,7 +90,6 @@ def main() -> None:
     p.add_argument("--reexp", type=int, default=1, help="backward: recompute exp in the reverse pass")
     p.add_argument("--hasync", action="store_true",
                    help="backward: the tile-start state copied ahead by cp.async (H_ASYNC)")
-    p.add_argument("--hat", type=int, default=0)
     p.add_argument("--summary", action="store_true", help="the SUMMARY variant")
     p.add_argument("--chunked", action="store_true", help="the chunk count as a runtime value")
     p.add_argument("--pack", action="store_true",
@@ -122,7 +121,7 @@ def main() -> None:
                            warps, maxnreg, a.chunked)
     else:
         k = compile_kernel(GB._bwd_gluon_kernel,
-                           dict(common, HAS_R=a.chunked, REEXP=bool(a.reexp), H_ASYNC=a.hasync, H_AT=a.hat),
+                           dict(common, HAS_R=a.chunked, REEXP=bool(a.reexp), H_ASYNC=a.hasync),
                            BF16_ARGS["bwd"],
                            warps, a.maxnreg or None, a.chunked)
     bindir = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"

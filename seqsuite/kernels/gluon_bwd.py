@@ -171,7 +171,7 @@ def _bwd_gluon_kernel(
     HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
     SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
     HAS_R: gl.constexpr, SUMMARY: gl.constexpr, REEXP: gl.constexpr = True,
-    EVEN: gl.constexpr = False, H_ASYNC: gl.constexpr = False, H_AT: gl.constexpr = 0,
+    EVEN: gl.constexpr = False, H_ASYNC: gl.constexpr = False,
 ):
     """Gradients for one chunk of BD = 32 channels (see the module docstring for outputs).
     SUMMARY: only the chunk's summary for the reverse chunk combine, the adjoint it hands to
@@ -319,9 +319,6 @@ def _bwd_gluon_kernel(
         it = tile1 - 1 - k
         t0 = it * TL
         tm = io_dm & gl.expand_dims(t0 + io_t < t_end, 0)
-        if H_ASYNC_ and H_AT == 2:  # the start state of the tile after next
-            _h_copy(hsm, (k + 2) % 3, hs_row + gl.maximum(it - 2, tile0) * N * dim, ms,
-                    GS * dim, NG, EVEN)
         if not H_AHEAD and not H_ASYNC_ and not SUMMARY:
             # the tile's start state, loaded before the staging so that its latency overlaps it
             h_top = ()
@@ -495,9 +492,6 @@ def _bwd_gluon_kernel(
             s2b3.store(_join16(s2l))
             gl.thread_barrier()
 
-            if H_ASYNC_ and H_AT == 1:  # the start state of the tile after next (the first again at the end)
-                _h_copy(hsm, (k + 2) % 3, hs_row + gl.maximum(it - 2, tile0) * N * dim, ms,
-                        GS * dim, NG, EVEN)
             # 4. finish the tile (tile layout)
             ypre = _sum_rows(sy, 0, W, LIO)
             s1 = _sum_rows(s1b, 0, W, LIO)
@@ -519,7 +513,7 @@ def _bwd_gluon_kernel(
             if HAS_Z:
                 dz = dout * ypre * sz * (1.0 + z * (1.0 - sz))
                 _st(dz_ptr + offs, dz.to(dz_ptr.dtype.element_ty), tm, EVEN)
-            if H_ASYNC_ and H_AT == 0:  # the start state of the tile after next (the first again at the end)
+            if H_ASYNC_:  # the start state of the tile after next (the first again at the end)
                 _h_copy(hsm, (k + 2) % 3, hs_row + gl.maximum(it - 2, tile0) * N * dim, ms,
                         GS * dim, NG, EVEN)
 

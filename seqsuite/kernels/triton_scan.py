@@ -84,11 +84,11 @@ class ScanConfig:
     # 17:02 UTC: rows 1, 2 and 5 of DESIGN §7 6-7 % faster, the chunked rows 3 and 4 3 %
     # slower, row 6 (N = 64) within 1 %)
     reexp_bwd_gluon: int = 1
-    # the main pass copies each tile's start state a tile ahead into shared memory
-    # (cp.async, gluon_bwd.py H_ASYNC) instead of into registers: 0 never, 2 always, 1 where
-    # registers allowed the load a tile ahead (REEXP, or unchunked). Measured (RESULTS.md
-    # 2026-11-29 22:22 UTC): row 6 of DESIGN §7 2.81 against 3.02 ms, rows 1, 2 and 5
-    # 1-2 % faster; chunked without REEXP (rows 3 and 4) 15 % slower
+    # the main pass copies each tile's start state two tiles ahead into shared memory
+    # (cp.async, gluon_bwd.py H_ASYNC) instead of loading it into registers: 0 never, 2
+    # always, 1 where registers allowed the load a tile ahead (REEXP, or unchunked).
+    # Measured (RESULTS.md 2026-11-29 22:28 UTC): always is fastest on every row of DESIGN
+    # §7 (row 3 9.53 -> 9.22 ms, row 6 3.02 -> 2.89 ms)
     async_h_bwd_gluon: int = 2
     # both Gluon kernels: the unmasked variant where a call fits it (`gluon_even`); 0 never
     # (SEQSUITE_SCAN_EVEN=0)
@@ -699,7 +699,7 @@ def _bwd_consts(ckey: tuple, has_r: bool, summary: bool, reexp: bool, maxnreg: i
     """The Gluon backward's constexprs and launch options for `_launch` (ckey: see
     `_scan_bwd_gluon`)."""
     d = dict(gluon_consts(*ckey), HAS_R=has_r, SUMMARY=summary, REEXP=reexp,
-             H_ASYNC=h_async, H_AT=int(os.environ.get("SEQSUITE_H_AT", "0")), num_warps=ckey[1])
+             H_ASYNC=h_async, num_warps=ckey[1])
     if maxnreg:
         d["maxnreg"] = maxnreg
     return d
