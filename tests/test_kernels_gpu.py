@@ -85,8 +85,10 @@ def test_gpu_scan_matches_reference(shape, layout, G, dtype):
     dict(fwd="tile", bwd="tile"),
     dict(bwd="gluon", ns_bwd_gluon=4),           # backward: 4 states per thread, 4 warps
     dict(bwd="gluon", ns_bwd_gluon=1),           # backward: one state per thread
-    dict(bwd="gluon", reexp_bwd_gluon=2),        # backward: REEXP (and the state read a tile
-                                                 # ahead) on chunked grids too
+    dict(bwd="gluon", reexp_bwd_gluon=2),        # backward: REEXP on chunked grids too
+    dict(bwd="gluon", async_h_bwd_gluon=0),      # backward: tile-start states into registers
+                                                 # (a tile ahead unchunked, else at the tile)
+    dict(bwd="gluon", async_h_bwd_gluon=0, reexp_bwd_gluon=2),  # ... a tile ahead, chunked
     dict(even_gluon=0),                          # masked loads and stores on whole tiles too
 ])
 @pytest.mark.parametrize(
