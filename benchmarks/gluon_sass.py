@@ -90,6 +90,8 @@ def main() -> None:
     p.add_argument("--reexp", type=int, default=1, help="backward: recompute exp in the reverse pass")
     p.add_argument("--hasync", action="store_true",
                    help="backward: the tile-start state copied ahead by cp.async (H_ASYNC)")
+    p.add_argument("--inasync", action="store_true",
+                   help="backward: Δ, u, dout, z copied ahead by cp.async too (IN_ASYNC)")
     p.add_argument("--summary", action="store_true", help="the SUMMARY variant")
     p.add_argument("--chunked", action="store_true", help="the chunk count as a runtime value")
     p.add_argument("--pack", action="store_true",
@@ -121,7 +123,7 @@ def main() -> None:
                            warps, maxnreg, a.chunked)
     else:
         k = compile_kernel(GB._bwd_gluon_kernel,
-                           dict(common, HAS_R=a.chunked, REEXP=bool(a.reexp), H_ASYNC=a.hasync),
+                           dict(common, HAS_R=a.chunked, REEXP=bool(a.reexp), H_ASYNC=a.hasync, IN_ASYNC=a.inasync),
                            BF16_ARGS["bwd"],
                            warps, a.maxnreg or None, a.chunked)
     bindir = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"

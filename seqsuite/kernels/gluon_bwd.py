@@ -41,9 +41,9 @@ from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.ampere import async_copy
 
-from .gluon_fwd import (LN2, LOG2E, _bc_tile, _exp2_fma, _io_index, _join16, _ld, _rcp,
-                        _rcp_fma, _softplus_g, _st, _state_index, bc_rows_layout,
-                        y_parts_layout)
+from .gluon_fwd import (LN2, LOG2E, _bc_tile, _exp2_fma, _io_index, _join16, _ld, _packs,
+                        _pair_layout, _pair_offsets, _rcp, _rcp_fma, _softplus_g, _st,
+                        _state_index, _to_f32, bc_rows_layout, y_parts_layout)
 
 # Staged rows: (Δ, Δu) pairs [BD, 2] (the summary: (Δ, dy)) and dy [BD], padded so that the
 # tile layout's transposed stores (8 warps: 4 channels x 8 step pairs a warp) are free of bank
@@ -148,14 +148,55 @@ def _sum_rows(sr, first, W: gl.constexpr, LIO: gl.constexpr):
 @gluon.jit
 def _h_copy(hsm, slot, row, ms, gstride, NG: gl.constexpr, EVEN: gl.constexpr):
     """cp.async of one tile's start state (NG groups of [BD, W, NS] at row + g x gstride) into
-    slot `slot` of hsm, as one commit group."""
+    slot `slot` of hsm (the caller commits the group)."""
     for gi in gl.static_range(NG):
         if EVEN:
             async_copy.async_copy_global_to_shared(hsm.index(slot * NG + gi), row + gi * gstride)
         else:
             async_copy.async_copy_global_to_shared(hsm.index(slot * NG + gi), row + gi * gstride,
                                                    mask=ms[gi])
-    async_copy.commit_group()
+
+
+@gluon.constexpr_function
+def _in_shape(pk, BD, TL):
+    return [3, int(BD), int(TL) // 2 if pk else int(TL)]
+
+
+@gluon.constexpr_function
+def _in_dtype(pk, ty):
+    return gl.int32 if pk else ty
+
+
+@gluon.jit
+def _in_copy(sm, slot, ptr, off, off2, t, PK: gl.constexpr):
+    """cp.async of the [BD, TL] input tile at step t into slot `slot` of sm: as int32 pairs
+    with PK (offsets off2: every copy 4 bytes), else element by element (offsets off)."""
+    if PK:
+        async_copy.async_copy_global_to_shared(
+            sm.index(slot), ptr.to(gl.pointer_type(gl.int32), bitcast=True) + off2 + t // 2)
+    else:
+        async_copy.async_copy_global_to_shared(sm.index(slot), ptr + off + t)
+
+
+@gluon.jit
+def _in_copies(dt_sm, u_sm, o_sm, z_sm, slot, dt_ptr, u_ptr, dout_ptr, z_ptr, off, off2, t,
+               PK_DT: gl.constexpr, PK_U: gl.constexpr, PK_O: gl.constexpr,
+               PK_Z: gl.constexpr, HAS_Z: gl.constexpr):
+    """`_in_copy` of the Δ, u, dout (and z) tiles at step t (the caller commits)."""
+    _in_copy(dt_sm, slot, dt_ptr, off, off2, t, PK_DT)
+    _in_copy(u_sm, slot, u_ptr, off, off2, t, PK_U)
+    _in_copy(o_sm, slot, dout_ptr, off, off2, t, PK_O)
+    if HAS_Z:
+        _in_copy(z_sm, slot, z_ptr, off, off2, t, PK_Z)
+
+
+@gluon.jit
+def _in_read(sm, slot, LIO: gl.constexpr, PK: gl.constexpr):
+    """The input tile copied into slot `slot` of sm, as fp32 in the tile layout."""
+    if PK:
+        return _to_f32(sm.index(slot).load(_pair_layout(LIO)), LIO, True)
+    else:
+        return sm.index(slot).load(LIO).to(gl.float32)
 
 
 @gluon.jit
@@ -171,7 +212,7 @@ def _bwd_gluon_kernel(
     HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
     SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
     HAS_R: gl.constexpr, SUMMARY: gl.constexpr, REEXP: gl.constexpr = True,
-    EVEN: gl.constexpr = False, H_ASYNC: gl.constexpr = False,
+    EVEN: gl.constexpr = False, H_ASYNC: gl.constexpr = False, IN_ASYNC: gl.constexpr = False,
 ):
     """Gradients for one chunk of BD = 32 channels (see the module docstring for outputs).
     SUMMARY: only the chunk's summary for the reverse chunk combine, the adjoint it hands to
@@ -298,17 +339,52 @@ def _bwd_gluon_kernel(
         # put a prefetch load and an exp on one scoreboard: the exp's use waited for memory)
         HSL: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [0, 1, 2])
         hsm = gl.allocate_shared_memory(gl.float32, [3 * NG, BD, W, NS], HSL)
-        _h_copy(hsm, 0, hs_row + (tile1 - 1) * N * dim, ms, GS * dim, NG, EVEN)
-        _h_copy(hsm, 1, hs_row + gl.maximum(tile1 - 2, tile0) * N * dim, ms, GS * dim, NG, EVEN)
+    # IN_ASYNC (EVEN only): Δ, u, dout and z arrive the same way, in the same commit groups
+    # (bf16 as int32 pairs: 4-byte copies), instead of as register prefetches: ptxas put the
+    # prefetch of Δ on a scoreboard that the recompute's first steps wait on (5 % of row 3's
+    # stall samples, ncu): copied after the first barrier of the tile before last (the
+    # states at the end of it, as without IN_ASYNC), waited for before the second barrier
+    # of the tile before.
+    IA: gl.constexpr = IN_ASYNC and H_ASYNC_ and EVEN
+    if IA:
+        PK_DT: gl.constexpr = _packs(dt_ptr.dtype.element_ty, LIO, True)
+        PK_U: gl.constexpr = _packs(u_ptr.dtype.element_ty, LIO, True)
+        PK_O: gl.constexpr = _packs(dout_ptr.dtype.element_ty, LIO, True)
+        PK_Z: gl.constexpr = _packs(z_ptr.dtype.element_ty, LIO, HAS_Z)
+        io_p = _pair_offsets(pid_b * s_ub, io_d, s_ud, TL, LIO)
+        ISL: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [1, 0])
+        dt_sm = gl.allocate_shared_memory(_in_dtype(PK_DT, dt_ptr.dtype.element_ty),
+                                          _in_shape(PK_DT, BD, TL), ISL)
+        u_sm = gl.allocate_shared_memory(_in_dtype(PK_U, u_ptr.dtype.element_ty),
+                                         _in_shape(PK_U, BD, TL), ISL)
+        o_sm = gl.allocate_shared_memory(_in_dtype(PK_O, dout_ptr.dtype.element_ty),
+                                         _in_shape(PK_O, BD, TL), ISL)
+        if HAS_Z:
+            z_sm = gl.allocate_shared_memory(_in_dtype(PK_Z, z_ptr.dtype.element_ty),
+                                             _in_shape(PK_Z, BD, TL), ISL)
+    if H_ASYNC_:
+        # commit groups in the order the loop issues them: (inputs of tile j with IA,) start
+        # state of tile j, for j = the first two tiles
+        for sl in gl.static_range(2):
+            ti = gl.maximum(tile1 - 1 - sl, tile0)
+            if IA:
+                _in_copies(dt_sm, u_sm, o_sm, z_sm, sl, dt_ptr, u_ptr, dout_ptr, z_ptr, io_base,
+                           io_p, ti * TL, PK_DT, PK_U, PK_O, PK_Z, HAS_Z)
+            _h_copy(hsm, sl, hs_row + ti * N * dim, ms, GS * dim, NG, EVEN)
+            async_copy.commit_group()
+        if IA:
+            async_copy.wait_group(3)  # the first tile's inputs
+            gl.thread_barrier()
     if H_AHEAD:
         for gi in gl.static_range(NG):
             h_nx = h_nx + (_ld(hs_row + (tile1 - 1) * N * dim + gi * GS * dim, ms[gi], EVEN),)
-    dt_nx = gl.load(dt_ptr + io_base + tn, mask=tm, other=0.0)
-    if not SUMMARY:
-        u_nx = gl.load(u_ptr + io_base + tn, mask=tm, other=0.0)
-    o_nx = gl.load(dout_ptr + io_base + tn, mask=tm, other=0.0)
-    if HAS_Z:
-        z_nx = gl.load(z_ptr + io_base + tn, mask=tm, other=0.0)
+    if not IA:
+        dt_nx = gl.load(dt_ptr + io_base + tn, mask=tm, other=0.0)
+        if not SUMMARY:
+            u_nx = gl.load(u_ptr + io_base + tn, mask=tm, other=0.0)
+        o_nx = gl.load(dout_ptr + io_base + tn, mask=tm, other=0.0)
+        if HAS_Z:
+            z_nx = gl.load(z_ptr + io_base + tn, mask=tm, other=0.0)
     bcm = bc_nm & gl.expand_dims(tn + bc_t < t_end, 0)
     if B_VARY and not SUMMARY:
         B_nx = gl.load(B_ptr + offB + tn * sB_l, mask=bcm, other=0.0)
@@ -325,7 +401,10 @@ def _bwd_gluon_kernel(
             for gi in gl.static_range(NG):
                 h_top = h_top + (_ld(hs_row + it * N * dim + gi * GS * dim, ms[gi], EVEN),)
         # 1. staging (tile layout): Δ, its softplus slope, Δu, dy
-        raw = dt_nx.to(gl.float32)
+        if IA:
+            raw = _in_read(dt_sm, k % 3, LIO, PK_DT)
+        else:
+            raw = dt_nx.to(gl.float32)
         if HAS_BIAS:
             raw = raw + bias
         # the summary is bound by the exp unit: its per-(channel, step) exps and 1 / x run
@@ -340,10 +419,19 @@ def _bwd_gluon_kernel(
         if SUMMARY:
             dbias_acc += dt
         else:
-            u = u_nx.to(gl.float32)
-        dout = o_nx.to(gl.float32)
+            if IA:
+                u = _in_read(u_sm, k % 3, LIO, PK_U)
+            else:
+                u = u_nx.to(gl.float32)
+        if IA:
+            dout = _in_read(o_sm, k % 3, LIO, PK_O)
+        else:
+            dout = o_nx.to(gl.float32)
         if HAS_Z:
-            z = z_nx.to(gl.float32)
+            if IA:
+                z = _in_read(z_sm, k % 3, LIO, PK_Z)
+            else:
+                z = z_nx.to(gl.float32)
             if SUMMARY:
                 sz = _rcp_fma(1.0 + _exp2_fma(-LOG2E * z))
             else:
@@ -365,12 +453,13 @@ def _bwd_gluon_kernel(
         tmp = io_dm & gl.expand_dims((tp + io_t >= t_start) & (tp + io_t < t_end), 0)
         if EVEN:  # before the start: the first tile again (loaded, not used)
             tp = gl.maximum(tp, 0)
-        dt_nx = _ld(dt_ptr + io_base + tp, tmp, EVEN)
-        if not SUMMARY:
-            u_nx = _ld(u_ptr + io_base + tp, tmp, EVEN)
-        o_nx = _ld(dout_ptr + io_base + tp, tmp, EVEN)
-        if HAS_Z:
-            z_nx = _ld(z_ptr + io_base + tp, tmp, EVEN)
+        if not IA:
+            dt_nx = _ld(dt_ptr + io_base + tp, tmp, EVEN)
+            if not SUMMARY:
+                u_nx = _ld(u_ptr + io_base + tp, tmp, EVEN)
+            o_nx = _ld(dout_ptr + io_base + tp, tmp, EVEN)
+            if HAS_Z:
+                z_nx = _ld(z_ptr + io_base + tp, tmp, EVEN)
         bcm = bc_nm & gl.expand_dims((tp + bc_t >= t_start) & (tp + bc_t < t_end), 0)
         if B_VARY and not SUMMARY:
             B_nx = _ld(B_ptr + offB + tp * sB_l, bcm, EVEN)
@@ -382,9 +471,19 @@ def _bwd_gluon_kernel(
             h_nx = ()
             for gi in gl.static_range(NG):
                 h_nx = h_nx + (_ld(hs_row + ip * N * dim + gi * GS * dim, ms[gi], EVEN),)
-        if H_ASYNC_:  # this tile's copy (the next one may be in flight), before the barrier:
-            async_copy.wait_group(1)  # after it the compiler would add one
+        if H_ASYNC_:  # this tile's start state (later groups may be in flight), before the
+            # barrier: after it the compiler would add one
+            if IA:
+                async_copy.wait_group(2)
+            else:
+                async_copy.wait_group(1)
         gl.thread_barrier()
+        if IA:  # the inputs of the tile after next (after the barrier: the staging above read
+            # this buffer, and the compiler would add one before the copy)
+            _in_copies(dt_sm, u_sm, o_sm, z_sm, (k + 2) % 3, dt_ptr, u_ptr, dout_ptr, z_ptr,
+                       io_base, io_p, gl.maximum(it - 2, tile0) * TL, PK_DT, PK_U, PK_O, PK_Z,
+                       HAS_Z)
+            async_copy.commit_group()
         if SUMMARY:
             Rn = ()
             for gi in gl.static_range(NG):
@@ -490,6 +589,8 @@ def _bwd_gluon_kernel(
             sy3.store(_join16(yl))
             s1b3.store(_join16(s1l))
             s2b3.store(_join16(s2l))
+            if IA:  # the next tile's inputs (two later groups may be in flight)
+                async_copy.wait_group(2)
             gl.thread_barrier()
 
             # 4. finish the tile (tile layout)
@@ -513,9 +614,11 @@ def _bwd_gluon_kernel(
             if HAS_Z:
                 dz = dout * ypre * sz * (1.0 + z * (1.0 - sz))
                 _st(dz_ptr + offs, dz.to(dz_ptr.dtype.element_ty), tm, EVEN)
-            if H_ASYNC_:  # the start state of the tile after next (the first again at the end)
+            if H_ASYNC_:  # the start state of the tile after next (the first again at the
+                # end)
                 _h_copy(hsm, (k + 2) % 3, hs_row + gl.maximum(it - 2, tile0) * N * dim, ms,
                         GS * dim, NG, EVEN)
+                async_copy.commit_group()
 
     for gi in gl.static_range(NG):
         off = prog + gi * GS * dim

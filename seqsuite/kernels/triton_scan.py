@@ -90,6 +90,9 @@ class ScanConfig:
     # Measured (RESULTS.md 2026-11-29 22:28 UTC): always is fastest on every row of DESIGN
     # §7 (row 3 9.53 -> 9.22 ms, row 6 3.02 -> 2.89 ms)
     async_h_bwd_gluon: int = 2
+    # with it, Δ, u, dout and z arrive by cp.async too (IN_ASYNC; the EVEN variant with bf16 or
+    # fp32 inputs that `gluon_pack` allows, at most 8 warps); 0: register prefetches
+    async_in_bwd_gluon: int = 1
     # both Gluon kernels: the unmasked variant where a call fits it (`gluon_even`); 0 never
     # (SEQSUITE_SCAN_EVEN=0)
     even_gluon: int = 1
@@ -147,7 +150,8 @@ def _config_from_env() -> ScanConfig:
         cfg = replace(cfg, **dict(zip(("ns_bwd_gluon", "programs_per_sm_bwd_gluon",
                                        "summary_programs_per_sm_bwd_gluon",
                                        "maxnreg_bwd_gluon", "reexp_bwd_gluon",
-                                       "ns_summary_bwd_gluon", "async_h_bwd_gluon"), v)))
+                                       "ns_summary_bwd_gluon", "async_h_bwd_gluon",
+                                       "async_in_bwd_gluon"), v)))
     kind = os.environ.get("SEQSUITE_SCAN_FWD")
     if kind:
         if kind not in ("auto", "tile", "seq", "gluon"):
@@ -695,11 +699,11 @@ def gluon_bwd_plan(cfg: ScanConfig, batch: int, dim: int, L: int, N: int, sms: i
 
 @functools.lru_cache(maxsize=None)
 def _bwd_consts(ckey: tuple, has_r: bool, summary: bool, reexp: bool, maxnreg: int,
-                h_async: bool = False) -> dict:
+                h_async: bool = False, in_async: bool = False) -> dict:
     """The Gluon backward's constexprs and launch options for `_launch` (ckey: see
     `_scan_bwd_gluon`)."""
     d = dict(gluon_consts(*ckey), HAS_R=has_r, SUMMARY=summary, REEXP=reexp,
-             H_ASYNC=h_async, num_warps=ckey[1])
+             H_ASYNC=h_async, IN_ASYNC=in_async, num_warps=ckey[1])
     if maxnreg:
         d["maxnreg"] = maxnreg
     return d
@@ -724,6 +728,16 @@ def async_h_bwd(cfg: ScanConfig, reexp: bool, has_r: bool) -> bool:
     (`async_h_bwd_gluon`)."""
     a = cfg.async_h_bwd_gluon
     return a == 2 or (a == 1 and (reexp or not has_r))
+
+
+def async_in_bwd(cfg: ScanConfig, h_async: bool, even: bool, warps: int, *tiles) -> bool:
+    """Whether the Gluon backward's main pass copies its Δ, u, dout and z tiles by cp.async
+    (`async_in_bwd_gluon`): with the tile-start states copied so, in the EVEN variant, at most
+    8 warps (2+ values a thread in the tile layout) and each tile bf16 (4-byte aligned pairs,
+    `gluon_pack`) or fp32: every copy is 4 bytes or more."""
+    return bool(cfg.async_in_bwd_gluon and h_async and even and warps <= 8
+                and all(t.dtype in (torch.bfloat16, torch.float32) for t in tiles if t is not None)
+                and gluon_pack(even, *tiles))
 
 
 def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
@@ -789,8 +803,9 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
     elif dlast is not None:
         r = dlast.float().transpose(1, 2).unsqueeze(1).contiguous()  # (batch, 1, N, dim)
     reexp = reexp_bwd(cfg, n_chunks, N)
-    mkey = (ckey, r is not None, False, reexp, cfg.maxnreg_bwd_gluon,
-            async_h_bwd(cfg, reexp, r is not None))
+    h_async = async_h_bwd(cfg, reexp, r is not None)
+    mkey = (ckey, r is not None, False, reexp, cfg.maxnreg_bwd_gluon, h_async,
+            async_in_bwd(cfg, h_async, ckey[-1], warps, dout, u, delta, z))
     _launch(fast, GB._bwd_gluon_kernel, grid,
             (dout, u, delta, zz, A, B, C, _opt(D, u), bias, states, _opt(r, dA_part),
              du, ddelta, dz if z is not None else du, dA_part, dB, dC, dD, dbias, *dims),
