@@ -367,13 +367,14 @@ def _bwd_gluon_kernel(
         # state of tile j, for j = the first two tiles
         for sl in gl.static_range(2):
             ti = gl.maximum(tile1 - 1 - sl, tile0)
-            if IA:
+            if IA:  # a group of their own, as in the loop (the waits count groups)
                 _in_copies(dt_sm, u_sm, o_sm, z_sm, sl, dt_ptr, u_ptr, dout_ptr, z_ptr, io_base,
                            io_p, ti * TL, PK_DT, PK_U, PK_O, PK_Z, HAS_Z)
+                async_copy.commit_group()
             _h_copy(hsm, sl, hs_row + ti * N * dim, ms, GS * dim, NG, EVEN)
             async_copy.commit_group()
         if IA:
-            async_copy.wait_group(3)  # the first tile's inputs
+            async_copy.wait_group(3)  # the first tile's inputs (3 later groups in flight)
             gl.thread_barrier()
     if H_AHEAD:
         for gi in gl.static_range(NG):
