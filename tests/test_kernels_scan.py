@@ -382,8 +382,8 @@ def test_gluon_pack_policy():
 def test_async_copy_policies():
     """The backward's cp.async paths: tile-start states per `async_h_bwd_gluon` (2 always, 1
     where the state was read a tile ahead: REEXP or no incoming adjoint, 0 never); the input
-    tiles only with them, in the EVEN variant, at most 8 warps and bf16 (4-byte aligned) or
-    fp32 tiles, so that every copy is 4 bytes or more."""
+    tiles (opt-in, `async_in_bwd_gluon`) only with them, in the EVEN variant, at most 8 warps
+    and bf16 (4-byte aligned) or fp32 tiles, so that every copy is 4 bytes or more."""
     from dataclasses import replace
 
     from seqsuite.kernels.triton_scan import CONFIG, async_h_bwd, async_in_bwd
@@ -395,14 +395,15 @@ def test_async_copy_policies():
         assert got == want, (a, got)
     b = torch.zeros(2, 64, 32, dtype=torch.bfloat16)
     f = torch.zeros(2, 64, 32)
-    assert async_in_bwd(CONFIG, True, True, 8, b, b, f, None)
-    assert not async_in_bwd(CONFIG, False, True, 8, b, b, b, b)  # states not copied
-    assert not async_in_bwd(CONFIG, True, False, 8, b, b, b, b)  # masked variant
-    assert not async_in_bwd(CONFIG, True, True, 16, b, b, b, b)  # 1 value a thread: 2 bytes
-    assert not async_in_bwd(CONFIG, True, True, 8, b, b.half(), b, b)  # fp16: no pairs
+    on = replace(CONFIG, async_in_bwd_gluon=1)
+    assert async_in_bwd(on, True, True, 8, b, b, f, None)
+    assert not async_in_bwd(on, False, True, 8, b, b, b, b)  # states not copied
+    assert not async_in_bwd(on, True, False, 8, b, b, b, b)  # masked variant
+    assert not async_in_bwd(on, True, True, 16, b, b, b, b)  # 1 value a thread: 2 bytes
+    assert not async_in_bwd(on, True, True, 8, b, b.half(), b, b)  # fp16: no pairs
     odd = torch.zeros(2, 64, 33, dtype=torch.bfloat16)[..., 1:]
-    assert not async_in_bwd(CONFIG, True, True, 8, b, odd, b, b)  # 2-byte aligned
-    assert not async_in_bwd(replace(CONFIG, async_in_bwd_gluon=0), True, True, 8, b, b, b, b)
+    assert not async_in_bwd(on, True, True, 8, b, odd, b, b)  # 2-byte aligned
+    assert not async_in_bwd(replace(on, async_in_bwd_gluon=0), True, True, 8, b, b, b, b)
 
 
 def test_gluon_sass_tool_compiles_the_kernels_for_sm90():

@@ -365,17 +365,23 @@ def _bwd_gluon_kernel(
     if H_ASYNC_:
         # commit groups in the order the loop issues them: (inputs of tile j with IA,) start
         # state of tile j, for j = the first two tiles
-        for sl in gl.static_range(2):
-            ti = gl.maximum(tile1 - 1 - sl, tile0)
-            if IA:  # a group of their own, as in the loop (the waits count groups)
+        if IA:
+            for sl in gl.static_range(2):
+                ti = gl.maximum(tile1 - 1 - sl, tile0)
+                # the inputs a group of their own, as in the loop (the waits count groups)
                 _in_copies(dt_sm, u_sm, o_sm, z_sm, sl, dt_ptr, u_ptr, dout_ptr, z_ptr, io_base,
                            io_p, ti * TL, PK_DT, PK_U, PK_O, PK_Z, HAS_Z)
                 async_copy.commit_group()
-            _h_copy(hsm, sl, hs_row + ti * N * dim, ms, GS * dim, NG, EVEN)
-            async_copy.commit_group()
-        if IA:
+                _h_copy(hsm, sl, hs_row + ti * N * dim, ms, GS * dim, NG, EVEN)
+                async_copy.commit_group()
             async_copy.wait_group(3)  # the first tile's inputs (3 later groups in flight)
             gl.thread_barrier()
+        else:
+            _h_copy(hsm, 0, hs_row + (tile1 - 1) * N * dim, ms, GS * dim, NG, EVEN)
+            async_copy.commit_group()
+            _h_copy(hsm, 1, hs_row + gl.maximum(tile1 - 2, tile0) * N * dim, ms, GS * dim, NG,
+                    EVEN)
+            async_copy.commit_group()
     if H_AHEAD:
         for gi in gl.static_range(NG):
             h_nx = h_nx + (_ld(hs_row + (tile1 - 1) * N * dim + gi * GS * dim, ms[gi], EVEN),)

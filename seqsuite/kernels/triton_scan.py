@@ -90,9 +90,13 @@ class ScanConfig:
     # Measured (RESULTS.md 2026-11-29 22:28 UTC): always is fastest on every row of DESIGN
     # §7 (row 3 9.53 -> 9.22 ms, row 6 3.02 -> 2.89 ms)
     async_h_bwd_gluon: int = 2
-    # with it, Δ, u, dout and z arrive by cp.async too (IN_ASYNC; the EVEN variant with bf16 or
-    # fp32 inputs that `gluon_pack` allows, at most 8 warps); 0: register prefetches
-    async_in_bwd_gluon: int = 1
+    # 1: with it, Δ, u, dout and z arrive by cp.async too (IN_ASYNC; the EVEN variant with
+    # bf16 or fp32 inputs that `gluon_pack` allows, at most 8 warps) instead of as register
+    # prefetches. Measured at 3da34f2 (RESULTS.md 2026-11-29 22:52 UTC): rows 1, 2, 5 and 6
+    # of DESIGN §7 3-6 % faster, rows 3 and 4 alike; that run also found a race in its first
+    # tile (fixed since: its inputs were not waited for), and the fixed version has not run
+    # on a GPU yet, so it is off by default
+    async_in_bwd_gluon: int = 0
     # both Gluon kernels: the unmasked variant where a call fits it (`gluon_even`); 0 never
     # (SEQSUITE_SCAN_EVEN=0)
     even_gluon: int = 1
