@@ -81,6 +81,55 @@ def loop_opcodes(sass: str) -> tuple[int, collections.Counter]:
     return len(body), ops
 
 
+def loop_bounds(sass: str) -> tuple[int, int] | None:
+    """Address range of the longest backward-branching loop."""
+    loops = []
+    for m in re.finditer(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", sass):
+        b = re.search(r"BRA (?:`\(.*?\) )?0x([0-9a-f]+)", m.group(2))
+        if b and int(b.group(1), 16) < int(m.group(1), 16):
+            loops.append((int(b.group(1), 16), int(m.group(1), 16)))
+    return max(loops, key=lambda x: x[1] - x[0]) if loops else None
+
+
+def mixed_waits(sass: str) -> list[str]:
+    """Waits in the tile loop on a scoreboard that a global load's result shares with a
+    shared-memory load, an exp or a shuffle: the short-latency consumer then waits for memory
+    too (ptxas has 6 scoreboards; it put the backward's prefetch of Δ on one with the
+    recompute's loads, RESULTS.md 2026-11-29 22:09 UTC). Reads the control bits of each
+    instruction (bits 41-63 of its second word: stall 4, yield 1, write barrier 3, read
+    barrier 3, wait mask 6) over two passes of the loop."""
+    lines = sass.splitlines()
+    ins = []
+    for i, line in enumerate(lines[:-1]):
+        m = re.match(r"\s*/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;\s*/\* (0x[0-9a-f]+) \*/", line)
+        h = re.search(r"/\* (0x[0-9a-f]+) \*/", lines[i + 1])
+        if m and h:
+            c = int(h.group(1), 16) >> 41
+            ins.append((int(m.group(1), 16), m.group(2), (c >> 5) & 7, (c >> 8) & 7,
+                        (c >> 11) & 63))
+    lb = loop_bounds(sass)
+    if not lb:
+        return []
+    body = [x for x in ins if lb[0] <= x[0] <= lb[1]]
+    pend: dict[int, list[str]] = {k: [] for k in range(6)}
+    out = []
+    for rnd in range(2):
+        for addr, text, wb, rb, wm in body:
+            for k in range(6):
+                if wm >> k & 1:
+                    glob = [p for p in pend[k] if p.startswith("W:LDG") and "LDGSTS" not in p]
+                    short = [p for p in pend[k] if any(o in p for o in ("LDS", "MUFU", "SHFL"))]
+                    if rnd == 1 and glob and short:
+                        out.append(f"{addr:05x} {text[:40]} waits on SB{k}: {glob[0][2:40]} "
+                                   f"with {short[0][2:40]}")
+                    pend[k] = []
+            if wb != 7:
+                pend[wb].append("W:" + text)
+            if rb != 7:
+                pend[rb].append("R:" + text)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("kernel", choices=("fwd", "bwd"))
@@ -98,6 +147,8 @@ def main() -> None:
                    help="16-bit tiles loaded as int32 pairs (with --even)")
     p.add_argument("--even", action="store_true", help="the EVEN variant (no masks)")
     p.add_argument("--sass", help="also write the SASS here")
+    p.add_argument("--scoreboards", action="store_true",
+                   help="list the loop's waits on a scoreboard a global load shares (`mixed_waits`)")
     a = p.parse_args()
 
     import triton
@@ -146,6 +197,11 @@ def main() -> None:
           f"spills {spill.group(1) if spill else '?'} B stored / {spill.group(2) if spill else '?'} B "
           f"loaded, {k.metadata.shared} B shared memory")
     print(f"tile loop: {n} SASS instructions; " + ", ".join(f"{o} {c}" for o, c in ops.most_common(16)))
+    if a.scoreboards:
+        mw = mixed_waits(sass)
+        print(f"waits on a scoreboard shared with a global load: {len(mw)}")
+        for w in mw:
+            print("  " + w)
 
 
 if __name__ == "__main__":
