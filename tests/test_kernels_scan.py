@@ -431,3 +431,14 @@ def test_gluon_sass_tool_compiles_the_kernels_for_sm90():
         assert counts[" ".join(args)] > 0, loop
     # the unmasked variant drops the masks' compares and selects from the tile loop
     assert counts["fwd --even"] < counts["fwd"]
+    # --scoreboards: the backward's register prefetches leave loop waits on a scoreboard
+    # shared with a global load (ptxas 12.x bundled with the pinned triton); with every input
+    # tile and the tile-start state copied by cp.async (IN_ASYNC) none are left
+    waits = {}
+    for extra in ([], ["--hasync", "--inasync"]):
+        out = subprocess.run([sys.executable, str(tool), "bwd", "--chunked", "--reexp", "0",
+                              "--even", "--scoreboards", *extra], capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        waits[bool(extra)] = int(re.search(r"global load: (\d+)", out.stdout).group(1))
+    assert waits[False] >= 1 and waits[True] == 0, waits

@@ -16,7 +16,9 @@ first:
    tile layout, go to shared memory as (Δ, Δu) pair rows and dy rows (an 8-byte and a 4-byte
    read per step; the summaries stage (Δ, dy) pairs alone); B and C rows as in the forward.
 2. Recompute: the 16 states h_t of the tile from the tile-start state the forward saved
-   (held in registers); dy_t h_t for dC; this thread's part of Σ_n C_t h_t (for dz).
+   (H_ASYNC, the default: copied two tiles ahead by cp.async into one of three shared slots,
+   so no register holds it and no load is waited for at the tile's start; otherwise loaded
+   into registers); dy_t h_t for dC; this thread's part of Σ_n C_t h_t (for dz).
 3. Reverse: g, dA, and this thread's parts of Σ_n g (h − x) A and Σ_n g B (for dΔ and du);
    g Δu for dB.
    dC_t = Σ_d dy_t h_t and dB_t = Σ_d g Δu (sums over the channels = lanes) are done for all
@@ -323,11 +325,12 @@ def _bwd_gluon_kernel(
     # registers of the tile to stage next (loaded one tile ahead; tiles run backwards)
     tn = (tile1 - 1) * TL
     tm = io_dm & gl.expand_dims(tn + io_t < t_end, 0)
-    # and the state the forward saved at the start of that tile, per group (loaded at the
-    # tile's start, the first step waited for it: 9 % of the stall samples of row 3's main
-    # pass, ncu). Not on chunked grids without REEXP (254 registers; an incoming adjoint R
-    # stands for chunked): there it made rows 3 and 4 10 % slower (RESULTS.md, 2026-11-29
-    # 21:04 UTC), and the tile loads it before its staging.
+    # and the state the forward saved at the start of that tile, per group. Without H_ASYNC:
+    # loaded at the tile's start, the first step waited for it (9 % of the stall samples of
+    # row 3's main pass, ncu), so it is loaded a tile ahead (H_AHEAD), but not on chunked
+    # grids without REEXP (254 registers; an incoming adjoint R stands for chunked): there it
+    # made rows 3 and 4 10 % slower (RESULTS.md, 2026-11-29 21:04 UTC), and the tile loads it
+    # before its staging.
     hs_row = hs_ptr + pid_b * n_tiles * N * dim + nd
     H_ASYNC_: gl.constexpr = H_ASYNC and not SUMMARY
     H_AHEAD: gl.constexpr = (REEXP or not HAS_R) and not SUMMARY and not H_ASYNC
