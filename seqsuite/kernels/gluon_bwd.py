@@ -45,7 +45,7 @@ from triton.experimental.gluon.language.nvidia.ampere import async_copy
 
 from .gluon_fwd import (LN2, LOG2E, _bc_tile, _exp2_fma, _io_index, _join16, _ld, _packs,
                         _pair_layout, _pair_offsets, _rcp, _rcp_fma, _softplus_g, _st,
-                        _state_index, _to_f32, bc_rows_layout, y_parts_layout)
+                        _state_index, _tile_ptrs, _to_f32, bc_rows_layout, y_parts_layout)
 
 # Staged rows: (Δ, Δu) pairs [BD, 2] (the summary: (Δ, dy)) and dy [BD], padded so that the
 # tile layout's transposed stores (8 warps: 4 channels x 8 step pairs a warp) are free of bank
@@ -172,12 +172,8 @@ def _in_dtype(pk, ty):
 @gluon.jit
 def _in_copy(sm, slot, ptr, off, off2, t, PK: gl.constexpr):
     """cp.async of the [BD, TL] input tile at step t into slot `slot` of sm: as int32 pairs
-    with PK (offsets off2: every copy 4 bytes), else element by element (offsets off)."""
-    if PK:
-        async_copy.async_copy_global_to_shared(
-            sm.index(slot), ptr.to(gl.pointer_type(gl.int32), bitcast=True) + off2 + t // 2)
-    else:
-        async_copy.async_copy_global_to_shared(sm.index(slot), ptr + off + t)
+    with PK (every copy 4 bytes), else element by element (`_tile_ptrs`)."""
+    async_copy.async_copy_global_to_shared(sm.index(slot), _tile_ptrs(ptr, off, off2, t, PK))
 
 
 @gluon.jit
@@ -194,11 +190,12 @@ def _in_copies(dt_sm, u_sm, o_sm, z_sm, slot, dt_ptr, u_ptr, dout_ptr, z_ptr, of
 
 @gluon.jit
 def _in_read(sm, slot, LIO: gl.constexpr, PK: gl.constexpr):
-    """The input tile copied into slot `slot` of sm, as fp32 in the tile layout."""
+    """The input tile copied into slot `slot` of sm, as fp32 in the tile layout (`_to_f32`)."""
     if PK:
-        return _to_f32(sm.index(slot).load(_pair_layout(LIO)), LIO, True)
+        x = sm.index(slot).load(_pair_layout(LIO))
     else:
-        return sm.index(slot).load(LIO).to(gl.float32)
+        x = sm.index(slot).load(LIO)
+    return _to_f32(x, LIO, PK)
 
 
 @gluon.jit
@@ -342,8 +339,8 @@ def _bwd_gluon_kernel(
         # put a prefetch load and an exp on one scoreboard: the exp's use waited for memory)
         HSL: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [0, 1, 2])
         hsm = gl.allocate_shared_memory(gl.float32, [3 * NG, BD, W, NS], HSL)
-    # IN_ASYNC (EVEN only): Δ, u, dout and z arrive the same way, in the same commit groups
-    # (bf16 as int32 pairs: 4-byte copies), instead of as register prefetches: ptxas put the
+    # IN_ASYNC (EVEN only): Δ, u, dout and z arrive the same way, in commit groups of their
+    # own (bf16 as int32 pairs: 4-byte copies), instead of as register prefetches: ptxas put the
     # prefetch of Δ on a scoreboard that the recompute's first steps wait on (5 % of row 3's
     # stall samples, ncu): copied after the first barrier of the tile before last (the
     # states at the end of it, as without IN_ASYNC), waited for before the second barrier

@@ -210,13 +210,22 @@ def _pair_offsets(base, rows, s_r, C: gl.constexpr, L: gl.constexpr):
 
 
 @gluon.jit
-def _ld_tile(ptr, off, off2, t, mask, EVEN: gl.constexpr, PK: gl.constexpr):
-    """The tile at step t (element offsets off + t): as int32 pairs with PK (offsets off2),
-    else as `_ld`."""
+def _tile_ptrs(ptr, off, off2, t, PK: gl.constexpr):
+    """Pointers to the tile at step t (element offsets off + t): with PK to its int32 pairs
+    (pair offsets off2)."""
     if PK:
-        return gl.load(ptr.to(gl.pointer_type(gl.int32), bitcast=True) + off2 + t // 2)
+        return ptr.to(gl.pointer_type(gl.int32), bitcast=True) + off2 + t // 2
     else:
-        return _ld(ptr + off + t, mask, EVEN)
+        return ptr + off + t
+
+
+@gluon.jit
+def _ld_tile(ptr, off, off2, t, mask, EVEN: gl.constexpr, PK: gl.constexpr):
+    """The tile at step t (`_tile_ptrs`): as int32 pairs with PK, else as `_ld`."""
+    if PK:
+        return gl.load(_tile_ptrs(ptr, off, off2, t, True))
+    else:
+        return _ld(_tile_ptrs(ptr, off, off2, t, False), mask, EVEN)
 
 
 @gluon.jit

@@ -739,9 +739,9 @@ def async_in_bwd(cfg: ScanConfig, h_async: bool, even: bool, warps: int, *tiles)
     (`async_in_bwd_gluon`): with the tile-start states copied so, in the EVEN variant, at most
     8 warps (2+ values a thread in the tile layout) and each tile bf16 (4-byte aligned pairs,
     `gluon_pack`) or fp32: every copy is 4 bytes or more."""
-    return bool(cfg.async_in_bwd_gluon and h_async and even and warps <= 8
+    return bool(cfg.async_in_bwd_gluon and h_async and warps <= 8
                 and all(t.dtype in (torch.bfloat16, torch.float32) for t in tiles if t is not None)
-                and gluon_pack(even, *tiles))
+                and gluon_pack(even, *tiles))  # False unless even
 
 
 def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
