@@ -66,17 +66,11 @@ def compile_kernel(fn, consts: dict, bf16: tuple, warps: int, maxnreg: int | Non
 
 def loop_opcodes(sass: str) -> tuple[int, collections.Counter]:
     """Instruction count and opcode histogram of the longest backward-branching loop."""
-    ins = [(int(m.group(1), 16), m.group(2)) for m in
-           re.finditer(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", sass)]
-    loops = []
-    for addr, text in ins:
-        m = re.search(r"BRA (?:`\(.*?\) )?0x([0-9a-f]+)", text)
-        if m and int(m.group(1), 16) < addr:
-            loops.append((int(m.group(1), 16), addr))
-    if not loops:
+    lb = loop_bounds(sass)
+    if not lb:
         return 0, collections.Counter()
-    lo, hi = max(loops, key=lambda x: x[1] - x[0])
-    body = [t for a, t in ins if lo <= a <= hi]
+    body = [m.group(2) for m in re.finditer(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", sass)
+            if lb[0] <= int(m.group(1), 16) <= lb[1]]
     ops = collections.Counter(re.sub(r"^@!?U?P\w+\s+", "", t).split()[0].split(".")[0] for t in body)
     return len(body), ops
 
