@@ -89,7 +89,7 @@ def test_gpu_scan_matches_reference(shape, layout, G, dtype):
     dict(bwd="gluon", async_h_bwd_gluon=0),      # backward: tile-start states into registers
                                                  # (a tile ahead unchunked, else at the tile)
     dict(bwd="gluon", async_h_bwd_gluon=0, reexp_bwd_gluon=2),  # ... a tile ahead, chunked
-    dict(bwd="gluon", async_in_bwd_gluon=1),     # backward: input tiles by cp.async (opt-in)
+    dict(bwd="gluon", async_in_bwd_gluon=0),     # backward: input tiles as register prefetches
     dict(even_gluon=0),                          # masked loads and stores on whole tiles too
 ])
 @pytest.mark.parametrize(

@@ -92,11 +92,10 @@ class ScanConfig:
     async_h_bwd_gluon: int = 2
     # 1: with it, Δ, u, dout and z arrive by cp.async too (IN_ASYNC; the EVEN variant with
     # bf16 or fp32 inputs that `gluon_pack` allows, at most 8 warps) instead of as register
-    # prefetches. Measured at 3da34f2 (RESULTS.md 2026-11-29 22:52 UTC): rows 1, 2, 5 and 6
-    # of DESIGN §7 3-6 % faster, rows 3 and 4 alike; that run also found a race in its first
-    # tile (fixed since: its inputs were not waited for), and the fixed version has not run
-    # on a GPU yet, so it is off by default
-    async_in_bwd_gluon: int = 0
+    # prefetches; 0: register prefetches. Measured at a88b168 (RESULTS.md 2026-11-29 23:35
+    # UTC, after its first-tile race was fixed): rows 1, 2, 3, 5, 6 of DESIGN §7 0.5-6 %
+    # faster (row 3 9.21 -> 9.17 ms, row 6 2.89 -> 2.72 ms), row 4 within 0.5 %
+    async_in_bwd_gluon: int = 1
     # both Gluon kernels: the unmasked variant where a call fits it (`gluon_even`); 0 never
     # (SEQSUITE_SCAN_EVEN=0)
     even_gluon: int = 1
