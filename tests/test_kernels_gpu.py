@@ -147,42 +147,6 @@ def test_gpu_backward_kernels_agree_unchunked(monkeypatch, layout, G, dim, async
         assert rel(a, b) < 1e-4, (name, rel(a, b))
 
 
-@pytest.mark.parametrize("K,dlast,dtype", [(2, False, torch.float32), (4, True, torch.float32),
-                                           (3, False, torch.bfloat16)])
-def test_gpu_backward_overlap_matches(monkeypatch, K, dlast, dtype):
-    """The chunked backward a piece of chunks at a time (`overlap_bwd_gluon`: each piece's
-    summaries on a second stream, its main pass register-capped) against the same chunks
-    run all at once: the same kernels over the same chunks, so every gradient but the
-    atomically summed dD and Δ-bias is equal bit for bit; also with a last-state gradient,
-    which seeds the first piece's carry (K does not divide the chunk count for K = 3)."""
-    from dataclasses import replace
-
-    from seqsuite.kernels import triton_scan
-
-    x = make(1, 256, 2 ** 16 + 16 * 5, 16, dtype=dtype)
-    args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True, 16)
-    y, last, states = torch.ops.seqsuite.scan_fwd(*args)
-    dout = torch.randn_like(y)
-    dl = torch.randn_like(last) if dlast else None
-    sms = triton_scan._sm_count(y.device)
-    base = triton_scan.CONFIG
-    on = replace(base, overlap_bwd_gluon=K)
-    off = replace(base, programs_per_sm_bwd_gluon=base.programs_per_sm_bwd_gluon * K)
-    plans = [triton_scan.gluon_bwd_plan(c, 1, 256, y.shape[-1], 16, sms) for c in (on, off)]
-    assert plans[0] == plans[1] and plans[0][3] >= 2 * K, plans
-    out = {}
-    for name, cfg in (("on", on), ("off", off)):
-        monkeypatch.setattr(triton_scan, "CONFIG", cfg)
-        out[name] = torch.ops.seqsuite.scan_bwd(dout, *args[:9], states, dl, 16)
-        torch.cuda.synchronize()
-    for name, a, b in zip(("du", "ddelta", "dA", "dB", "dC", "dD", "dz", "dbias"),
-                          out["on"], out["off"]):
-        if name in ("dD", "dbias"):
-            assert rel(a, b) < 1e-5, (name, rel(a, b))
-        else:
-            assert torch.equal(a, b), (name, rel(a, b))
-
-
 @pytest.mark.parametrize("shape", [(2, 256, 2048, 16), (1, 64, 4097, 16), (16, 128, 4096, 16)])
 def test_gpu_inference_path_matches_training_forward(shape):
     """Without gradients the scan skips the backward's tile states (and torch's dispatcher):

@@ -379,29 +379,6 @@ def test_gluon_pack_policy():
     assert gluon_pack(True, torch.zeros(2, 64, 33)[..., 1:])  # fp32: no pairs to load
 
 
-@pytest.mark.parametrize("reverse", [True, False])
-def test_chunk_carry_a_range_at_a_time(reverse):
-    """`_carry` over ranges of chunks (the overlapped backward's pieces, `_overlapped`), each
-    carried on from its neighbour's entry (`cont`), gives the carry of all chunks at once,
-    from an initial state or from zero."""
-    from seqsuite.kernels import triton_fwd, triton_scan
-
-    use_interpreter(triton_fwd._chunk_combine_kernel)
-    g = torch.Generator().manual_seed(3)
-    batch, n_chunks, N, dim = 2, 7, 3, 5
-    summ = torch.randn(batch, n_chunks, N, dim, generator=g)
-    dtsum = torch.rand(batch, n_chunks, dim, generator=g)
-    A = -torch.rand(dim, N, generator=g) - 0.1
-    for init in (torch.randn(batch, dim, N, generator=g), None):
-        full = triton_scan._carry(summ, dtsum, A, init, reverse=reverse)
-        out = torch.full_like(summ, float("nan"))
-        ranges = [(0, 3), (3, 4), (4, 7)]
-        for j, (lo, hi) in enumerate(reversed(ranges) if reverse else ranges):
-            triton_scan._carry(summ, dtsum, A, init, reverse=reverse, out=out, lo=lo, hi=hi,
-                               cont=j > 0)
-        torch.testing.assert_close(out, full, rtol=1e-6, atol=1e-6)
-
-
 def test_async_copy_policies():
     """The backward's cp.async paths: tile-start states per `async_h_bwd_gluon` (2 always, 1
     where the state was read a tile ahead: REEXP or no incoming adjoint, 0 never); the input

@@ -203,7 +203,7 @@ def _bwd_gluon_kernel(
     dout_ptr, u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr,
     hs_ptr, r_ptr,
     du_ptr, ddt_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
-    dim, L, N, chunk_len, n_chunks, n_tiles, n_dblk, group_b, group_c, c0,
+    dim, L, N, chunk_len, n_chunks, n_tiles, n_dblk, group_b, group_c,
     s_ub, s_ud, s_ab, s_an,
     sB_b, sB_g, sB_n, sB_l, sC_b, sC_g, sC_n, sC_l,
     BD: gl.constexpr, NP: gl.constexpr, TL: gl.constexpr,
@@ -225,7 +225,7 @@ def _bwd_gluon_kernel(
     NG: gl.constexpr = NP // GS  # groups, run one after the other over each staged tile
 
     pid_d = gl.program_id(0)
-    pid_c = gl.program_id(1) + c0  # c0: the grid's first chunk (a piece of the chunks)
+    pid_c = gl.program_id(1)
     pid_b = gl.program_id(2).to(gl.int64)
     d0 = pid_d * BD
 

@@ -128,16 +128,12 @@ def _fwd_chunk_summary_kernel(
 @triton.jit
 def _chunk_combine_kernel(
     summ_ptr, dtsum_ptr, A_ptr, init_ptr, out_ptr,
-    dim, N, n_chunks, s_ab, s_an, c_lo, c_hi,
+    dim, N, n_chunks, s_ab, s_an,
     BLOCK: tl.constexpr, REVERSE: tl.constexpr, HAS_INIT: tl.constexpr, CPT: tl.constexpr,
-    CONT: tl.constexpr = False,
 ):
-    """Carry states across chunks c_lo … c_hi - 1: out[c] = state entering chunk c (forward)
-    or, REVERSE, the adjoint entering it from the end; s <- exp(A * dtsum[c]) * s + summ[c].
-    summ, out: (batch, n_chunks, N, dim); dtsum: (batch, n_chunks, dim); init: (batch, dim, N).
-    CONT: s starts from the chunk next to the range (c_hi, or c_lo - 1 forward), whose out
-    an earlier call over the neighbouring range wrote, so that the chunks can be carried a
-    range at a time."""
+    """Carry states across chunks: out[c] = state entering chunk c (forward) or, REVERSE,
+    the adjoint entering it from the end; s <- exp(A * dtsum[c]) * s + summ[c].
+    summ, out: (batch, n_chunks, N, dim); dtsum: (batch, n_chunks, dim); init: (batch, dim, N)."""
     pid = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
     offs = pid * BLOCK + tl.arange(0, BLOCK)  # flat (n, d)
@@ -145,23 +141,13 @@ def _chunk_combine_kernel(
     n = offs // dim
     d = offs % dim
     A2 = tl.load(A_ptr + d * s_ab + n * s_an, mask=mask, other=0.0) * 1.4426950408889634
-    if CONT:
-        if REVERSE:
-            cn = c_hi
-        else:
-            cn = c_lo - 1
-        idx = (pid_b * n_chunks + cn) * N * dim + offs
-        dts = tl.load(dtsum_ptr + (pid_b * n_chunks + cn) * dim + d, mask=mask, other=0.0)
-        s = (tl.exp2(dts * A2) * tl.load(out_ptr + idx, mask=mask, other=0.0)
-             + tl.load(summ_ptr + idx, mask=mask, other=0.0))
-    elif HAS_INIT:
+    if HAS_INIT:
         s = tl.load(init_ptr + pid_b * dim * N + d * N + n, mask=mask, other=0.0).to(tl.float32)
     else:
         s = tl.zeros((BLOCK,), dtype=tl.float32)
     # CPT chunks at a time: their loads are issued together, then the CPT dependent steps
     # run (one load latency per CPT chunks, not per chunk: the loop is latency-bound)
-    count = c_hi - c_lo
-    for i0 in range(0, count, CPT):
+    for i0 in range(0, n_chunks, CPT):
         idxs = ()
         oks = ()
         decays = ()
@@ -169,10 +155,10 @@ def _chunk_combine_kernel(
         for j in tl.static_range(CPT):
             i = i0 + j
             if REVERSE:
-                c = c_hi - 1 - i
+                c = n_chunks - 1 - i
             else:
-                c = c_lo + i
-            ok = mask & (i < count)
+                c = i
+            ok = mask & (i < n_chunks)
             idx = (pid_b * n_chunks + c) * N * dim + offs
             dts = tl.load(dtsum_ptr + (pid_b * n_chunks + c) * dim + d, mask=ok, other=0.0)
             idxs = idxs + (idx,)

@@ -17,7 +17,7 @@ Tunables live in `CONFIG` (a plain dataclass). Environment overrides for benchma
 SEQSUITE_SCAN_CFG="bd_fwd,bd_bwd,tile,warps_fwd,warps_bwd[,warps_per_sm[,unroll]]" (tile
 kernels), SEQSUITE_SCAN_SEQ="bd,warps,warps_per_sm" (seq kernel),
 SEQSUITE_SCAN_GLUON="ns,min_warps_per_sm[,ns_chunked,chunk_warps_per_sm[,maxnreg]]" (Gluon
-forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm[,maxnreg[,reexp[,ns_summary[,async_h[,async_in[,overlap[,maxnreg_overlap]]]]]]]]"
+forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm[,maxnreg[,reexp[,ns_summary]]]]"
 (Gluon backward), SEQSUITE_SCAN_EVEN=0|1 (both Gluon kernels' unmasked variant),
 SEQSUITE_SCAN_FASTLAUNCH=0|1 (`_launch`).
 """
@@ -96,13 +96,6 @@ class ScanConfig:
     # UTC, after its first-tile race was fixed): rows 1, 2, 3, 5, 6 of DESIGN §7 0.5-6 %
     # faster (row 3 9.21 -> 9.17 ms, row 6 2.89 -> 2.72 ms), row 4 within 0.5 %
     async_in_bwd_gluon: int = 1
-    # chunked backward: the chunks in this many pieces, each piece's summaries run on a
-    # second stream while the main pass runs the piece after it (from the end), in the
-    # registers the main pass leaves free (`overlap_bwd`): 0 or 1 off
-    overlap_bwd_gluon: int = 0
-    # with overlap: the main pass's register cap (one 8-warp program per SM: 224 leaves 8,192
-    # registers a SM, a 4-warp summary of 64 registers); the summaries take what is left
-    maxnreg_overlap_bwd_gluon: int = 224
     # both Gluon kernels: the unmasked variant where a call fits it (`gluon_even`); 0 never
     # (SEQSUITE_SCAN_EVEN=0)
     even_gluon: int = 1
@@ -161,8 +154,7 @@ def _config_from_env() -> ScanConfig:
                                        "summary_programs_per_sm_bwd_gluon",
                                        "maxnreg_bwd_gluon", "reexp_bwd_gluon",
                                        "ns_summary_bwd_gluon", "async_h_bwd_gluon",
-                                       "async_in_bwd_gluon", "overlap_bwd_gluon",
-                                       "maxnreg_overlap_bwd_gluon"), v)))
+                                       "async_in_bwd_gluon"), v)))
     kind = os.environ.get("SEQSUITE_SCAN_FWD")
     if kind:
         if kind not in ("auto", "tile", "seq", "gluon"):
@@ -334,28 +326,21 @@ def sum_parts(X: Tensor, G: int, dtype: torch.dtype, fast: bool = True) -> Tenso
 
 
 def _carry(summ: Tensor, dtsum: Tensor, A: Tensor, init: Optional[Tensor],
-           reverse: bool, fast: bool = False, out: Optional[Tensor] = None,
-           lo: int = 0, hi: Optional[int] = None, cont: bool = False) -> Tensor:
+           reverse: bool, fast: bool = False) -> Tensor:
     """The state (forward) or adjoint (reverse) entering each chunk, from the chunks' own
-    summaries: `_chunk_combine_kernel` over (batch, n_chunks, N, dim). With lo/hi, only the
-    chunks lo … hi - 1 into `out`; cont: carried on from the neighbouring chunk's entry in
-    `out` (hi in reverse, lo - 1 forward) instead of from init."""
+    summaries: `_chunk_combine_kernel` over (batch, n_chunks, N, dim)."""
     batch, n_chunks, N, dim = summ.shape
-    if out is None:
-        out = torch.empty_like(summ)
-    hi = n_chunks if hi is None else hi
-    has_init = init is not None and not cont
+    out = torch.empty_like(summ)
+    has_init = init is not None
     _launch(fast, _chunk_combine_kernel, (_cdiv(dim * N, _COMBINE_BLOCK), batch),
-            (summ, dtsum, A, _opt(init, summ) if has_init else summ, out, dim, N, n_chunks,
-             A.stride(0), A.stride(1), lo, hi),
-            (reverse, has_init, cont), _combine_consts(reverse, has_init, cont))
+            (summ, dtsum, A, _opt(init, summ), out, dim, N, n_chunks, A.stride(0), A.stride(1)),
+            (reverse, has_init), _combine_consts(reverse, has_init))
     return out
 
 
 @functools.lru_cache(maxsize=None)
-def _combine_consts(reverse: bool, has_init: bool, cont: bool = False) -> dict:
-    return dict(BLOCK=_COMBINE_BLOCK, REVERSE=reverse, HAS_INIT=has_init, CPT=8, CONT=cont,
-                num_warps=4)
+def _combine_consts(reverse: bool, has_init: bool) -> dict:
+    return dict(BLOCK=_COMBINE_BLOCK, REVERSE=reverse, HAS_INIT=has_init, CPT=8, num_warps=4)
 
 
 def _bwd_carry(cfg: ScanConfig, dout, u, delta, A, C, z, delta_bias, delta_softplus, c_vary,
@@ -694,8 +679,7 @@ def gluon_bwd_plan(cfg: ScanConfig, batch: int, dim: int, L: int, N: int, sms: i
     16 states at a time (NS per thread, 16 / NS warps) and run N > 16 as groups of 16 over
     each staged tile. A grid of fewer
     programs than programs_per_sm x SMs is split into as many chunks as fit in that many
-    programs (whole waves: one 8-warp CTA fits an SM), times overlap_bwd_gluon (`overlap_bwd`:
-    the main pass runs a piece of the chunks at a time). The chunk summaries run on sub-chunks
+    programs (whole waves: one 8-warp CTA fits an SM). The chunk summaries run on sub-chunks
     (a chunk = a whole number of them) until their grid has summary_programs_per_sm programs
     per SM."""
     if N > 64:
@@ -707,8 +691,6 @@ def gluon_bwd_plan(cfg: ScanConfig, batch: int, dim: int, L: int, N: int, sms: i
     programs = batch * _cdiv(dim, 32)
     want = cfg.programs_per_sm_bwd_gluon * sms
     nc = 1 if programs >= want else max(1, min(n_tiles, want // programs))
-    if nc > 1 and cfg.overlap_bwd_gluon > 1:  # each piece of the chunks fills the GPU
-        nc = min(n_tiles, nc * cfg.overlap_bwd_gluon)
     ct = math.ceil(n_tiles / nc)
     if nc == 1:
         return NS, W, ct, 1, ct
@@ -761,59 +743,6 @@ def async_in_bwd(cfg: ScanConfig, h_async: bool, even: bool, warps: int, *tiles)
                 and gluon_pack(even, *tiles))  # False unless even
 
 
-def overlap_pieces(cfg: ScanConfig, n_chunks: int, device: torch.device):
-    """The chunk ranges [lo, hi) the chunked Gluon backward runs its main pass over one at a
-    time with `overlap_bwd_gluon` pieces (`_overlapped`), or None (off, one chunk, no CUDA)."""
-    K = min(cfg.overlap_bwd_gluon, n_chunks)
-    if K < 2 or device.type != "cuda":
-        return None
-    return [(n_chunks * j // K, n_chunks * (j + 1) // K) for j in range(K)]
-
-
-@functools.lru_cache(maxsize=None)
-def _overlap_streams(device: torch.device):
-    """(high-priority, low-priority) side streams of a device for `_overlapped`."""
-    least, greatest = torch.cuda.Stream.priority_range()
-    return (torch.cuda.Stream(device, priority=greatest),
-            torch.cuda.Stream(device, priority=least))
-
-
-def _overlapped(pieces, k, n_sub, rsum, dtsum, A, dl, fast, last_sub, summaries, main_pass):
-    """The chunked backward a piece of chunks at a time, from the end: the summaries of a
-    piece's sub-chunks and their reverse combine (carried on from the piece after it) on a
-    low-priority stream, the piece's main pass on a high-priority one. A piece's summaries
-    start when the main pass of the piece after it does, so they run in the registers that
-    main pass leaves free on each SM (its register cap, `maxnreg_overlap_bwd_gluon`)
-    instead of before it; the main pass's programs, pending at the higher priority, are
-    placed first. The caller's stream waits for both at the end."""
-    cur = torch.cuda.current_stream()
-    hi_s, lo_s = _overlap_streams(cur.device)
-    batch, _, N, dim = rsum.shape
-    out = torch.empty_like(rsum)
-    r = torch.empty((batch, len(last_sub), N, dim), dtype=torch.float32, device=rsum.device)
-    start = torch.cuda.Event()
-    start.record(cur)  # after every allocation above: the side streams may reuse nothing early
-    hi_s.wait_event(start)
-    lo_s.wait_event(start)
-    for j, (ca, cb) in enumerate(reversed(pieces)):
-        sa, sb = ca * k, min(cb * k, n_sub)
-        ready, started = torch.cuda.Event(), torch.cuda.Event()
-        with torch.cuda.stream(lo_s):
-            summaries(sa, sb - sa)
-            _carry(rsum, dtsum, A, dl, reverse=True, fast=fast, out=out, lo=sa, hi=sb,
-                   cont=j > 0)
-            r[:, ca:cb] = out.index_select(1, last_sub[ca:cb])
-            ready.record(lo_s)
-        with torch.cuda.stream(hi_s):
-            hi_s.wait_event(ready)
-            started.record(hi_s)
-            main_pass(r, ca, cb - ca)
-        lo_s.wait_event(started)
-    done = torch.cuda.Event()
-    done.record(hi_s)
-    cur.wait_event(done)
-
-
 def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
                     dlast, TL):
     """The Gluon backward (gluon_bwd.py), or None where it does not apply (N > 64, a tile
@@ -849,60 +778,41 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
     dC = torch.empty((batch, n_dblk, N, L) if c_vary else part, **f32)
     dD = torch.zeros((dim,), **f32)
     dbias = torch.zeros((dim,), **f32)
+    grid = (n_dblk, n_chunks, batch)
     strides = (u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sB, *sC)
-    dims = (dim, L, N, chunk_len, n_chunks, n_tiles, n_dblk, gb, gc)
+    dims = (dim, L, N, chunk_len, n_chunks, n_tiles, n_dblk, gb, gc, *strides)
     ckey = (NS, warps, NP, TL, D is not None, z is not None, delta_bias is not None,
             bool(delta_softplus), b_vary, c_vary, gluon_even(cfg, dim, L, N, TL))
     fast = bool(cfg.fast_launch)
     zz, bias = _opt(z, u), _opt(delta_bias, u)
-    reexp = reexp_bwd(cfg, n_chunks, N)
-    h_async = async_h_bwd(cfg, reexp, n_chunks > 1 or dlast is not None)
-    pieces = overlap_pieces(cfg, n_chunks, u.device)
-    mkey = (ckey, n_chunks > 1 or dlast is not None, False, reexp,
-            cfg.maxnreg_bwd_gluon or (cfg.maxnreg_overlap_bwd_gluon if pieces else 0),
-            h_async, async_in_bwd(cfg, h_async, ckey[-1], warps, dout, u, delta, z))
-
-    def main_pass(r, c0, count):
-        _launch(fast, GB._bwd_gluon_kernel, (n_dblk, count, batch),
-                (dout, u, delta, zz, A, B, C, _opt(D, u), bias, states, _opt(r, dA_part),
-                 du, ddelta, dz if z is not None else du, dA_part, dB, dC, dD, dbias, *dims,
-                 c0, *strides),
-                mkey, _bwd_consts(*mkey))
-
+    r = None
     if n_chunks > 1:
         # the summaries of sub-chunks of cs tiles (the same kernel, SUMMARY), carried
         # backwards; chunk c takes the adjoint entering its last sub-chunk from the end
         n_sub = _cdiv(n_tiles, cs)
-        k = ct // cs
         rsum = torch.empty((batch, n_sub, N, dim), **f32)
         dtsum = torch.empty((batch, n_sub, dim), **f32)
-        NSs, ws = gluon_bwd_summary_shape(cfg, NS, warps, NP)
-        scap = 0
-        if pieces:  # the registers the main pass leaves on its SM
-            scap = min(255, (65536 // 32 - mkey[4] * warps) // ws // 8 * 8)
-        skey = ((NSs, ws) + ckey[2:], False, True, True, scap)
-        dl = dlast.float().contiguous() if dlast is not None else None
-        last_sub = (torch.arange(n_chunks, device=u.device) * k + (k - 1)).clamp_max(n_sub - 1)
-
-        def summaries(s0, count):
-            _launch(fast, GB._bwd_gluon_kernel, (n_dblk, count, batch),
-                    (dout, u, delta, zz, A, B, C, u, bias, states, rsum,
-                     du, ddelta, du, rsum, dB, dC, dtsum, dbias,
-                     dim, L, N, cs * TL, n_sub, n_tiles, n_dblk, gb, gc, s0, *strides),
-                    skey, _bwd_consts(*skey))
-
-        if pieces:
-            _overlapped(pieces, k, n_sub, rsum, dtsum, A, dl, fast, last_sub, summaries,
-                        main_pass)
-        else:
-            summaries(0, n_sub)
-            r = _carry(rsum, dtsum, A, dl, reverse=True, fast=fast)
-            main_pass(r.index_select(1, last_sub).contiguous(), 0, n_chunks)
-    else:
-        r = None
-        if dlast is not None:
-            r = dlast.float().transpose(1, 2).unsqueeze(1).contiguous()  # (batch, 1, N, dim)
-        main_pass(r, 0, 1)
+        skey = (gluon_bwd_summary_shape(cfg, NS, warps, NP) + ckey[2:], False, True, True, 0)
+        _launch(fast, GB._bwd_gluon_kernel, (n_dblk, n_sub, batch),
+                (dout, u, delta, zz, A, B, C, u, bias, states, rsum,
+                 du, ddelta, du, rsum, dB, dC, dtsum, dbias,
+                 dim, L, N, cs * TL, n_sub, n_tiles, n_dblk, gb, gc, *strides),
+                skey, _bwd_consts(*skey))
+        r = _carry(rsum, dtsum, A, dlast.float().contiguous() if dlast is not None else None,
+                   reverse=True, fast=fast)
+        k = ct // cs
+        last_sub = torch.arange(n_chunks, device=u.device) * k + (k - 1)
+        r = r.index_select(1, last_sub.clamp_max(n_sub - 1)).contiguous()
+    elif dlast is not None:
+        r = dlast.float().transpose(1, 2).unsqueeze(1).contiguous()  # (batch, 1, N, dim)
+    reexp = reexp_bwd(cfg, n_chunks, N)
+    h_async = async_h_bwd(cfg, reexp, r is not None)
+    mkey = (ckey, r is not None, False, reexp, cfg.maxnreg_bwd_gluon, h_async,
+            async_in_bwd(cfg, h_async, ckey[-1], warps, dout, u, delta, z))
+    _launch(fast, GB._bwd_gluon_kernel, grid,
+            (dout, u, delta, zz, A, B, C, _opt(D, u), bias, states, _opt(r, dA_part),
+             du, ddelta, dz if z is not None else du, dA_part, dB, dC, dD, dbias, *dims),
+            mkey, _bwd_consts(*mkey))
     dA = dA_part.sum((0, 1)).t().contiguous()
 
     def reduce_bc(X, vary, G, X_in):
