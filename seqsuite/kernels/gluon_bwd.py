@@ -52,6 +52,9 @@ from .gluon_fwd import (LN2, LOG2E, _bc_tile, _exp2_fma, _io_index, _join16, _ld
 # conflicts: 68 floats a pair row (2 wavefronts per 64-bit store, the least), 34 a dy row
 PAD_R = gl.constexpr(4)
 PAD_Q = gl.constexpr(2)
+# slots of the cp.async ring of tile-start states and input tiles (H_ASYNC, IN_ASYNC): the
+# tile being read and the two copied ahead of it
+RING = gl.constexpr(3)
 
 
 @gluon.jit
@@ -161,7 +164,7 @@ def _h_copy(hsm, slot, row, ms, gstride, NG: gl.constexpr, EVEN: gl.constexpr):
 
 @gluon.constexpr_function
 def _in_shape(pk, BD, TL):
-    return [3, int(BD), int(TL) // 2 if pk else int(TL)]
+    return [int(RING), int(BD), int(TL) // 2 if pk else int(TL)]
 
 
 @gluon.constexpr_function
@@ -334,11 +337,11 @@ def _bwd_gluon_kernel(
     h_nx = ()
     if H_ASYNC_:
         # H_ASYNC: copied two tiles ahead into shared memory (cp.async, no registers held),
-        # three slots of [NG, BD, W, NS], lanes contiguous; each thread reads back only what
+        # RING slots of [NG, BD, W, NS], lanes contiguous; each thread reads back only what
         # it copied. Issued at the end of a tile, not among the staging's exps (there ptxas
         # put a prefetch load and an exp on one scoreboard: the exp's use waited for memory)
         HSL: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [0, 1, 2])
-        hsm = gl.allocate_shared_memory(gl.float32, [3 * NG, BD, W, NS], HSL)
+        hsm = gl.allocate_shared_memory(gl.float32, [RING * NG, BD, W, NS], HSL)
     # IN_ASYNC (EVEN only): Δ, u, dout and z arrive the same way, in commit groups of their
     # own (bf16 as int32 pairs: 4-byte copies), instead of as register prefetches: ptxas put the
     # prefetch of Δ on a scoreboard that the recompute's first steps wait on (5 % of row 3's
@@ -365,23 +368,17 @@ def _bwd_gluon_kernel(
     if H_ASYNC_:
         # commit groups in the order the loop issues them: (inputs of tile j with IA,) start
         # state of tile j, for j = the first two tiles
-        if IA:
-            for sl in gl.static_range(2):
-                ti = gl.maximum(tile1 - 1 - sl, tile0)
-                # the inputs a group of their own, as in the loop (the waits count groups)
+        for sl in gl.static_range(RING - 1):
+            ti = gl.maximum(tile1 - 1 - sl, tile0)
+            if IA:  # the inputs a group of their own, as in the loop (the waits count groups)
                 _in_copies(dt_sm, u_sm, o_sm, z_sm, sl, dt_ptr, u_ptr, dout_ptr, z_ptr, io_base,
                            io_p, ti * TL, PK_DT, PK_U, PK_O, PK_Z, HAS_Z)
                 async_copy.commit_group()
-                _h_copy(hsm, sl, hs_row + ti * N * dim, ms, GS * dim, NG, EVEN)
-                async_copy.commit_group()
+            _h_copy(hsm, sl, hs_row + ti * N * dim, ms, GS * dim, NG, EVEN)
+            async_copy.commit_group()
+        if IA:
             async_copy.wait_group(3)  # the first tile's inputs (3 later groups in flight)
             gl.thread_barrier()
-        else:
-            _h_copy(hsm, 0, hs_row + (tile1 - 1) * N * dim, ms, GS * dim, NG, EVEN)
-            async_copy.commit_group()
-            _h_copy(hsm, 1, hs_row + gl.maximum(tile1 - 2, tile0) * N * dim, ms, GS * dim, NG,
-                    EVEN)
-            async_copy.commit_group()
     if H_AHEAD:
         for gi in gl.static_range(NG):
             h_nx = h_nx + (_ld(hs_row + (tile1 - 1) * N * dim + gi * GS * dim, ms[gi], EVEN),)
@@ -409,7 +406,7 @@ def _bwd_gluon_kernel(
                 h_top = h_top + (_ld(hs_row + it * N * dim + gi * GS * dim, ms[gi], EVEN),)
         # 1. staging (tile layout): Δ, its softplus slope, Δu, dy
         if IA:
-            raw = _in_read(dt_sm, k % 3, LIO, PK_DT)
+            raw = _in_read(dt_sm, k % RING, LIO, PK_DT)
         else:
             raw = dt_nx.to(gl.float32)
         if HAS_BIAS:
@@ -427,16 +424,16 @@ def _bwd_gluon_kernel(
             dbias_acc += dt
         else:
             if IA:
-                u = _in_read(u_sm, k % 3, LIO, PK_U)
+                u = _in_read(u_sm, k % RING, LIO, PK_U)
             else:
                 u = u_nx.to(gl.float32)
         if IA:
-            dout = _in_read(o_sm, k % 3, LIO, PK_O)
+            dout = _in_read(o_sm, k % RING, LIO, PK_O)
         else:
             dout = o_nx.to(gl.float32)
         if HAS_Z:
             if IA:
-                z = _in_read(z_sm, k % 3, LIO, PK_Z)
+                z = _in_read(z_sm, k % RING, LIO, PK_Z)
             else:
                 z = z_nx.to(gl.float32)
             if SUMMARY:
@@ -487,9 +484,9 @@ def _bwd_gluon_kernel(
         gl.thread_barrier()
         if IA:  # the inputs of the tile after next (after the barrier: the staging above read
             # this buffer, and the compiler would add one before the copy)
-            _in_copies(dt_sm, u_sm, o_sm, z_sm, (k + 2) % 3, dt_ptr, u_ptr, dout_ptr, z_ptr,
-                       io_base, io_p, gl.maximum(it - 2, tile0) * TL, PK_DT, PK_U, PK_O, PK_Z,
-                       HAS_Z)
+            _in_copies(dt_sm, u_sm, o_sm, z_sm, (k + RING - 1) % RING, dt_ptr, u_ptr, dout_ptr,
+                       z_ptr, io_base, io_p, gl.maximum(it - (RING - 1), tile0) * TL, PK_DT,
+                       PK_U, PK_O, PK_Z, HAS_Z)
             async_copy.commit_group()
         if SUMMARY:
             Rn = ()
@@ -525,7 +522,7 @@ def _bwd_gluon_kernel(
                     srcC = Ccs[gi]
                     dC_acc = dCs[gi]
                 if H_ASYNC_:
-                    h = hsm.index((k % 3) * NG + gi).load(L3)
+                    h = hsm.index((k % RING) * NG + gi).load(L3)
                     if not EVEN:  # masked slots were not written
                         h = gl.where(mg, h, 0.0)
                 elif H_AHEAD:
@@ -623,8 +620,9 @@ def _bwd_gluon_kernel(
                 _st(dz_ptr + offs, dz.to(dz_ptr.dtype.element_ty), tm, EVEN)
             if H_ASYNC_:  # the start state of the tile after next (the first again at the
                 # end)
-                _h_copy(hsm, (k + 2) % 3, hs_row + gl.maximum(it - 2, tile0) * N * dim, ms,
-                        GS * dim, NG, EVEN)
+                _h_copy(hsm, (k + RING - 1) % RING,
+                        hs_row + gl.maximum(it - (RING - 1), tile0) * N * dim, ms, GS * dim, NG,
+                        EVEN)
                 async_copy.commit_group()
 
     for gi in gl.static_range(NG):

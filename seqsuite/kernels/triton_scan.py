@@ -473,6 +473,14 @@ def gluon_consts(NS: int, warps: int, NP: int, TL: int, has_d: bool, has_z: bool
                 B_VARY=b_vary, C_VARY=c_vary, EVEN=even)
 
 
+def gluon_key(NS: int, warps: int, NP: int, TL: int, D, z, delta_bias, delta_softplus,
+              b_vary: bool, c_vary: bool, even: bool) -> tuple:
+    """`gluon_consts`' arguments for a call of either Gluon kernel (the start of the keys
+    under which `_launch` keeps their compiled kernels)."""
+    return (NS, warps, NP, TL, D is not None, z is not None, delta_bias is not None,
+            bool(delta_softplus), b_vary, c_vary, even)
+
+
 def gluon_even(cfg: ScanConfig, dim: int, L: int, N: int, TL: int) -> bool:
     """Whether a call fits the Gluon kernels' EVEN variant: L a multiple of the tile, dim of the
     32 channels of a program and N a power of two, so that no load or store is masked (the
@@ -537,10 +545,10 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
     n_tiles = _cdiv(L, TL)
     chunk_len = ct * TL
     even = gluon_even(cfg, dim, L, N, TL)
-    ckey = (NS, warps, NP, TL, D is not None, z is not None, delta_bias is not None,
-            bool(delta_softplus), b_vary, c_vary, even,
-            gluon_pack(even, u, delta, z, B if b_vary else None, C if c_vary else None),
-            gluon_fwd_maxnreg(cfg, warps, n_chunks > 1))
+    ckey = gluon_key(NS, warps, NP, TL, D, z, delta_bias, delta_softplus, b_vary, c_vary,
+                     even) + (
+        gluon_pack(even, u, delta, z, B if b_vary else None, C if c_vary else None),
+        gluon_fwd_maxnreg(cfg, warps, n_chunks > 1))
     fast = bool(cfg.fast_launch)
     y = torch.empty_like(u)
     last = torch.empty((batch, dim, N), dtype=torch.float32, device=u.device)
@@ -781,8 +789,8 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
     grid = (n_dblk, n_chunks, batch)
     strides = (u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sB, *sC)
     dims = (dim, L, N, chunk_len, n_chunks, n_tiles, n_dblk, gb, gc, *strides)
-    ckey = (NS, warps, NP, TL, D is not None, z is not None, delta_bias is not None,
-            bool(delta_softplus), b_vary, c_vary, gluon_even(cfg, dim, L, N, TL))
+    ckey = gluon_key(NS, warps, NP, TL, D, z, delta_bias, delta_softplus, b_vary, c_vary,
+                     gluon_even(cfg, dim, L, N, TL))
     fast = bool(cfg.fast_launch)
     zz, bias = _opt(z, u), _opt(delta_bias, u)
     r = None
