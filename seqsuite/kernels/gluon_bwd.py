@@ -48,10 +48,19 @@ from .gluon_fwd import (LN2, LOG2E, _bc_tile, _exp2_fma, _io_index, _join16, _ld
                         _state_index, _tile_ptrs, _to_f32, bc_rows_layout, y_parts_layout)
 
 # Staged rows: (Δ, Δu) pairs [BD, 2] (the summary: (Δ, dy)) and dy [BD], padded so that the
-# tile layout's transposed stores (8 warps: 4 channels x 8 step pairs a warp) are free of bank
-# conflicts: 68 floats a pair row (2 wavefronts per 64-bit store, the least), 34 a dy row
-PAD_R = gl.constexpr(4)
+# tile layout's transposed stores are free of bank conflicts (`_pad_pairs`), 34 floats a dy row
 PAD_Q = gl.constexpr(2)
+
+
+@gluon.constexpr_function
+def _pad_pairs(W):
+    """Floats of padding after each 64-float (Δ, ·) pair row, for W warps. 8 warps (the main
+    pass: a warp stores 4 channels x 8 step pairs): 4 (68-float rows, 2 wavefronts per 64-bit
+    store, the least; ncu). 2 or 4 warps (the summaries: a half-warp stores 8 or 4 channels
+    of steps 8 or 4 apart): 68-float rows put those steps on the same banks (544 and 272
+    floats apart, 0 and 16 mod 32), 4 wavefronts a store (ncu, row 3's summary: 21 of its 42
+    million store wavefronts were conflicts); 66-float rows put them 16 and 8 banks apart."""
+    return 4 if W >= 8 else 2
 # slots of the cp.async ring of tile-start states and input tiles (H_ASYNC, IN_ASYNC): the
 # tile being read and the two copied ahead of it
 RING = gl.constexpr(3)
@@ -283,6 +292,7 @@ def _bwd_gluon_kernel(
     _, _, offC = _bc_tile(pid_b, d0, N, sC_b, sC_g, sC_n, sC_l, group_c, NP, TL, LBC)
 
     # shared buffers: (Δ, Δu) and dy rows; B and C rows; the warps' parts of three sums
+    PAD_R: gl.constexpr = _pad_pairs(W)
     PR1: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[2 * BD, PAD_R]], [BD, 2], [1, 0])
     PR2: gl.constexpr = gl.PaddedSharedLayout.with_identity_for([[2 * BD, PAD_R]], [TL, BD, 2], [2, 1, 0])
     dd = gl.allocate_shared_memory(gl.float32, [TL, BD, 2], PR1)
