@@ -45,8 +45,7 @@ from triton.experimental.gluon.language.nvidia.ampere import async_copy
 
 from .gluon_fwd import (LN2, LOG2E, _bc_tile, _exp2_fma, _io_index, _join16, _ld, _packs,
                         _pair_layout, _pair_offsets, _rcp, _rcp_fma, _softplus_g, _st,
-                        _state_index, _tanh, _tile_ptrs, _to_f32, bc_rows_layout,
-                        y_parts_layout)
+                        _state_index, _tile_ptrs, _to_f32, bc_rows_layout, y_parts_layout)
 
 # Staged rows: (Δ, Δu) pairs [BD, 2] (the summary: (Δ, dy)) and dy [BD], padded so that the
 # tile layout's transposed stores are free of bank conflicts (`_pad_pairs`), 34 floats a dy row
@@ -447,13 +446,7 @@ def _bwd_gluon_kernel(
                 z = _in_read(z_sm, k % RING, LIO, PK_Z)
             else:
                 z = z_nx.to(gl.float32)
-            if SUMMARY and dout_ptr.dtype.element_ty == gl.bfloat16:
-                # sigmoid(z) = (1 + tanh(z / 2)) / 2: one op on the exp unit instead of about
-                # 20 on the FMA pipes (the summary issues nearly as many instructions as its
-                # exps take cycles); tanh.approx's 2^-11 is below a bf16 gradient's 2^-9, as
-                # in the forward's gate for 16-bit outputs
-                sz = 0.5 + 0.5 * _tanh(0.5 * z)
-            elif SUMMARY:
+            if SUMMARY:
                 sz = _rcp_fma(1.0 + _exp2_fma(-LOG2E * z))
             else:
                 sz = _rcp(1.0 + gl.exp2(-LOG2E * z))
