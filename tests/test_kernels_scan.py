@@ -382,8 +382,8 @@ def test_gluon_pack_policy():
 def test_async_copy_policies():
     """The backward's cp.async paths: tile-start states per `async_h_bwd_gluon` (2 always, 1
     where the state was read a tile ahead: REEXP or no incoming adjoint, 0 never); the input
-    tiles (`async_in_bwd_gluon`, on by default) only with them, in the EVEN variant, at most 8 warps
-    and bf16 (4-byte aligned) or fp32 tiles, so that every copy is 4 bytes or more."""
+    tiles (`async_in_bwd_gluon`, on by default) only with them, in the EVEN variant, at most
+    8 warps and bf16 (4-byte aligned) or fp32 tiles, so that every copy is 4 bytes or more."""
     from dataclasses import replace
 
     from seqsuite.kernels.triton_scan import CONFIG, async_h_bwd, async_in_bwd

@@ -16,9 +16,9 @@ first:
    tile layout, go to shared memory as (Δ, Δu) pair rows and dy rows (an 8-byte and a 4-byte
    read per step; the summaries stage (Δ, dy) pairs alone); B and C rows as in the forward.
 2. Recompute: the 16 states h_t of the tile from the tile-start state the forward saved
-   (H_ASYNC, the default: copied two tiles ahead by cp.async into one of three shared slots,
-   so no register holds it and no load is waited for at the tile's start; otherwise loaded
-   into registers); dy_t h_t for dC; this thread's part of Σ_n C_t h_t (for dz).
+   (H_ASYNC, the default: copied two tiles ahead by cp.async into one of RING = 3 shared
+   slots, so no register holds it and no load is waited for at the tile's start; otherwise
+   loaded into registers; IN_ASYNC, also the default: Δ, u, dout and z the same way); dy_t h_t for dC; this thread's part of Σ_n C_t h_t (for dz).
 3. Reverse: g, dA, and this thread's parts of Σ_n g (h − x) A and Σ_n g B (for dΔ and du);
    g Δu for dB.
    dC_t = Σ_d dy_t h_t and dB_t = Σ_d g Δu (sums over the channels = lanes) are done for all
@@ -61,6 +61,8 @@ def _pad_pairs(W):
     floats apart, 0 and 16 mod 32), 4 wavefronts a store (ncu, row 3's summary: 21 of its 42
     million store wavefronts were conflicts); 66-float rows put them 16 and 8 banks apart."""
     return 4 if W >= 8 else 2
+
+
 # slots of the cp.async ring of tile-start states and input tiles (H_ASYNC, IN_ASYNC): the
 # tile being read and the two copied ahead of it
 RING = gl.constexpr(3)
