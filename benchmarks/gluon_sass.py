@@ -64,12 +64,15 @@ def compile_kernel(fn, consts: dict, bf16: tuple, warps: int, maxnreg: int | Non
     return triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
 
 
+INSTRUCTION = re.compile(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);")  # address, text
+
+
 def loop_opcodes(sass: str) -> tuple[int, collections.Counter]:
     """Instruction count and opcode histogram of the longest backward-branching loop."""
     lb = loop_bounds(sass)
     if not lb:
         return 0, collections.Counter()
-    body = [m.group(2) for m in re.finditer(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", sass)
+    body = [m.group(2) for m in INSTRUCTION.finditer(sass)
             if lb[0] <= int(m.group(1), 16) <= lb[1]]
     ops = collections.Counter(re.sub(r"^@!?U?P\w+\s+", "", t).split()[0].split(".")[0] for t in body)
     return len(body), ops
@@ -78,7 +81,7 @@ def loop_opcodes(sass: str) -> tuple[int, collections.Counter]:
 def loop_bounds(sass: str) -> tuple[int, int] | None:
     """Address range of the longest backward-branching loop."""
     loops = []
-    for m in re.finditer(r"/\*([0-9a-f]{4,})\*/\s+([^;]*);", sass):
+    for m in INSTRUCTION.finditer(sass):
         b = re.search(r"BRA (?:`\(.*?\) )?0x([0-9a-f]+)", m.group(2))
         if b and int(b.group(1), 16) < int(m.group(1), 16):
             loops.append((int(b.group(1), 16), int(m.group(1), 16)))
@@ -168,7 +171,8 @@ def main() -> None:
                            warps, maxnreg, a.chunked)
     else:
         k = compile_kernel(GB._bwd_gluon_kernel,
-                           dict(common, HAS_R=a.chunked, REEXP=bool(a.reexp), H_ASYNC=a.hasync, IN_ASYNC=a.inasync),
+                           dict(common, HAS_R=a.chunked, REEXP=bool(a.reexp), H_ASYNC=a.hasync,
+                                IN_ASYNC=a.inasync),
                            BF16_ARGS["bwd"],
                            warps, a.maxnreg or None, a.chunked)
     bindir = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"

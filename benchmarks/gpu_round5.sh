@@ -3,8 +3,8 @@
 # PATCH applied first if set (a kernel change kept as a patch, its path off by default, so
 # the default rows measure main), the rows again with the patch's path on (PATCH_ENV), other
 # settings (EXTRA), ncu's shared-memory bank conflicts per kernel (NCU_ROWS) and the host
-# launch probe of row 0 (LAUNCH=1, the default; BENCH=0 skips `bench scan`), and ncu's per-instruction source counters of
-# chosen kernels (SRC="row;kernel regex;launches to skip ...").
+# launch probe of row 0 (LAUNCH=1, the default; BENCH=0 skips `bench scan`), and ncu's
+# per-instruction source counters of chosen kernels (SRC="row;kernel regex;launches to skip ...").
 # Results: $OUT/round5.tgz. Needs carry [".whl"].
 #   SEQSUITE_COMMIT=<commit> PATCH=<file>.patch PATCH_ENV="VAR=value" bash benchmarks/gpu_round5.sh
 set -u

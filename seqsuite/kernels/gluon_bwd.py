@@ -18,7 +18,8 @@ first:
 2. Recompute: the 16 states h_t of the tile from the tile-start state the forward saved
    (H_ASYNC, the default: copied two tiles ahead by cp.async into one of RING = 3 shared
    slots, so no register holds it and no load is waited for at the tile's start; otherwise
-   loaded into registers; IN_ASYNC, also the default: Δ, u, dout and z the same way); dy_t h_t for dC; this thread's part of Σ_n C_t h_t (for dz).
+   loaded into registers; IN_ASYNC, also the default: Δ, u, dout and z the same way);
+   dy_t h_t for dC; this thread's part of Σ_n C_t h_t (for dz).
 3. Reverse: g, dA, and this thread's parts of Σ_n g (h − x) A and Σ_n g B (for dΔ and du);
    g Δu for dB.
    dC_t = Σ_d dy_t h_t and dB_t = Σ_d g Δu (sums over the channels = lanes) are done for all
@@ -171,6 +172,16 @@ def _h_copy(hsm, slot, row, ms, gstride, NG: gl.constexpr, EVEN: gl.constexpr):
         else:
             async_copy.async_copy_global_to_shared(hsm.index(slot * NG + gi), row + gi * gstride,
                                                    mask=ms[gi])
+
+
+@gluon.jit
+def _h_load(row, ms, gstride, NG: gl.constexpr, EVEN: gl.constexpr):
+    """One tile's start state into registers: NG groups of [BD, W, NS] at row + g x gstride,
+    as a tuple (the register paths beside `_h_copy`)."""
+    h = ()
+    for gi in gl.static_range(NG):
+        h = h + (_ld(row + gi * gstride, ms[gi], EVEN),)
+    return h
 
 
 @gluon.constexpr_function
@@ -392,8 +403,7 @@ def _bwd_gluon_kernel(
             async_copy.wait_group(3)  # the first tile's inputs (3 later groups in flight)
             gl.thread_barrier()
     if H_AHEAD:
-        for gi in gl.static_range(NG):
-            h_nx = h_nx + (_ld(hs_row + (tile1 - 1) * N * dim + gi * GS * dim, ms[gi], EVEN),)
+        h_nx = _h_load(hs_row + (tile1 - 1) * N * dim, ms, GS * dim, NG, EVEN)
     if not IA:
         dt_nx = gl.load(dt_ptr + io_base + tn, mask=tm, other=0.0)
         if not SUMMARY:
@@ -413,9 +423,7 @@ def _bwd_gluon_kernel(
         tm = io_dm & gl.expand_dims(t0 + io_t < t_end, 0)
         if not H_AHEAD and not H_ASYNC_ and not SUMMARY:
             # the tile's start state, loaded before the staging so that its latency overlaps it
-            h_top = ()
-            for gi in gl.static_range(NG):
-                h_top = h_top + (_ld(hs_row + it * N * dim + gi * GS * dim, ms[gi], EVEN),)
+            h_top = _h_load(hs_row + it * N * dim, ms, GS * dim, NG, EVEN)
         # 1. staging (tile layout): Δ, its softplus slope, Δu, dy
         if IA:
             raw = _in_read(dt_sm, k % RING, LIO, PK_DT)
@@ -484,9 +492,7 @@ def _bwd_gluon_kernel(
         h_cur = h_nx
         if H_AHEAD:
             ip = gl.maximum(it - 1, tile0)  # before the first tile: the first again (unused)
-            h_nx = ()
-            for gi in gl.static_range(NG):
-                h_nx = h_nx + (_ld(hs_row + ip * N * dim + gi * GS * dim, ms[gi], EVEN),)
+            h_nx = _h_load(hs_row + ip * N * dim, ms, GS * dim, NG, EVEN)
         if H_ASYNC_:  # this tile's start state (later groups may be in flight), before the
             # barrier: after it the compiler would add one
             if IA:
