@@ -138,8 +138,6 @@ def main() -> None:
                    help="backward: the tile-start state copied ahead by cp.async (H_ASYNC)")
     p.add_argument("--inasync", action="store_true",
                    help="backward: Δ, u, dout, z copied ahead by cp.async too (IN_ASYNC)")
-    p.add_argument("--bcsmem", type=int, default=1,
-                   help="backward: dB/dC summed over the channels through shared memory (BC_SMEM)")
     p.add_argument("--summary", action="store_true", help="the SUMMARY variant")
     p.add_argument("--chunked", action="store_true", help="the chunk count as a runtime value")
     p.add_argument("--pack", action="store_true",
@@ -174,7 +172,7 @@ def main() -> None:
     else:
         k = compile_kernel(GB._bwd_gluon_kernel,
                            dict(common, HAS_R=a.chunked, REEXP=bool(a.reexp), H_ASYNC=a.hasync,
-                                IN_ASYNC=a.inasync, BC_SMEM=bool(a.bcsmem)),
+                                IN_ASYNC=a.inasync),
                            BF16_ARGS["bwd"],
                            warps, a.maxnreg or None, a.chunked)
     bindir = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"

@@ -90,7 +90,6 @@ def test_gpu_scan_matches_reference(shape, layout, G, dtype):
                                                  # (a tile ahead unchunked, else at the tile)
     dict(bwd="gluon", async_h_bwd_gluon=0, reexp_bwd_gluon=2),  # ... a tile ahead, chunked
     dict(bwd="gluon", async_in_bwd_gluon=0),     # backward: input tiles as register prefetches
-    dict(bwd="gluon", bc_smem_bwd_gluon=0),      # backward: dB/dC by the lanes' reduce-scatter
     dict(even_gluon=0),                          # masked loads and stores on whole tiles too
 ])
 @pytest.mark.parametrize(

@@ -137,50 +137,6 @@ def _store_lane_sums16(v, row3, lane3, n3, N, t0, t_end, EVEN: gl.constexpr):
 
 
 @gluon.jit
-def _join16s(p):
-    """16 [BD, W, NS] tensors (step order) joined as [W, NS, BD, 16] (steps in registers)."""
-    a = gl.join(gl.join(gl.join(gl.join(p[0], p[1]), gl.join(p[2], p[3])),
-                        gl.join(gl.join(p[4], p[5]), gl.join(p[6], p[7]))),
-                gl.join(gl.join(gl.join(p[8], p[9]), gl.join(p[10], p[11])),
-                        gl.join(gl.join(p[12], p[13]), gl.join(p[14], p[15]))))
-    # [BD, W, NS, 2, 2, 2, 2]: index (.., i0, i1, i2, i3) = step i0 + 2 i1 + 4 i2 + 8 i3
-    return gl.reshape(gl.permute(a, [1, 2, 0, 6, 5, 4, 3]),
-                      [a.shape[1], a.shape[2], a.shape[0], 16])
-
-
-@gluon.jit
-def _chan_sums(buf, row_ptr, N, L, t0, t_end, NP: gl.constexpr, BD: gl.constexpr,
-               TL: gl.constexpr, W: gl.constexpr, EVEN: gl.constexpr):
-    """Sums over the BD channels of buf [NP, BD, TL] (per state and step; `y_parts_layout`)
-    stored at row_ptr + n L + t0 + t (masked past N and the chunk unless EVEN). A thread
-    sums 8 channels (c, c + 4, ...) of 4 steps of one state in registers (8 16-byte reads),
-    then the 4 lanes that hold the other channels of those steps add theirs (2 shuffle
-    levels): per thread 8 reads, 44 adds and 8 shuffles for 2 (state, step) sums, against 62
-    instructions per state and tile of the reduce-scatter over the lanes (`_lane_sums16`).
-    Bank conflicts: the layout's rows are 16 floats (a channel) with the 16-byte unit index
-    XOR-ed by (row / 2) mod 4; the state layout's stores (8 channels a quarter-warp) and these
-    reads (4 units of channels c and c + 1 a quarter-warp) are both free of them. Needs
-    NP = 2 W."""
-    LR: gl.constexpr = gl.BlockedLayout([1, 1, 4], [2, 4, 4], [W, 1, 1], [2, 1, 0])
-    LS: gl.constexpr = gl.SliceLayout(1, LR)
-    s = gl.sum(buf.load(LR), axis=1)  # [NP, TL]
-    n = gl.expand_dims(gl.arange(0, NP, layout=gl.SliceLayout(1, LS)), 1)
-    t = gl.expand_dims(gl.arange(0, TL, layout=gl.SliceLayout(0, LS)), 0)
-    ptr = row_ptr + n * L + t0 + t
-    if EVEN:
-        gl.store(ptr, s)
-    else:
-        gl.store(ptr, s, mask=(n < N) & (t0 + t < t_end))
-
-
-@gluon.constexpr_function
-def _sbc(on, NG, NS, TL, summary):
-    """Whether the main pass sums dB and dC over the channels by `_chan_sums` (one group of
-    states, 2 a thread, 16-step tiles)."""
-    return bool(on) and NG == 1 and NS == 2 and TL == 16 and not summary
-
-
-@gluon.jit
 def _ex2_mul(x, y):
     """exp2(x * y) as one inline-PTX block: the compiler cannot merge it with the same exp
     computed earlier, so the backward recomputes exp(ΔA) in its reverse pass (two cheap
@@ -281,7 +237,6 @@ def _bwd_gluon_kernel(
     SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
     HAS_R: gl.constexpr, SUMMARY: gl.constexpr, REEXP: gl.constexpr = True,
     EVEN: gl.constexpr = False, H_ASYNC: gl.constexpr = False, IN_ASYNC: gl.constexpr = False,
-    BC_SMEM: gl.constexpr = True,
 ):
     """Gradients for one chunk of BD = 32 channels (see the module docstring for outputs).
     SUMMARY: only the chunk's summary for the reverse chunk combine, the adjoint it hands to
@@ -333,16 +288,10 @@ def _bwd_gluon_kernel(
                                  other=0.0).to(gl.float32),)
             dCs = dCs + (zero3,)
     # time-varying dB, dC: rows of this program's partial sums (batch, programs over dim, N, L)
-    # BC_SMEM (one group of states, 2 a thread): the per-step values go to shared memory as
-    # rows of 16 steps per (state, channel) and are summed over the channels in the tile's
-    # finish (`_chan_sums`); otherwise by the reduce-scatter over the lanes (`_lane_sums16`)
-    SBC: gl.constexpr = _sbc(BC_SMEM, NG, NS, TL, SUMMARY)
     if B_VARY and not SUMMARY:
         dB_row3 = dB_ptr + ((pid_b * n_dblk + pid_d) * N + n3) * L  # + group + t
-        dB_row = dB_ptr + (pid_b * n_dblk + pid_d) * N * L
     if C_VARY and not SUMMARY:
         dC_row3 = dC_ptr + ((pid_b * n_dblk + pid_d) * N + n3) * L
-        dC_row = dC_ptr + (pid_b * n_dblk + pid_d) * N * L
 
     io_d, io_t, io_dm, io_base = _io_index(pid_b, d0, dim, s_ub, s_ud, BD, TL, LIO)
     if HAS_BIAS:
@@ -390,16 +339,6 @@ def _bwd_gluon_kernel(
         sy3 = sy._reinterpret(gl.float32, [W, BD, TL], PY3)
         s1b3 = s1b._reinterpret(gl.float32, [W, BD, TL], PY3)
         s2b3 = s2b._reinterpret(gl.float32, [W, BD, TL], PY3)
-    if SBC:
-        # the per-step dC and dB values: one buffer each (one store a tile into each)
-        PS3: gl.constexpr = y_parts_layout(3)
-        PS4: gl.constexpr = y_parts_layout(4)
-        if C_VARY:
-            scb = gl.allocate_shared_memory(gl.float32, [NP, BD, TL], PS3)
-            scb4 = scb._reinterpret(gl.float32, [W, NS, BD, TL], PS4)
-        if B_VARY:
-            sbb = gl.allocate_shared_memory(gl.float32, [NP, BD, TL], PS3)
-            sbb4 = sbb._reinterpret(gl.float32, [W, NS, BD, TL], PS4)
 
     t_start = pid_c * chunk_len
     t_end = gl.minimum(t_start + chunk_len, L)
@@ -611,8 +550,7 @@ def _bwd_gluon_kernel(
                 hl = ()
                 ylg = ()
                 cl = ()
-                rw = ()  # the step's rows, exp and Δu B, kept for the reverse (not re-read:
-                # with BC_SMEM a shared store comes between, and the compiler would reload)
+                rw = ()  # the step's rows, exp and Δu B, kept for the reverse (not re-read)
                 for t in gl.static_range(TL):
                     dt_t, du_t, dy_t = _row(dd, dq, t, L3, SUMMARY)
                     Bt = _bc_row(srcB, t * NG + gi, B_VARY, L3)
@@ -632,11 +570,8 @@ def _bwd_gluon_kernel(
                         dC_acc = gl.fma(dy_t, h, dC_acc)
                 yl = ylg
                 if C_VARY:  # dC_t = sum over channels of dy_t h_t
-                    if SBC:
-                        scb4.store(_join16s(cl))
-                    else:
-                        _store_lane_sums16(cl, dC_row3 + gi * GS * L, lane3, n3 + gi * GS, N,
-                                           t0, t_end, EVEN)
+                    _store_lane_sums16(cl, dC_row3 + gi * GS * L, lane3, n3 + gi * GS, N, t0,
+                                       t_end, EVEN)
                 s1g = ()
                 s2g = ()
                 bl = ()
@@ -663,11 +598,8 @@ def _bwd_gluon_kernel(
                 s1l = s1g
                 s2l = s2g
                 if B_VARY:  # dB_t = sum over channels of g Δ_t u_t
-                    if SBC:
-                        sbb4.store(_join16s(bl))
-                    else:
-                        _store_lane_sums16(bl, dB_row3 + gi * GS * L, lane3, n3 + gi * GS, N,
-                                           t0, t_end, EVEN)
+                    _store_lane_sums16(bl, dB_row3 + gi * GS * L, lane3, n3 + gi * GS, N, t0,
+                                       t_end, EVEN)
                 Rn = Rn + (R,)
                 dAn = dAn + (dA_acc,)
                 if not B_VARY:
@@ -706,11 +638,6 @@ def _bwd_gluon_kernel(
             if HAS_Z:
                 dz = dout * ypre * sz * (1.0 + z * (1.0 - sz))
                 _st(dz_ptr + offs, dz.to(dz_ptr.dtype.element_ty), tm, EVEN)
-            if SBC:
-                if C_VARY:
-                    _chan_sums(scb, dC_row, N, L, t0, t_end, NP, BD, TL, W, EVEN)
-                if B_VARY:
-                    _chan_sums(sbb, dB_row, N, L, t0, t_end, NP, BD, TL, W, EVEN)
             if H_ASYNC_:  # the start state of the tile after next (the first again at the
                 # end)
                 _h_copy(hsm, (k + RING - 1) % RING,

@@ -17,8 +17,8 @@ Tunables live in `CONFIG` (a plain dataclass). Environment overrides for benchma
 SEQSUITE_SCAN_CFG="bd_fwd,bd_bwd,tile,warps_fwd,warps_bwd[,warps_per_sm[,unroll]]" (tile
 kernels), SEQSUITE_SCAN_SEQ="bd,warps,warps_per_sm" (seq kernel),
 SEQSUITE_SCAN_GLUON="ns,min_warps_per_sm[,ns_chunked,chunk_warps_per_sm[,maxnreg]]" (Gluon
-forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm[,maxnreg[,reexp[,
-ns_summary[,async_h[,async_in[,bc_smem]]]]]]]" (Gluon backward), SEQSUITE_SCAN_EVEN=0|1 (both Gluon kernels' unmasked variant),
+forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm[,maxnreg[,reexp[,ns_summary]]]]"
+(Gluon backward), SEQSUITE_SCAN_EVEN=0|1 (both Gluon kernels' unmasked variant),
 SEQSUITE_SCAN_FASTLAUNCH=0|1 (`_launch`).
 """
 from __future__ import annotations
@@ -96,10 +96,6 @@ class ScanConfig:
     # UTC, after its first-tile race was fixed): rows 1, 2, 3, 5, 6 of DESIGN §7 0.5-6 %
     # faster (row 3 9.21 -> 9.17 ms, row 6 2.89 -> 2.72 ms), row 4 within 0.5 %
     async_in_bwd_gluon: int = 1
-    # 1: the main pass sums time-varying dB and dC over its 32 channels through shared memory
-    # (gluon_bwd.py BC_SMEM: per-step values stored as rows of 16 steps, summed in the
-    # tile's finish; N <= 16, 2 states a thread); 0: by a reduce-scatter over the lanes
-    bc_smem_bwd_gluon: int = 1
     # both Gluon kernels: the unmasked variant where a call fits it (`gluon_even`); 0 never
     # (SEQSUITE_SCAN_EVEN=0)
     even_gluon: int = 1
@@ -158,7 +154,7 @@ def _config_from_env() -> ScanConfig:
                                        "summary_programs_per_sm_bwd_gluon",
                                        "maxnreg_bwd_gluon", "reexp_bwd_gluon",
                                        "ns_summary_bwd_gluon", "async_h_bwd_gluon",
-                                       "async_in_bwd_gluon", "bc_smem_bwd_gluon"), v)))
+                                       "async_in_bwd_gluon"), v)))
     kind = os.environ.get("SEQSUITE_SCAN_FWD")
     if kind:
         if kind not in ("auto", "tile", "seq", "gluon"):
@@ -714,11 +710,11 @@ def gluon_bwd_plan(cfg: ScanConfig, batch: int, dim: int, L: int, N: int, sms: i
 
 @functools.lru_cache(maxsize=None)
 def _bwd_consts(ckey: tuple, has_r: bool, summary: bool, reexp: bool, maxnreg: int,
-                h_async: bool = False, in_async: bool = False, bc_smem: bool = True) -> dict:
+                h_async: bool = False, in_async: bool = False) -> dict:
     """The Gluon backward's constexprs and launch options for `_launch` (ckey: see
     `_scan_bwd_gluon`)."""
     d = dict(gluon_consts(*ckey), HAS_R=has_r, SUMMARY=summary, REEXP=reexp,
-             H_ASYNC=h_async, IN_ASYNC=in_async, BC_SMEM=bc_smem, num_warps=ckey[1])
+             H_ASYNC=h_async, IN_ASYNC=in_async, num_warps=ckey[1])
     if maxnreg:
         d["maxnreg"] = maxnreg
     return d
@@ -820,8 +816,7 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
     reexp = reexp_bwd(cfg, n_chunks, N)
     h_async = async_h_bwd(cfg, reexp, r is not None)
     mkey = (ckey, r is not None, False, reexp, cfg.maxnreg_bwd_gluon, h_async,
-            async_in_bwd(cfg, h_async, ckey[-1], warps, dout, u, delta, z),
-            bool(cfg.bc_smem_bwd_gluon))
+            async_in_bwd(cfg, h_async, ckey[-1], warps, dout, u, delta, z))
     _launch(fast, GB._bwd_gluon_kernel, grid,
             (dout, u, delta, zz, A, B, C, _opt(D, u), bias, states, _opt(r, dA_part),
              du, ddelta, dz if z is not None else du, dA_part, dB, dC, dD, dbias, *dims),
