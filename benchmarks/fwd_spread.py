@@ -39,7 +39,7 @@ def main() -> None:
         with torch.no_grad():
             out.append(_median_ms(lambda: torch.ops.seqsuite.scan_fwd(*args), 10, 50))
             if a.addresses:
-                y, _, states = torch.ops.seqsuite.scan_fwd(*args)
+                y, _, states, _ = torch.ops.seqsuite.scan_fwd(*args)
                 bufs = dict(u=x["u"], dt=x["delta"], z=x["z"], B=x["B"], C=x["C"], y=y,
                             states=states)
                 mib = " ".join(f"{k}={(t.data_ptr() % (64 << 20)) / (1 << 20):.3f}"

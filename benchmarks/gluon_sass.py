@@ -30,8 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.pop("TRITON_INTERPRET", None)
 
 BF16_ARGS = {
-    "fwd": ("u_ptr", "dt_ptr", "z_ptr", "B_ptr", "C_ptr", "y_ptr"),
-    "bwd": ("dout_ptr", "u_ptr", "dt_ptr", "z_ptr", "B_ptr", "C_ptr", "du_ptr", "ddt_ptr", "dz_ptr"),
+    "fwd": ("u_ptr", "dt_ptr", "z_ptr", "B_ptr", "C_ptr", "y_ptr", "yp_ptr"),
+    "bwd": ("dout_ptr", "u_ptr", "dt_ptr", "z_ptr", "B_ptr", "C_ptr", "du_ptr", "ddt_ptr", "dz_ptr",
+            "yp_ptr"),
 }
 DIV16 = ("dim", "L", "chunk_len", "n_tiles", "group_b", "group_c", "s_ub", "s_ud", "s_ab",
          "sB_b", "sB_n", "sC_b", "sC_n")
@@ -138,6 +139,8 @@ def main() -> None:
                    help="backward: the tile-start state copied ahead by cp.async (H_ASYNC)")
     p.add_argument("--inasync", action="store_true",
                    help="backward: Δ, u, dout, z copied ahead by cp.async too (IN_ASYNC)")
+    p.add_argument("--yp", type=int, default=1,
+                   help="backward: y read from the forward's save (HAS_YP), not recomputed")
     p.add_argument("--summary", action="store_true", help="the SUMMARY variant")
     p.add_argument("--chunked", action="store_true", help="the chunk count as a runtime value")
     p.add_argument("--pack", action="store_true",
@@ -172,7 +175,7 @@ def main() -> None:
     else:
         k = compile_kernel(GB._bwd_gluon_kernel,
                            dict(common, HAS_R=a.chunked, REEXP=bool(a.reexp), H_ASYNC=a.hasync,
-                                IN_ASYNC=a.inasync),
+                                IN_ASYNC=a.inasync, HAS_YP=bool(a.yp)),
                            BF16_ARGS["bwd"],
                            warps, a.maxnreg or None, a.chunked)
     bindir = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"

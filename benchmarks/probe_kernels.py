@@ -26,16 +26,16 @@ def kernel_times(batch: int, dim: int, L: int, N: int, iters: int) -> dict:
     args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True,
             tile_for(N))
     fwd, bwd = torch.ops.seqsuite.scan_fwd, torch.ops.seqsuite.scan_bwd
-    y, _, states = fwd(*args)
+    y, _, states, ypre = fwd(*args)
     dy = torch.randn_like(y)
     for _ in range(3):  # compile and warm up
         fwd(*args)
-        bwd(dy, *args[:9], states, None, args[9])
+        bwd(dy, *args[:9], states, None, args[9], ypre)
     torch.cuda.synchronize()
     acts = [torch.profiler.ProfilerActivity.CUDA]
     out = collections.defaultdict(float)
     for direction, fn in (("fwd", lambda: fwd(*args)),
-                          ("bwd", lambda: bwd(dy, *args[:9], states, None, args[9]))):
+                          ("bwd", lambda: bwd(dy, *args[:9], states, None, args[9], ypre))):
         with torch.profiler.profile(activities=acts) as prof:
             for _ in range(iters):
                 fn()

@@ -33,9 +33,9 @@ def calls(batch, dim, L, N, op: bool = True):
     args = tuple(x[k] for k in ORDER) + (True, tile_for(N))
     fwd, bwd = ((torch.ops.seqsuite.scan_fwd, torch.ops.seqsuite.scan_bwd) if op
                 else (scan_fwd_impl, scan_bwd_impl))
-    y, _, states = fwd(*args)
+    y, _, states, ypre = fwd(*args)
     dy = torch.randn_like(y)
-    return (lambda: fwd(*args)), (lambda: bwd(dy, *args[:9], states, None, args[9]))
+    return (lambda: fwd(*args)), (lambda: bwd(dy, *args[:9], states, None, args[9], ypre))
 
 
 def user_calls(batch, dim, L, N):

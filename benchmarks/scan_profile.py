@@ -28,8 +28,8 @@ def main() -> None:
     args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True,
             tile_for(N))
     for _ in range(a.iters):
-        y, _, states = torch.ops.seqsuite.scan_fwd(*args)
-        torch.ops.seqsuite.scan_bwd(torch.ones_like(y), *args[:9], states, None, args[9])
+        y, _, states, ypre = torch.ops.seqsuite.scan_fwd(*args)
+        torch.ops.seqsuite.scan_bwd(torch.ones_like(y), *args[:9], states, None, args[9], ypre)
     torch.cuda.synchronize()
 
 

@@ -90,6 +90,7 @@ def test_gpu_scan_matches_reference(shape, layout, G, dtype):
                                                  # (a tile ahead unchunked, else at the tile)
     dict(bwd="gluon", async_h_bwd_gluon=0, reexp_bwd_gluon=2),  # ... a tile ahead, chunked
     dict(bwd="gluon", async_in_bwd_gluon=0),     # backward: input tiles as register prefetches
+    dict(bwd="gluon", ypre_bwd_gluon=0),         # backward: y recomputed, not read (dz)
     dict(even_gluon=0),                          # masked loads and stores on whole tiles too
 ])
 @pytest.mark.parametrize(
@@ -118,6 +119,21 @@ def test_gpu_forward_kernels(monkeypatch, cfg, shape, layout, G):
         assert rel(g[k], gr[k]) < 2e-2, (k, rel(g[k], gr[k]))
 
 
+@pytest.mark.parametrize("shape", [(2, 256, 2048, 16), (16, 128, 4096, 16), (3, 48, 777, 16),
+                                   (1, 256, 65536, 16)])
+def test_gpu_forward_kernels_keep_y_before_the_gate(shape):
+    """The Gluon forward's fourth output (unchunked, chunked, masked) is y before the SiLU(z)
+    gate: the y of the same call without z; the backward reads it for dz."""
+    x = make(*shape, dtype=torch.bfloat16)
+    args = [x[k] for k in ORDER]
+    y, _, _, ypre = torch.ops.seqsuite.scan_fwd(*args, True, 16)
+    args[6] = None
+    y_nz, _, _, empty = torch.ops.seqsuite.scan_fwd(*args, True, 16)
+    assert ypre.shape == y.shape and ypre.dtype == y.dtype and empty.numel() == 0
+    assert rel(ypre, y_nz) < 1e-3
+    assert rel(y, ypre.float() * torch.nn.functional.silu(x["z"].float())) < 1e-2
+
+
 @pytest.mark.parametrize("async_in", [0, 1])
 @pytest.mark.parametrize("layout,G,dim", [("vary", 1, 1536), ("group", 2, 1536), ("inv", 1, 1536),
                                           ("vary", 1, 1520)])
@@ -135,12 +151,12 @@ def test_gpu_backward_kernels_agree_unchunked(monkeypatch, layout, G, dim, async
 
     x = make(8, dim, 512, 16, layout=layout, G=G, dtype=torch.float32)
     args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True, 16)
-    y, _, states = torch.ops.seqsuite.scan_fwd(*args)
+    y, _, states, ypre = torch.ops.seqsuite.scan_fwd(*args)
     dout = torch.randn_like(y)
     out = {}
     for kind in ("gluon", "tile"):
         monkeypatch.setattr(triton_scan, "CONFIG", replace(triton_scan.CONFIG, bwd=kind))
-        out[kind] = torch.ops.seqsuite.scan_bwd(dout, *args[:9], states, None, 16)
+        out[kind] = torch.ops.seqsuite.scan_bwd(dout, *args[:9], states, None, 16, ypre)
     for name, a, b in zip(("du", "ddelta", "dA", "dB", "dC", "dD", "dz", "dbias"),
                           out["gluon"], out["tile"]):
         assert a.shape == b.shape, name
@@ -160,7 +176,7 @@ def test_gpu_inference_path_matches_training_forward(shape):
     xg = {k: v.clone().requires_grad_() for k, v in x.items()}
     y1, last1 = selective_scan(**xg, delta_softplus=True, return_last_state=True)
     assert torch.equal(y0, y1.detach()) and torch.equal(last0, last1.detach())
-    y2, _, states = torch.ops.seqsuite.scan_fwd(*(x[k] for k in ORDER), True, 16)
+    y2, _, states, _ = torch.ops.seqsuite.scan_fwd(*(x[k] for k in ORDER), True, 16)
     assert torch.equal(y0, y2) and states.shape[1] == -(-shape[2] // 16)
 
 

@@ -126,6 +126,23 @@ def test_scan_half_inputs_and_noncontiguous(triton_backend, fwd):
     assert rel(y, yr) < 2e-3
 
 
+@pytest.mark.parametrize("fwd", ["tile", "seq"])
+def test_forward_keeps_y_before_the_gate(triton_backend, fwd):
+    """`scan_fwd`'s fourth output is y before the SiLU(z) gate (what the backward reads for
+    dz): the y of the same call without z; empty without z."""
+    triton_backend.CONFIG.chunk_tiles = 1
+    triton_backend.CONFIG.fwd = fwd
+    triton_backend.CONFIG.bd_seq = 4
+    x = make(2, 5, 37, 4)
+    args = [x[k] for k in ORDER]
+    y, _, _, ypre = torch.ops.seqsuite.scan_fwd(*args, True, 16)
+    args[6] = None
+    y_nz, _, _, empty = torch.ops.seqsuite.scan_fwd(*args, True, 16)
+    assert ypre.shape == y.shape and empty.numel() == 0
+    torch.testing.assert_close(ypre, y_nz)
+    torch.testing.assert_close(y, ypre * torch.nn.functional.silu(x["z"]))
+
+
 def test_complex_routes_to_reference(triton_backend):
     from seqsuite.kernels import backend_for, selective_scan
     from seqsuite.kernels.reference import selective_scan_ref

@@ -108,10 +108,11 @@ def bench_row(batch: int, dim: int, L: int, N: int, ref_fwd: float, ref_bwd: flo
     from seqsuite.kernels.triton_scan import scan_fwd_impl as fwd
     with torch.no_grad():
         fwd_ms = _median_ms(lambda: fwd(*args), warmup, reps)
-        y, _, states = fwd(*args)
+        y, _, states, ypre = fwd(*args)
         dout = torch.randn_like(y)
-        bwd_ms = _median_ms(lambda: bwd(dout, *args[:9], states, None, tile), warmup, reps)
-    del x, args, y, states, dout
+        bwd_ms = _median_ms(lambda: bwd(dout, *args[:9], states, None, tile, ypre), warmup,
+                            reps)
+    del x, args, y, states, ypre, dout
     torch.cuda.empty_cache()
     ff, bf = floors_ms(batch, dim, L, N)
     return BenchRow(batch, dim, L, N, fwd_ms, bwd_ms, ff, bf, ref_fwd, ref_bwd)

@@ -44,7 +44,7 @@ from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.ampere import async_copy
 
-from .gluon_fwd import (LN2, LOG2E, _bc_tile, _exp2_fma, _io_index, _join16, _ld, _packs,
+from .gluon_fwd import (LN2, LOG2E, _all, _bc_tile, _exp2_fma, _io_index, _join16, _ld, _packs,
                         _pair_layout, _pair_offsets, _rcp, _rcp_fma, _softplus_g, _st,
                         _state_index, _tile_ptrs, _to_f32, bc_rows_layout, y_parts_layout)
 
@@ -202,15 +202,19 @@ def _in_copy(sm, slot, ptr, off, off2, t, PK: gl.constexpr):
 
 
 @gluon.jit
-def _in_copies(dt_sm, u_sm, o_sm, z_sm, slot, dt_ptr, u_ptr, dout_ptr, z_ptr, off, off2, t,
-               PK_DT: gl.constexpr, PK_U: gl.constexpr, PK_O: gl.constexpr,
-               PK_Z: gl.constexpr, HAS_Z: gl.constexpr):
-    """`_in_copy` of the Δ, u, dout (and z) tiles at step t (the caller commits)."""
+def _in_copies(dt_sm, u_sm, o_sm, z_sm, y_sm, slot, dt_ptr, u_ptr, dout_ptr, z_ptr, yp_ptr,
+               off, off2, t, PK_DT: gl.constexpr, PK_U: gl.constexpr, PK_O: gl.constexpr,
+               PK_Z: gl.constexpr, PK_Y: gl.constexpr, HAS_Z: gl.constexpr,
+               HAS_YP: gl.constexpr):
+    """`_in_copy` of the Δ, u, dout (and z, and the saved y) tiles at step t (the caller
+    commits)."""
     _in_copy(dt_sm, slot, dt_ptr, off, off2, t, PK_DT)
     _in_copy(u_sm, slot, u_ptr, off, off2, t, PK_U)
     _in_copy(o_sm, slot, dout_ptr, off, off2, t, PK_O)
     if HAS_Z:
         _in_copy(z_sm, slot, z_ptr, off, off2, t, PK_Z)
+    if HAS_YP:
+        _in_copy(y_sm, slot, yp_ptr, off, off2, t, PK_Y)
 
 
 @gluon.jit
@@ -227,7 +231,7 @@ def _in_read(sm, slot, LIO: gl.constexpr, PK: gl.constexpr):
 def _bwd_gluon_kernel(
     dout_ptr, u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr,
     hs_ptr, r_ptr,
-    du_ptr, ddt_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
+    du_ptr, ddt_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr, yp_ptr,
     dim, L, N, chunk_len, n_chunks, n_tiles, n_dblk, group_b, group_c,
     s_ub, s_ud, s_ab, s_an,
     sB_b, sB_g, sB_n, sB_l, sC_b, sC_g, sC_n, sC_l,
@@ -237,6 +241,7 @@ def _bwd_gluon_kernel(
     SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
     HAS_R: gl.constexpr, SUMMARY: gl.constexpr, REEXP: gl.constexpr = True,
     EVEN: gl.constexpr = False, H_ASYNC: gl.constexpr = False, IN_ASYNC: gl.constexpr = False,
+    HAS_YP: gl.constexpr = False,
 ):
     """Gradients for one chunk of BD = 32 channels (see the module docstring for outputs).
     SUMMARY: only the chunk's summary for the reverse chunk combine, the adjoint it hands to
@@ -248,6 +253,10 @@ def _bwd_gluon_kernel(
     NS: gl.constexpr = L3.size_per_thread[2]
     GS: gl.constexpr = W * NS   # states held at a time (one group)
     NG: gl.constexpr = NP // GS  # groups, run one after the other over each staged tile
+    # y (before the gate) is needed for dz only; HAS_YP: the forward saved it (yp_ptr, y's
+    # dtype), so it is read, not recomputed (no Σ C h, no warps' parts through shared memory)
+    NEED_Y: gl.constexpr = _all(HAS_Z, not HAS_YP, not SUMMARY)
+    YP: gl.constexpr = _all(HAS_Z, HAS_YP, not SUMMARY)
 
     pid_d = gl.program_id(0)
     pid_c = gl.program_id(1)
@@ -333,10 +342,11 @@ def _bwd_gluon_kernel(
     if not SUMMARY:
         # the warps' parts of y, Σ g B and Σ g (h-x) A: three buffers, not one, since the
         # compiler's barrier analysis is per buffer (one buffer: a barrier between the stores)
-        sy = gl.allocate_shared_memory(gl.float32, [W, BD, TL], PY2)
+        if NEED_Y:
+            sy = gl.allocate_shared_memory(gl.float32, [W, BD, TL], PY2)
+            sy3 = sy._reinterpret(gl.float32, [W, BD, TL], PY3)
         s1b = gl.allocate_shared_memory(gl.float32, [W, BD, TL], PY2)
         s2b = gl.allocate_shared_memory(gl.float32, [W, BD, TL], PY2)
-        sy3 = sy._reinterpret(gl.float32, [W, BD, TL], PY3)
         s1b3 = s1b._reinterpret(gl.float32, [W, BD, TL], PY3)
         s2b3 = s2b._reinterpret(gl.float32, [W, BD, TL], PY3)
 
@@ -377,6 +387,7 @@ def _bwd_gluon_kernel(
         PK_U: gl.constexpr = _packs(u_ptr.dtype.element_ty, LIO, True)
         PK_O: gl.constexpr = _packs(dout_ptr.dtype.element_ty, LIO, True)
         PK_Z: gl.constexpr = _packs(z_ptr.dtype.element_ty, LIO, HAS_Z)
+        PK_Y: gl.constexpr = _packs(yp_ptr.dtype.element_ty, LIO, YP)
         io_p = _pair_offsets(pid_b * s_ub, io_d, s_ud, TL, LIO)
         ISL: gl.constexpr = gl.SwizzledSharedLayout(1, 1, 1, [1, 0])
         dt_sm = gl.allocate_shared_memory(_in_dtype(PK_DT, dt_ptr.dtype.element_ty),
@@ -388,14 +399,22 @@ def _bwd_gluon_kernel(
         if HAS_Z:
             z_sm = gl.allocate_shared_memory(_in_dtype(PK_Z, z_ptr.dtype.element_ty),
                                              _in_shape(PK_Z, BD, TL), ISL)
+        else:
+            z_sm = o_sm  # not used
+        if YP:
+            y_sm = gl.allocate_shared_memory(_in_dtype(PK_Y, yp_ptr.dtype.element_ty),
+                                             _in_shape(PK_Y, BD, TL), ISL)
+        else:
+            y_sm = o_sm  # not used
     if H_ASYNC_:
         # commit groups in the order the loop issues them: (inputs of tile j with IA,) start
         # state of tile j, for j = the first two tiles
         for sl in gl.static_range(RING - 1):
             ti = gl.maximum(tile1 - 1 - sl, tile0)
             if IA:  # the inputs a group of their own, as in the loop (the waits count groups)
-                _in_copies(dt_sm, u_sm, o_sm, z_sm, sl, dt_ptr, u_ptr, dout_ptr, z_ptr, io_base,
-                           io_p, ti * TL, PK_DT, PK_U, PK_O, PK_Z, HAS_Z)
+                _in_copies(dt_sm, u_sm, o_sm, z_sm, y_sm, sl, dt_ptr, u_ptr, dout_ptr, z_ptr,
+                           yp_ptr, io_base, io_p, ti * TL, PK_DT, PK_U, PK_O, PK_Z, PK_Y, HAS_Z,
+                           YP)
                 async_copy.commit_group()
             _h_copy(hsm, sl, hs_row + ti * N * dim, ms, GS * dim, NG, EVEN)
             async_copy.commit_group()
@@ -411,6 +430,8 @@ def _bwd_gluon_kernel(
         o_nx = gl.load(dout_ptr + io_base + tn, mask=tm, other=0.0)
         if HAS_Z:
             z_nx = gl.load(z_ptr + io_base + tn, mask=tm, other=0.0)
+        if YP:
+            y_nx = gl.load(yp_ptr + io_base + tn, mask=tm, other=0.0)
     bcm = bc_nm & gl.expand_dims(tn + bc_t < t_end, 0)
     if B_VARY and not SUMMARY:
         B_nx = gl.load(B_ptr + offB + tn * sB_l, mask=bcm, other=0.0)
@@ -461,6 +482,11 @@ def _bwd_gluon_kernel(
             else:
                 sz = _rcp(1.0 + gl.exp2(-LOG2E * z))
             dy = dout * z * sz
+            if YP:
+                if IA:
+                    ysv = _in_read(y_sm, k % RING, LIO, PK_Y)
+                else:
+                    ysv = y_nx.to(gl.float32)
         else:
             dy = dout
         if SUMMARY:
@@ -484,6 +510,8 @@ def _bwd_gluon_kernel(
             o_nx = _ld(dout_ptr + io_base + tp, tmp, EVEN)
             if HAS_Z:
                 z_nx = _ld(z_ptr + io_base + tp, tmp, EVEN)
+            if YP:
+                y_nx = _ld(yp_ptr + io_base + tp, tmp, EVEN)
         bcm = bc_nm & gl.expand_dims((tp + bc_t >= t_start) & (tp + bc_t < t_end), 0)
         if B_VARY and not SUMMARY:
             B_nx = _ld(B_ptr + offB + tp * sB_l, bcm, EVEN)
@@ -502,9 +530,10 @@ def _bwd_gluon_kernel(
         gl.thread_barrier()
         if IA:  # the inputs of the tile after next (after the barrier: the staging above read
             # this buffer, and the compiler would add one before the copy)
-            _in_copies(dt_sm, u_sm, o_sm, z_sm, (k + RING - 1) % RING, dt_ptr, u_ptr, dout_ptr,
-                       z_ptr, io_base, io_p, gl.maximum(it - (RING - 1), tile0) * TL, PK_DT,
-                       PK_U, PK_O, PK_Z, HAS_Z)
+            _in_copies(dt_sm, u_sm, o_sm, z_sm, y_sm, (k + RING - 1) % RING, dt_ptr, u_ptr,
+                       dout_ptr, z_ptr, yp_ptr, io_base, io_p,
+                       gl.maximum(it - (RING - 1), tile0) * TL, PK_DT, PK_U, PK_O, PK_Z, PK_Y,
+                       HAS_Z, YP)
             async_copy.commit_group()
         if SUMMARY:
             Rn = ()
@@ -560,10 +589,11 @@ def _bwd_gluon_kernel(
                     rw = rw + ((dt_t, du_t, dy_t, Bt, Ct, a_t, x_t),)
                     h = gl.fma(a_t, h, x_t)
                     hl = hl + (h,)
-                    yt = gl.sum(h * Ct, axis=2)
-                    if gi > 0:
-                        yt = yt + yl[t]
-                    ylg = ylg + (yt,)
+                    if NEED_Y:
+                        yt = gl.sum(h * Ct, axis=2)
+                        if gi > 0:
+                            yt = yt + yl[t]
+                        ylg = ylg + (yt,)
                     if C_VARY:
                         cl = cl + (dy_t * h,)
                     else:
@@ -610,7 +640,8 @@ def _bwd_gluon_kernel(
             dAs = dAn
             dBs = dBn
             dCs = dCn
-            sy3.store(_join16(yl))
+            if NEED_Y:
+                sy3.store(_join16(yl))
             s1b3.store(_join16(s1l))
             s2b3.store(_join16(s2l))
             if IA:  # the next tile's inputs (two later groups may be in flight)
@@ -618,12 +649,16 @@ def _bwd_gluon_kernel(
             gl.thread_barrier()
 
             # 4. finish the tile (tile layout)
-            ypre = _sum_rows(sy, 0, W, LIO)
+            if NEED_Y:
+                ypre = _sum_rows(sy, 0, W, LIO)
+                if HAS_D:
+                    ypre += Dv * u
+            elif YP:
+                ypre = ysv
             s1 = _sum_rows(s1b, 0, W, LIO)
             s2 = _sum_rows(s2b, 0, W, LIO)
             du = s1 * dt
             if HAS_D:
-                ypre += Dv * u
                 du += Dv * dy
                 dD_acc += dy * u
             ddt = s2 * LN2 + s1 * u

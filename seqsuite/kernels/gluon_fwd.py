@@ -353,16 +353,26 @@ def _steps16(h, A2, rows, i, L3: gl.constexpr, BD: gl.constexpr, B_VARY: gl.cons
         return h, 0.0
 
 
+@gluon.constexpr_function
+def _all(*flags):
+    """Whether every flag is set (a constexpr)."""
+    return all(bool(f) for f in flags)
+
+
 @gluon.jit
-def _finish_y(ys_r, first, u, z, Dv, y_ptr, offs, mask, W: gl.constexpr, TL: gl.constexpr,
-              LIO: gl.constexpr, HAS_D: gl.constexpr, HAS_Z: gl.constexpr, EVEN: gl.constexpr):
+def _finish_y(ys_r, first, u, z, Dv, y_ptr, yp_ptr, offs, mask, W: gl.constexpr,
+              TL: gl.constexpr, LIO: gl.constexpr, HAS_D: gl.constexpr, HAS_Z: gl.constexpr,
+              EVEN: gl.constexpr, SAVE_Y: gl.constexpr):
     """y of one tile: the W warps' parts (rows first … first + W - 1 of ys_r) summed, D skip,
-    SiLU(z) gate, stored in y's dtype."""
+    SiLU(z) gate, stored in y's dtype. SAVE_Y: y before the gate also stored at yp_ptr (for
+    the backward's dz)."""
     yv = ys_r.index(first).load(LIO)
     for w in gl.static_range(1, W):
         yv += ys_r.index(first + w).load(LIO)
     if HAS_D:
         yv += Dv * u
+    if SAVE_Y:
+        _st(yp_ptr + offs, yv.to(yp_ptr.dtype.element_ty), mask, EVEN)
     if HAS_Z:
         yv = _silu_gate(yv, z, y_ptr.dtype.element_ty != gl.float32)
     _st(y_ptr + offs, yv.to(y_ptr.dtype.element_ty), mask, EVEN)
@@ -371,7 +381,7 @@ def _finish_y(ys_r, first, u, z, Dv, y_ptr, offs, mask, W: gl.constexpr, TL: gl.
 @gluon.jit
 def _fwd_gluon_kernel(
     u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_ptr,
-    h0_ptr, hs_ptr, last_ptr,
+    h0_ptr, hs_ptr, last_ptr, yp_ptr,
     dim, L, N, chunk_len, n_chunks, n_tiles, group_b, group_c,
     s_ub, s_ud, s_ab, s_an,
     sB_b, sB_g, sB_n, sB_l, sC_b, sC_g, sC_n, sC_l,
@@ -386,8 +396,10 @@ def _fwd_gluon_kernel(
     start (into h0_ptr as hsum (batch, n_chunks, N, dim)) and its sum of Δ (into last_ptr
     as dtsum (batch, n_chunks, dim)); no y, no tile states. EVEN: L a multiple of TL, dim of
     BD and N a power of two, so that no load or store needs a mask. SAVE=False (no backward
-    will run): the tile states are not stored."""
+    will run): the tile states are not stored; with SAVE and z, y before the gate is stored
+    at yp_ptr too (the backward reads it for dz instead of recomputing Σ C h)."""
     W: gl.constexpr = gl.num_warps()
+    SAVE_Y: gl.constexpr = _all(SAVE, HAS_Z, not SUMMARY)
     NS: gl.constexpr = NP // W
 
     pid_d = gl.program_id(0)
@@ -522,8 +534,8 @@ def _fwd_gluon_kernel(
         gl.thread_barrier()
         if not SUMMARY:
             if it > tile0:
-                _finish_y(ys_r, (1 - buf) * W, u_pv, z_pv, Dv, y_ptr, io_base + (t0 - TL), m_pv,
-                          W, TL, LIO, HAS_D, HAS_Z, EVEN)
+                _finish_y(ys_r, (1 - buf) * W, u_pv, z_pv, Dv, y_ptr, yp_ptr, io_base + (t0 - TL),
+                          m_pv, W, TL, LIO, HAS_D, HAS_Z, EVEN, SAVE_Y)
             if SAVE:  # the state entering this tile, for the backward
                 _st(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd, h, m3, EVEN)
         h, yt = _steps16(h, A2, rows, buf * TL, L3, BD, B_VARY, C_VARY, not SUMMARY)
@@ -540,7 +552,7 @@ def _fwd_gluon_kernel(
     else:
         gl.thread_barrier()
         if tile1 > tile0:
-            _finish_y(ys_r, ((tile1 - 1 - tile0) % 2) * W, u_pv, z_pv, Dv, y_ptr,
-                      io_base + (tile1 - 1) * TL, m_pv, W, TL, LIO, HAS_D, HAS_Z, EVEN)
+            _finish_y(ys_r, ((tile1 - 1 - tile0) % 2) * W, u_pv, z_pv, Dv, y_ptr, yp_ptr,
+                      io_base + (tile1 - 1) * TL, m_pv, W, TL, LIO, HAS_D, HAS_Z, EVEN, SAVE_Y)
         if t_end == L:
             gl.store(last_ptr + (pid_b * dim + d3) * N + n3, h, mask=m3)

@@ -173,17 +173,18 @@ def _chunk_combine_kernel(
 @triton.jit
 def _fwd_kernel(
     u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_ptr,
-    h0_ptr, hs_ptr, last_ptr,
+    h0_ptr, hs_ptr, last_ptr, yp_ptr,
     dim, L, N, chunk_len, n_chunks, n_tiles, group_b, group_c,
     s_ub, s_ud, s_ab, s_an,
     sB_b, sB_g, sB_n, sB_l, sC_b, sC_g, sC_n, sC_l,
     BD: tl.constexpr, TL: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, B_VARY: tl.constexpr, C_VARY: tl.constexpr,
-    HAS_H0: tl.constexpr, UNROLL: tl.constexpr,
+    HAS_H0: tl.constexpr, UNROLL: tl.constexpr, SAVE_Y: tl.constexpr = False,
 ):
     """Scan one chunk of BD channels from its start state; write y, the state at the start
-    of every tile (hs: (batch, n_tiles, N, dim)), and at the end of L the last state."""
+    of every tile (hs: (batch, n_tiles, N, dim)), and at the end of L the last state; with
+    SAVE_Y also y before the SiLU(z) gate (yp)."""
     pid_d = tl.program_id(0)
     pid_c = tl.program_id(1)
     pid_b = tl.program_id(2).to(tl.int64)
@@ -259,6 +260,8 @@ def _fwd_kernel(
             A_n, B_n, C_n, prev = A_nx, B_nx, C_nx, prev_nx
         if HAS_D:
             acc += Dv[:, None] * u
+        if SAVE_Y:  # y before the gate, for the backward's dz
+            tl.store(yp_ptr + offs2, acc.to(yp_ptr.dtype.element_ty), mask=mask2)
         if HAS_Z:
             acc = acc * zz * tl.sigmoid(zz)
         tl.store(y_ptr + offs2, acc.to(y_ptr.dtype.element_ty), mask=mask2)

@@ -28,14 +28,14 @@ from .triton_fwd import _softplus
 @triton.jit
 def _fwd_seq_kernel(
     u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_ptr,
-    h0_ptr, hs_ptr, last_ptr,
+    h0_ptr, hs_ptr, last_ptr, yp_ptr,
     dim, L, N, chunk_len, n_chunks, n_tiles, group_b, group_c,
     s_ub, s_ud, s_ab, s_an,
     sB_b, sB_g, sB_n, sB_l, sC_b, sC_g, sC_n, sC_l,
     BD: tl.constexpr, NP: tl.constexpr, TL: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, B_VARY: tl.constexpr, C_VARY: tl.constexpr,
-    HAS_H0: tl.constexpr,
+    HAS_H0: tl.constexpr, SAVE_Y: tl.constexpr = False,
 ):
     pid_d = tl.program_id(0)
     pid_c = tl.program_id(1)
@@ -97,6 +97,8 @@ def _fwd_seq_kernel(
             y = tl.sum(h * Ct, axis=1)
             if HAS_D:
                 y += Dv * u
+            if SAVE_Y:  # y before the gate, for the backward's dz
+                tl.store(yp_ptr + base_u + t, y.to(yp_ptr.dtype.element_ty), mask=lm)
             if HAS_Z:
                 zz = tl.load(z_ptr + base_u + t, mask=lm, other=0.0).to(tl.float32)
                 y = y * zz * tl.sigmoid(zz)

@@ -17,8 +17,8 @@ Tunables live in `CONFIG` (a plain dataclass). Environment overrides for benchma
 SEQSUITE_SCAN_CFG="bd_fwd,bd_bwd,tile,warps_fwd,warps_bwd[,warps_per_sm[,unroll]]" (tile
 kernels), SEQSUITE_SCAN_SEQ="bd,warps,warps_per_sm" (seq kernel),
 SEQSUITE_SCAN_GLUON="ns,min_warps_per_sm[,ns_chunked,chunk_warps_per_sm[,maxnreg]]" (Gluon
-forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm[,maxnreg[,reexp[,ns_summary]]]]"
-(Gluon backward), SEQSUITE_SCAN_EVEN=0|1 (both Gluon kernels' unmasked variant),
+forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm[,maxnreg[,reexp[,
+ns_summary[,async_h[,async_in[,ypre]]]]]]]" (Gluon backward), SEQSUITE_SCAN_EVEN=0|1 (both Gluon kernels' unmasked variant),
 SEQSUITE_SCAN_FASTLAUNCH=0|1 (`_launch`).
 """
 from __future__ import annotations
@@ -96,6 +96,9 @@ class ScanConfig:
     # UTC, after its first-tile race was fixed): rows 1, 2, 3, 5, 6 of DESIGN §7 0.5-6 %
     # faster (row 3 9.21 -> 9.17 ms, row 6 2.89 -> 2.72 ms), row 4 within 0.5 %
     async_in_bwd_gluon: int = 1
+    # 1: the backward reads y before the gate (for dz) from the forward's save (`scan_fwd`'s
+    # fourth output) instead of recomputing Σ C h; 0: recomputes it
+    ypre_bwd_gluon: int = 1
     # both Gluon kernels: the unmasked variant where a call fits it (`gluon_even`); 0 never
     # (SEQSUITE_SCAN_EVEN=0)
     even_gluon: int = 1
@@ -154,7 +157,7 @@ def _config_from_env() -> ScanConfig:
                                        "summary_programs_per_sm_bwd_gluon",
                                        "maxnreg_bwd_gluon", "reexp_bwd_gluon",
                                        "ns_summary_bwd_gluon", "async_h_bwd_gluon",
-                                       "async_in_bwd_gluon"), v)))
+                                       "async_in_bwd_gluon", "ypre_bwd_gluon"), v)))
     kind = os.environ.get("SEQSUITE_SCAN_FWD")
     if kind:
         if kind not in ("auto", "tile", "seq", "gluon"):
@@ -372,9 +375,10 @@ def _bwd_carry(cfg: ScanConfig, dout, u, delta, A, C, z, delta_bias, delta_softp
 def scan_fwd(
     u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
     z: Optional[Tensor], delta_bias: Optional[Tensor], delta_softplus: bool, tile: int,
-) -> tuple[Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Forward scan. Returns y (like u), last state (batch, dim, N) fp32, tile-start states
-    (batch, ceil(L / tile), N, dim) fp32 for the backward."""
+    (batch, ceil(L / tile), N, dim) fp32 for the backward, and y before the SiLU(z) gate (like
+    u; empty without z) for the backward's dz."""
     return scan_fwd_impl(u, delta, A, B, C, D, z, delta_bias, delta_softplus, tile)
 
 
@@ -382,7 +386,8 @@ def scan_fwd_impl(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool, til
                   save_states: bool = True):
     """The forward scan (`scan_fwd`'s body, also called directly by the eager autograd path).
     save_states=False (no backward will run): the Gluon forward skips the tile-start states
-    and returns an empty (batch, 0, N, dim) tensor in their place."""
+    and returns an empty (batch, 0, N, dim) tensor in their place, and every kernel skips y
+    before the gate (empty)."""
     cfg = _config()
     u, delta, z, D, delta_bias = (_contig(t) for t in (u, delta, z, D, delta_bias))
     kind = _fwd_kind(cfg, u.device)
@@ -406,6 +411,7 @@ def scan_fwd_impl(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool, til
                              batch * n_dblk, warps, n_tiles, u.device)
     chunk_len = ct * TL
     y = torch.empty_like(u)
+    ypre = _ypre(u, z, save_states)
     last = torch.empty((batch, dim, N), dtype=torch.float32, device=u.device)
     states = torch.empty((batch, n_tiles, N, dim), dtype=torch.float32, device=u.device)
     grid = (n_dblk, n_chunks, batch)
@@ -426,14 +432,20 @@ def scan_fwd_impl(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool, til
                    else (_fwd_kernel, dict(UNROLL=cfg.unroll)))
     kernel[grid](
         u, delta, _opt(z, u), A, B, C, _opt(D, u), _opt(delta_bias, u), y,
-        _opt(h0, last), states, last,
+        _opt(h0, last), states, last, ypre if ypre.numel() else y,
         dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc,
         u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sB, *sC,
         BD=BD, TL=TL, HAS_D=D is not None, HAS_Z=z is not None,
         HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus, B_VARY=b_vary,
-        C_VARY=c_vary, HAS_H0=h0 is not None, num_warps=warps, **own,
+        C_VARY=c_vary, HAS_H0=h0 is not None, SAVE_Y=ypre.numel() > 0, num_warps=warps, **own,
     )
-    return y, last, states
+    return y, last, states, ypre
+
+
+def _ypre(u: Tensor, z: Optional[Tensor], save: bool) -> Tensor:
+    """The buffer of y before the SiLU(z) gate that a training forward keeps for the
+    backward's dz (like u; empty without z or without a backward to come)."""
+    return torch.empty_like(u) if z is not None and save else u.new_empty(0)
 
 
 def _gluon_shape(ns: int, N: int):
@@ -551,6 +563,7 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
         gluon_fwd_maxnreg(cfg, warps, n_chunks > 1))
     fast = bool(cfg.fast_launch)
     y = torch.empty_like(u)
+    ypre = _ypre(u, z, save_states)
     last = torch.empty((batch, dim, N), dtype=torch.float32, device=u.device)
     states = torch.empty((batch, n_tiles if save_states else 0, N, dim), dtype=torch.float32,
                          device=u.device)
@@ -565,16 +578,17 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
         hsum = torch.empty((batch, n_chunks, N, dim), dtype=torch.float32, device=u.device)
         dtsum = torch.empty((batch, n_chunks, dim), dtype=torch.float32, device=u.device)
         _launch(fast, G._fwd_gluon_kernel, (n_dblk, n_chunks - 1, batch),
-                (u, delta, u, A, B, C, u, bias, y, hsum, hs, dtsum,
+                (u, delta, u, A, B, C, u, bias, y, hsum, hs, dtsum, y,
                  dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc, *strides),
                 (ckey, False, True, True), _fwd_consts(ckey, False, True, True))
         h0 = _carry(hsum, dtsum, A, None, reverse=False, fast=fast)
     has_h0 = h0 is not None
     _launch(fast, G._fwd_gluon_kernel, grid,
             (u, delta, _opt(z, u), A, B, C, _opt(D, u), bias, y, _opt(h0, last), hs, last,
-             dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc, *strides),
+             ypre if ypre.numel() else y, dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc,
+             *strides),
             (ckey, has_h0, False, save_states), _fwd_consts(ckey, has_h0, False, save_states))
-    return y, last, states
+    return y, last, states, ypre
 
 
 @functools.lru_cache(maxsize=None)
@@ -597,6 +611,8 @@ def _(u, delta, A, B, C, D, z, delta_bias, delta_softplus, tile):
         torch.empty_like(u, memory_format=torch.contiguous_format),
         u.new_empty((batch, dim, N), dtype=torch.float32),
         u.new_empty((batch, (L + tile - 1) // tile, N, dim), dtype=torch.float32),
+        torch.empty_like(u, memory_format=torch.contiguous_format) if z is not None
+        else u.new_empty(0),
     )
 
 
@@ -605,22 +621,24 @@ def scan_bwd(
     dout: Tensor, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
     D: Optional[Tensor], z: Optional[Tensor], delta_bias: Optional[Tensor],
     delta_softplus: bool, states: Tensor, dlast: Optional[Tensor], tile: int,
+    ypre: Optional[Tensor] = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Backward scan. Returns du, ddelta, dA, dB, dC, dD, dz, ddelta_bias (empty tensors
-    for absent optional inputs)."""
+    for absent optional inputs). ypre: the forward's y before the gate (`scan_fwd`'s fourth
+    output), which the Gluon backward reads for dz instead of recomputing it."""
     return scan_bwd_impl(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
-                         dlast, tile)
+                         dlast, tile, ypre)
 
 
 def scan_bwd_impl(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool, states,
-                  dlast, tile: int):
+                  dlast, tile: int, ypre: Optional[Tensor] = None):
     """The backward scan (`scan_bwd`'s body, also called directly by the eager autograd
     path)."""
     cfg = _config()
     dout, u, delta, z, D, delta_bias = (_contig(t) for t in (dout, u, delta, z, D, delta_bias))
     if _bwd_kind(cfg, u.device) == "gluon":
         out = _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
-                              states, dlast, tile)
+                              states, dlast, tile, ypre)
         if out is not None:
             return out
     batch, dim, L = u.shape
@@ -710,11 +728,11 @@ def gluon_bwd_plan(cfg: ScanConfig, batch: int, dim: int, L: int, N: int, sms: i
 
 @functools.lru_cache(maxsize=None)
 def _bwd_consts(ckey: tuple, has_r: bool, summary: bool, reexp: bool, maxnreg: int,
-                h_async: bool = False, in_async: bool = False) -> dict:
+                h_async: bool = False, in_async: bool = False, has_yp: bool = False) -> dict:
     """The Gluon backward's constexprs and launch options for `_launch` (ckey: see
     `_scan_bwd_gluon`)."""
     d = dict(gluon_consts(*ckey), HAS_R=has_r, SUMMARY=summary, REEXP=reexp,
-             H_ASYNC=h_async, IN_ASYNC=in_async, num_warps=ckey[1])
+             H_ASYNC=h_async, IN_ASYNC=in_async, HAS_YP=has_yp, num_warps=ckey[1])
     if maxnreg:
         d["maxnreg"] = maxnreg
     return d
@@ -752,7 +770,7 @@ def async_in_bwd(cfg: ScanConfig, h_async: bool, even: bool, warps: int, *tiles)
 
 
 def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states,
-                    dlast, TL):
+                    dlast, TL, ypre=None):
     """The Gluon backward (gluon_bwd.py), or None where it does not apply (N > 64, a tile
     other than 16, B/C groups its 32-channel programs would straddle)."""
     from . import gluon_bwd as GB
@@ -803,7 +821,7 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
         skey = (gluon_bwd_summary_shape(cfg, NS, warps, NP) + ckey[2:], False, True, True, 0)
         _launch(fast, GB._bwd_gluon_kernel, (n_dblk, n_sub, batch),
                 (dout, u, delta, zz, A, B, C, u, bias, states, rsum,
-                 du, ddelta, du, rsum, dB, dC, dtsum, dbias,
+                 du, ddelta, du, rsum, dB, dC, dtsum, dbias, u,
                  dim, L, N, cs * TL, n_sub, n_tiles, n_dblk, gb, gc, *strides),
                 skey, _bwd_consts(*skey))
         r = _carry(rsum, dtsum, A, dlast.float().contiguous() if dlast is not None else None,
@@ -815,11 +833,16 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
         r = dlast.float().transpose(1, 2).unsqueeze(1).contiguous()  # (batch, 1, N, dim)
     reexp = reexp_bwd(cfg, n_chunks, N)
     h_async = async_h_bwd(cfg, reexp, r is not None)
+    # y before the gate from the forward (dz), where it kept it in the layout of u
+    has_yp = bool(cfg.ypre_bwd_gluon) and z is not None and ypre is not None and (
+        ypre.shape == u.shape and ypre.dtype == u.dtype and ypre.stride() == u.stride())
     mkey = (ckey, r is not None, False, reexp, cfg.maxnreg_bwd_gluon, h_async,
-            async_in_bwd(cfg, h_async, ckey[-1], warps, dout, u, delta, z))
+            async_in_bwd(cfg, h_async, ckey[-1], warps, dout, u, delta, z,
+                         ypre if has_yp else None), has_yp)
     _launch(fast, GB._bwd_gluon_kernel, grid,
             (dout, u, delta, zz, A, B, C, _opt(D, u), bias, states, _opt(r, dA_part),
-             du, ddelta, dz if z is not None else du, dA_part, dB, dC, dD, dbias, *dims),
+             du, ddelta, dz if z is not None else du, dA_part, dB, dC, dD, dbias,
+             ypre if has_yp else u, *dims),
             mkey, _bwd_consts(*mkey))
     dA = dA_part.sum((0, 1)).t().contiguous()
 
@@ -841,7 +864,8 @@ def _scan_bwd_gluon(cfg, dout, u, delta, A, B, C, D, z, delta_bias, delta_softpl
 
 
 @scan_bwd.register_fake
-def _(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, dlast, tile):
+def _(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, dlast, tile,
+      ypre=None):
     return (
         torch.empty_like(u, memory_format=torch.contiguous_format),
         torch.empty_like(delta, memory_format=torch.contiguous_format),
@@ -853,19 +877,21 @@ def _(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, states, dlast, 
     )
 
 
-def _save(ctx, inputs, states) -> None:
-    """Keep what the backward needs: the forward's 10 inputs and its tile states."""
+def _save(ctx, inputs, states, ypre) -> None:
+    """Keep what the backward needs: the forward's 10 inputs, its tile states and y before
+    the gate."""
     u, delta, A, B, C, D, z, delta_bias, delta_softplus, tile = inputs
-    ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states)
+    ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, states, ypre)
     ctx.delta_softplus, ctx.tile = delta_softplus, tile
 
 
 def _grads(ctx, bwd, dy, dlast) -> tuple:
     """The gradients of the forward's 10 inputs from what `_save` kept, by `bwd` (the custom
     op or `scan_bwd_impl`); None for absent optional inputs and the two flags."""
-    u, delta, A, B, C, D, z, delta_bias, states = ctx.saved_tensors
+    u, delta, A, B, C, D, z, delta_bias, states, ypre = ctx.saved_tensors
     du, ddelta, dA, dB, dC, dD, dz, dbias = bwd(
-        dy, u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus, states, dlast, ctx.tile)
+        dy, u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus, states, dlast, ctx.tile,
+        ypre if ypre.numel() else None)
     return (
         du, ddelta, dA, dB, dC,
         dD if D is not None else None,
@@ -876,10 +902,10 @@ def _grads(ctx, bwd, dy, dlast) -> tuple:
 
 
 def _setup_context(ctx, inputs, output):
-    _save(ctx, inputs, output[2])
+    _save(ctx, inputs, output[2], output[3])
 
 
-def _backward(ctx, dy, dlast, dstates):
+def _backward(ctx, dy, dlast, dstates, dypre):
     return _grads(ctx, torch.ops.seqsuite.scan_bwd, dy, dlast)
 
 
@@ -896,8 +922,8 @@ class _Scan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, tile):
         inputs = (u, delta, A, B, C, D, z, delta_bias, delta_softplus, tile)
-        y, last, states = scan_fwd_impl(*inputs)
-        _save(ctx, inputs, states)
+        y, last, states, ypre = scan_fwd_impl(*inputs)
+        _save(ctx, inputs, states, ypre)
         ctx.set_materialize_grads(False)
         return y, last
 
@@ -916,10 +942,10 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None,
     input needs a gradient."""
     args = (u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), tile_for(A.shape[1]))
     if torch.compiler.is_compiling():
-        y, last, _ = torch.ops.seqsuite.scan_fwd(*args)
+        y, last, _, _ = torch.ops.seqsuite.scan_fwd(*args)
     elif torch.is_grad_enabled() and any(
             t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias)):
         y, last = _Scan.apply(*args)
     else:
-        y, last, _ = scan_fwd_impl(*args, save_states=False)
+        y, last, _, _ = scan_fwd_impl(*args, save_states=False)
     return (y, last) if return_last_state else y
