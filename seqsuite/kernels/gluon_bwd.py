@@ -19,16 +19,18 @@ first:
    (H_ASYNC, the default: copied two tiles ahead by cp.async into one of RING = 3 shared
    slots, so no register holds it and no load is waited for at the tile's start; otherwise
    loaded into registers; IN_ASYNC, also the default: Δ, u, dout and z the same way);
-   dy_t h_t for dC; this thread's part of Σ_n C_t h_t (for dz).
+   dy_t h_t for dC; without HAS_YP, this thread's part of Σ_n C_t h_t (y, for dz; with
+   HAS_YP the forward saved y before the gate and it is read with the tile instead).
 3. Reverse: g, dA, and this thread's parts of Σ_n g (h − x) A and Σ_n g B (for dΔ and du);
    g Δu for dB.
    dC_t = Σ_d dy_t h_t and dB_t = Σ_d g Δu (sums over the channels = lanes) are done for all
    16 steps at once by a butterfly reduce-scatter (`_lane_sums16`): 31 shuffles per state
    and tile instead of 5 per step, and lane l ends with the sums of step l >> 1.
 4. Finish (tile layout, after a barrier): the warps' parts summed; du, dΔ (through softplus),
-   dz written; dD and dΔ-bias summed per channel (one atomic add per program at the end).
+   dz (from the saved or recomputed y) written; dD and dΔ-bias summed per channel (one atomic add per program at the end).
 The per-(channel, step) sums over states go through shared memory once per tile, like y in
-the forward (three buffers, one per sum: the compiler's barrier analysis is per buffer). With
+the forward (a buffer per sum: the compiler's barrier analysis is per buffer; two with
+HAS_YP, three without). With
 REEXP the reverse pass recomputes exp(ΔA) (`_ex2_mul`) instead of keeping step 2's 16 x NS
 values in registers: no spills at N = 16, fewer at N = 64; the launcher turns it on where it
 measured faster (`triton_scan.reexp_bwd`). Time-varying dB and dC are written per program as (batch, programs over dim,
