@@ -134,27 +134,6 @@ def test_gpu_forward_kernels_keep_y_before_the_gate(shape):
     assert rel(y, ypre.float() * torch.nn.functional.silu(x["z"].float())) < 1e-2
 
 
-@pytest.mark.parametrize("groups", [2, 3, 16])
-def test_gpu_forward_kernels_overlap_groups_equal_one_group(monkeypatch, groups):
-    """The chunked forward run in groups of sequences (each group's summaries and combine on
-    a side stream beside the main pass of the group before) gives what one group gives, bit
-    for bit: y, last state, tile states and y before the gate."""
-    from dataclasses import replace
-
-    from seqsuite.kernels import triton_scan
-
-    x = make(16, 128, 4096, 16, dtype=torch.bfloat16)
-    args = [x[k] for k in ORDER] + [True, 16]
-    cfg = replace(triton_scan.CONFIG, fwd="gluon", min_warps_per_sm_gluon=10**6)
-    out = {}
-    for g in (1, groups):
-        monkeypatch.setattr(triton_scan, "CONFIG", replace(cfg, overlap_groups_gluon=g))
-        out[g] = torch.ops.seqsuite.scan_fwd(*args)
-    torch.cuda.synchronize()
-    for a, b in zip(out[1], out[groups]):
-        assert torch.equal(a, b)
-
-
 @pytest.mark.parametrize("async_in", [0, 1])
 @pytest.mark.parametrize("layout,G,dim", [("vary", 1, 1536), ("group", 2, 1536), ("inv", 1, 1536),
                                           ("vary", 1, 1520)])

@@ -381,7 +381,7 @@ def _finish_y(ys_r, first, u, z, Dv, y_ptr, yp_ptr, offs, mask, W: gl.constexpr,
 @gluon.jit
 def _fwd_gluon_kernel(
     u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_ptr,
-    h0_ptr, hs_ptr, last_ptr, yp_ptr, b_off,
+    h0_ptr, hs_ptr, last_ptr, yp_ptr,
     dim, L, N, chunk_len, n_chunks, n_tiles, group_b, group_c,
     s_ub, s_ud, s_ab, s_an,
     sB_b, sB_g, sB_n, sB_l, sC_b, sC_g, sC_n, sC_l,
@@ -404,7 +404,7 @@ def _fwd_gluon_kernel(
 
     pid_d = gl.program_id(0)
     pid_c = gl.program_id(1)
-    pid_b = (gl.program_id(2) + b_off).to(gl.int64)  # b_off: the first sequence of the grid
+    pid_b = gl.program_id(2).to(gl.int64)
     d0 = pid_d * BD
 
     d3, n3, m3 = _state_index(d0, dim, N, BD, L3)

@@ -16,8 +16,8 @@ tile), so any forward pairs with any backward.
 Tunables live in `CONFIG` (a plain dataclass). Environment overrides for benchmark sweeps:
 SEQSUITE_SCAN_CFG="bd_fwd,bd_bwd,tile,warps_fwd,warps_bwd[,warps_per_sm[,unroll]]" (tile
 kernels), SEQSUITE_SCAN_SEQ="bd,warps,warps_per_sm" (seq kernel),
-SEQSUITE_SCAN_GLUON="ns,min_warps_per_sm[,ns_chunked,chunk_warps_per_sm[,maxnreg[,
-overlap_groups]]]" (Gluon forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm[,maxnreg[,reexp[,
+SEQSUITE_SCAN_GLUON="ns,min_warps_per_sm[,ns_chunked,chunk_warps_per_sm[,maxnreg]]" (Gluon
+forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm[,maxnreg[,reexp[,
 ns_summary[,async_h[,async_in[,ypre]]]]]]]" (Gluon backward), SEQSUITE_SCAN_EVEN=0|1 (both Gluon kernels' unmasked variant),
 SEQSUITE_SCAN_FASTLAUNCH=0|1 (`_launch`).
 """
@@ -63,11 +63,6 @@ class ScanConfig:
     ns_chunked_gluon: int = 8
     min_warps_per_sm_gluon: int = 6
     chunk_warps_per_sm_gluon: int = 48
-    # chunked forward with batch >= 2: the sequences in up to this many groups, each group's
-    # chunk summaries and combine on a side stream while the main pass of the group before
-    # runs, so that summary programs (bound by the exp unit) share the SMs with main-pass
-    # programs (which leave it a third idle); 1: one group (summaries, combine, main pass)
-    overlap_groups_gluon: int = 4
     maxnreg_gluon: int = 0  # 0: 128 at 8+ warps, else ptxas chooses
     bwd: str = "auto"      # backward kernel: "gluon" (gluon_bwd.py; CUDA, N <= 64) or "tile"
     ns_bwd_gluon: int = 2  # "gluon" backward: states per thread (N / NS warps)
@@ -183,7 +178,7 @@ def _config_from_env() -> ScanConfig:
     if gl_env:
         v = [int(x) for x in gl_env.split(",")]
         names = ("ns_gluon", "min_warps_per_sm_gluon", "ns_chunked_gluon",
-                 "chunk_warps_per_sm_gluon", "maxnreg_gluon", "overlap_groups_gluon")
+                 "chunk_warps_per_sm_gluon", "maxnreg_gluon")
         cfg = replace(cfg, **dict(zip(names, v)))
     return cfg
 
@@ -334,12 +329,11 @@ def sum_parts(X: Tensor, G: int, dtype: torch.dtype, fast: bool = True) -> Tenso
 
 
 def _carry(summ: Tensor, dtsum: Tensor, A: Tensor, init: Optional[Tensor],
-           reverse: bool, fast: bool = False, out: Optional[Tensor] = None) -> Tensor:
+           reverse: bool, fast: bool = False) -> Tensor:
     """The state (forward) or adjoint (reverse) entering each chunk, from the chunks' own
-    summaries: `_chunk_combine_kernel` over (batch, n_chunks, N, dim), into `out` if given
-    (contiguous, like summ)."""
+    summaries: `_chunk_combine_kernel` over (batch, n_chunks, N, dim)."""
     batch, n_chunks, N, dim = summ.shape
-    out = torch.empty_like(summ) if out is None else out
+    out = torch.empty_like(summ)
     has_init = init is not None
     _launch(fast, _chunk_combine_kernel, (_cdiv(dim * N, _COMBINE_BLOCK), batch),
             (summ, dtsum, A, _opt(init, summ), out, dim, N, n_chunks, A.stride(0), A.stride(1)),
@@ -574,64 +568,27 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
     states = torch.empty((batch, n_tiles if save_states else 0, N, dim), dtype=torch.float32,
                          device=u.device)
     hs = states if save_states else last
+    grid = (n_dblk, n_chunks, batch)
+    h0 = None
     strides = (u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sB, *sC)
     bias = _opt(delta_bias, u)
-    yp = ypre if ypre.numel() else y
-    if n_chunks == 1:
-        _launch(fast, G._fwd_gluon_kernel, (n_dblk, 1, batch),
-                (u, delta, _opt(z, u), A, B, C, _opt(D, u), bias, y, last, hs, last, yp, 0,
+    if n_chunks > 1:
+        # the summaries of every chunk but the last (no chunk starts after it; the combine
+        # reads its slot but stores nothing from it)
+        hsum = torch.empty((batch, n_chunks, N, dim), dtype=torch.float32, device=u.device)
+        dtsum = torch.empty((batch, n_chunks, dim), dtype=torch.float32, device=u.device)
+        _launch(fast, G._fwd_gluon_kernel, (n_dblk, n_chunks - 1, batch),
+                (u, delta, u, A, B, C, u, bias, y, hsum, hs, dtsum, y,
                  dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc, *strides),
-                (ckey, False, False, save_states), _fwd_consts(ckey, False, False, save_states))
-        return y, last, states, ypre
-    # chunked: the summaries of every chunk but the last (no chunk starts after it; the
-    # combine reads its slot but stores nothing from it), their combine into each chunk's
-    # start state, then the main pass; per group of sequences, the summaries and combine of a
-    # group on a side stream while the main pass of the group before runs
-    hsum = torch.empty((batch, n_chunks, N, dim), dtype=torch.float32, device=u.device)
-    dtsum = torch.empty((batch, n_chunks, dim), dtype=torch.float32, device=u.device)
-    h0 = torch.empty_like(hsum)
-    groups = _groups(batch, cfg.overlap_groups_gluon)
-    cur = torch.cuda.current_stream(u.device)
-    side = _side_stream(u.device) if len(groups) > 1 else cur
-    if side is not cur:
-        side.wait_stream(cur)
-    for b0, b1 in groups:
-        with torch.cuda.stream(side):
-            _launch(fast, G._fwd_gluon_kernel, (n_dblk, n_chunks - 1, b1 - b0),
-                    (u, delta, u, A, B, C, u, bias, y, hsum, hs, dtsum, y, b0,
-                     dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc, *strides),
-                    (ckey, False, True, True), _fwd_consts(ckey, False, True, True))
-            _carry(hsum[b0:b1], dtsum[b0:b1], A, None, reverse=False, fast=fast,
-                   out=h0[b0:b1])
-        if side is not cur:
-            ev = torch.cuda.Event()
-            ev.record(side)
-            cur.wait_event(ev)
-        _launch(fast, G._fwd_gluon_kernel, (n_dblk, n_chunks, b1 - b0),
-                (u, delta, _opt(z, u), A, B, C, _opt(D, u), bias, y, h0, hs, last, yp, b0,
-                 dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc, *strides),
-                (ckey, True, False, save_states), _fwd_consts(ckey, True, False, save_states))
+                (ckey, False, True, True), _fwd_consts(ckey, False, True, True))
+        h0 = _carry(hsum, dtsum, A, None, reverse=False, fast=fast)
+    has_h0 = h0 is not None
+    _launch(fast, G._fwd_gluon_kernel, grid,
+            (u, delta, _opt(z, u), A, B, C, _opt(D, u), bias, y, _opt(h0, last), hs, last,
+             ypre if ypre.numel() else y, dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc,
+             *strides),
+            (ckey, has_h0, False, save_states), _fwd_consts(ckey, has_h0, False, save_states))
     return y, last, states, ypre
-
-
-def _groups(batch: int, k: int) -> list[tuple[int, int]]:
-    """[b0, b1) ranges of `batch` sequences in min(k, batch) groups of near-equal size."""
-    k = max(1, min(k, batch))
-    return [(batch * i // k, batch * (i + 1) // k) for i in range(k)]
-
-
-_SIDE_STREAMS: dict = {}
-
-
-def _side_stream(device: torch.device) -> "torch.cuda.Stream":
-    """A high-priority stream per device for the chunked forward's summaries (cached: one
-    stream, not one per call)."""
-    key = torch.cuda._get_device_index(device, optional=True)
-    st = _SIDE_STREAMS.get(key)
-    if st is None:
-        lo, hi = torch.cuda.Stream.priority_range()
-        st = _SIDE_STREAMS[key] = torch.cuda.Stream(device=device, priority=hi)
-    return st
 
 
 @functools.lru_cache(maxsize=None)
