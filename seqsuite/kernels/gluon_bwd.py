@@ -27,16 +27,17 @@ first:
    16 steps at once by a butterfly reduce-scatter (`_lane_sums16`): 31 shuffles per state
    and tile instead of 5 per step, and lane l ends with the sums of step l >> 1.
 4. Finish (tile layout, after a barrier): the warps' parts summed; du, dΔ (through softplus),
-   dz (from the saved or recomputed y) written; dD and dΔ-bias summed per channel (one atomic add per program at the end).
+   dz (from the saved or recomputed y) written; dD and dΔ-bias summed per channel (one
+   atomic add per program at the end).
 The per-(channel, step) sums over states go through shared memory once per tile, like y in
-the forward (a buffer per sum: the compiler's barrier analysis is per buffer; two with
-HAS_YP, three without). With
-REEXP the reverse pass recomputes exp(ΔA) (`_ex2_mul`) instead of keeping step 2's 16 x NS
-values in registers: no spills at N = 16, fewer at N = 64; the launcher turns it on where it
-measured faster (`triton_scan.reexp_bwd`). Time-varying dB and dC are written per program as (batch, programs over dim,
-N, L) partial sums and reduced by the launcher (no atomics); dA and time-invariant dB/dC
-as (batch, n_chunks, N, dim). Chunks start from the adjoint R that this kernel's SUMMARY
-mode (run on sub-chunks) and the reverse chunk combine hand them.
+the forward (a buffer per sum, since the compiler's barrier analysis is per buffer: two with
+HAS_YP, three without). With REEXP the reverse pass recomputes exp(ΔA) (`_ex2_mul`) instead
+of keeping step 2's 16 x NS values in registers: no spills at N = 16, fewer at N = 64; the
+launcher turns it on where it measured faster (`triton_scan.reexp_bwd`). Time-varying dB and
+dC are written per program as (batch, programs over dim, N, L) partial sums and reduced by
+the launcher (no atomics); dA and time-invariant dB/dC as (batch, n_chunks, N, dim). Chunks
+start from the adjoint R that this kernel's SUMMARY mode (run on sub-chunks) and the reverse
+chunk combine hand them.
 
 Gluon does not run under TRITON_INTERPRET: tested on the GPU (tests/test_kernels_gpu.py).
 """
@@ -46,8 +47,8 @@ from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.ampere import async_copy
 
-from .gluon_fwd import (LN2, LOG2E, _all, _bc_tile, _exp2_fma, _io_index, _join16, _ld, _packs,
-                        _pair_layout, _pair_offsets, _rcp, _rcp_fma, _softplus_g, _st,
+from .gluon_fwd import (LN2, LOG2E, _all, _bc_tile, _exp2_fma, _io_index, _join16, _ld,
+                        _packs, _pair_layout, _pair_offsets, _rcp, _rcp_fma, _softplus_g, _st,
                         _state_index, _tile_ptrs, _to_f32, bc_rows_layout, y_parts_layout)
 
 # Staged rows: (Δ, Δu) pairs [BD, 2] (the summary: (Δ, dy)) and dy [BD], padded so that the
@@ -402,12 +403,12 @@ def _bwd_gluon_kernel(
             z_sm = gl.allocate_shared_memory(_in_dtype(PK_Z, z_ptr.dtype.element_ty),
                                              _in_shape(PK_Z, BD, TL), ISL)
         else:
-            z_sm = o_sm  # not used
+            z_sm = o_sm  # a stand-in `_in_copies` takes and does not copy into
         if YP:
             y_sm = gl.allocate_shared_memory(_in_dtype(PK_Y, yp_ptr.dtype.element_ty),
                                              _in_shape(PK_Y, BD, TL), ISL)
         else:
-            y_sm = o_sm  # not used
+            y_sm = o_sm  # likewise
     if H_ASYNC_:
         # commit groups in the order the loop issues them: (inputs of tile j with IA,) start
         # state of tile j, for j = the first two tiles

@@ -534,8 +534,8 @@ def _fwd_gluon_kernel(
         gl.thread_barrier()
         if not SUMMARY:
             if it > tile0:
-                _finish_y(ys_r, (1 - buf) * W, u_pv, z_pv, Dv, y_ptr, yp_ptr, io_base + (t0 - TL),
-                          m_pv, W, TL, LIO, HAS_D, HAS_Z, EVEN, SAVE_Y)
+                _finish_y(ys_r, (1 - buf) * W, u_pv, z_pv, Dv, y_ptr, yp_ptr,
+                          io_base + (t0 - TL), m_pv, W, TL, LIO, HAS_D, HAS_Z, EVEN, SAVE_Y)
             if SAVE:  # the state entering this tile, for the backward
                 _st(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd, h, m3, EVEN)
         h, yt = _steps16(h, A2, rows, buf * TL, L3, BD, B_VARY, C_VARY, not SUMMARY)

@@ -17,9 +17,9 @@ Tunables live in `CONFIG` (a plain dataclass). Environment overrides for benchma
 SEQSUITE_SCAN_CFG="bd_fwd,bd_bwd,tile,warps_fwd,warps_bwd[,warps_per_sm[,unroll]]" (tile
 kernels), SEQSUITE_SCAN_SEQ="bd,warps,warps_per_sm" (seq kernel),
 SEQSUITE_SCAN_GLUON="ns,min_warps_per_sm[,ns_chunked,chunk_warps_per_sm[,maxnreg]]" (Gluon
-forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm[,maxnreg[,reexp[,
-ns_summary[,async_h[,async_in[,ypre]]]]]]]" (Gluon backward), SEQSUITE_SCAN_EVEN=0|1 (both Gluon kernels' unmasked variant),
-SEQSUITE_SCAN_FASTLAUNCH=0|1 (`_launch`).
+forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm[,maxnreg[,
+reexp[,ns_summary[,async_h[,async_in[,ypre]]]]]]]" (Gluon backward), SEQSUITE_SCAN_EVEN=0|1
+(both Gluon kernels' unmasked variant), SEQSUITE_SCAN_FASTLAUNCH=0|1 (`_launch`).
 """
 from __future__ import annotations
 
