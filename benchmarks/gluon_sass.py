@@ -52,7 +52,7 @@ def compile_kernel(fn, consts: dict, bf16: tuple, warps: int, maxnreg: int | Non
             sig[name] = "constexpr"
             cexp[(i,)] = consts[name]
         elif name.endswith("_ptr"):
-            sig[name] = "*bf16" if name in bf16 else "*fp32"
+            sig[name] = "*bf16" if name in bf16 else "*i32" if name == "flag_ptr" else "*fp32"
             attrs[(i,)] = [["tt.divisibility", 16]]
         else:
             sig[name] = "i32"
@@ -141,6 +141,8 @@ def main() -> None:
                    help="backward: Δ, u, dout, z copied ahead by cp.async too (IN_ASYNC)")
     p.add_argument("--yp", type=int, default=1,
                    help="backward: y read from the forward's save (HAS_YP), not recomputed")
+    p.add_argument("--lookback", action="store_true",
+                   help="forward: the one-launch chunked kernel (_fwd_lookback_kernel)")
     p.add_argument("--summary", action="store_true", help="the SUMMARY variant")
     p.add_argument("--chunked", action="store_true", help="the chunk count as a runtime value")
     p.add_argument("--pack", action="store_true",
@@ -169,9 +171,14 @@ def main() -> None:
                   SUMMARY=a.summary)
     if a.kernel == "fwd":
         maxnreg = a.maxnreg or gluon_fwd_maxnreg(CONFIG, warps, a.chunked) or None
-        k = compile_kernel(G._fwd_gluon_kernel, dict(common, HAS_H0=a.chunked, PACK=a.pack),
-                           BF16_ARGS["fwd"],
-                           warps, maxnreg, a.chunked)
+        if a.lookback:
+            k = compile_kernel(G._fwd_lookback_kernel,
+                               {k: v for k, v in dict(common, PACK=a.pack).items()
+                                if k != "SUMMARY"}, BF16_ARGS["fwd"], warps, maxnreg, True)
+        else:
+            k = compile_kernel(G._fwd_gluon_kernel,
+                               dict(common, HAS_H0=a.chunked, PACK=a.pack), BF16_ARGS["fwd"],
+                               warps, maxnreg, a.chunked)
     else:
         k = compile_kernel(GB._bwd_gluon_kernel,
                            dict(common, HAS_R=a.chunked, REEXP=bool(a.reexp), H_ASYNC=a.hasync,

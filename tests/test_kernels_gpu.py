@@ -81,6 +81,8 @@ def test_gpu_scan_matches_reference(shape, layout, G, dtype):
     dict(fwd="gluon", min_warps_per_sm_gluon=10**6),  # always chunked (8 states per thread)
     dict(fwd="gluon", min_warps_per_sm_gluon=10**6, ns_chunked_gluon=4),
     dict(fwd="gluon", min_warps_per_sm_gluon=0, ns_gluon=2),  # never chunked, 8 warps at N = 16
+    dict(fwd="gluon", min_warps_per_sm_gluon=10**6, lookback_gluon=1),  # chunked, one launch
+    dict(fwd="gluon", min_warps_per_sm_gluon=10**6, lookback_gluon=1, lookback_lead_gluon=0),
     dict(fwd="gluon", min_warps_per_sm_gluon=0, ns_gluon=16),  # all 16 states in one warp
     dict(fwd="tile", bwd="tile"),
     dict(bwd="gluon", ns_bwd_gluon=4),           # backward: 4 states per thread, 4 warps
@@ -132,6 +134,27 @@ def test_gpu_forward_kernels_keep_y_before_the_gate(shape):
     assert ypre.shape == y.shape and ypre.dtype == y.dtype and empty.numel() == 0
     assert rel(ypre, y_nz) < 1e-3
     assert rel(y, ypre.float() * torch.nn.functional.silu(x["z"].float())) < 1e-2
+
+
+@pytest.mark.parametrize("shape", [(16, 128, 4096, 16), (1, 256, 65536, 16), (3, 48, 777, 16)])
+def test_gpu_forward_kernels_lookback_matches_three_launches(monkeypatch, shape):
+    """The chunked forward in one launch (ticketed summaries and main passes, start states by
+    look-back) gives the three-launch forward's y, last state, tile states and y before the
+    gate (the chunk carry is combined in another order: to rounding)."""
+    from dataclasses import replace
+
+    from seqsuite.kernels import triton_scan
+
+    x = make(*shape, dtype=torch.bfloat16)
+    args = [x[k] for k in ORDER] + [True, 16]
+    cfg = replace(triton_scan.CONFIG, fwd="gluon", min_warps_per_sm_gluon=10**6)
+    out = {}
+    for lb in (0, 1):
+        monkeypatch.setattr(triton_scan, "CONFIG", replace(cfg, lookback_gluon=lb))
+        out[lb] = torch.ops.seqsuite.scan_fwd(*args)
+    for name, a, b in zip(("y", "last", "states", "ypre"), out[0], out[1]):
+        assert a.shape == b.shape, name
+        assert rel(b, a) < (1e-2 if a.dtype == torch.bfloat16 else 1e-5), (name, rel(b, a))
 
 
 @pytest.mark.parametrize("async_in", [0, 1])

@@ -438,7 +438,8 @@ def test_gluon_sass_tool_compiles_the_kernels_for_sm90():
         pytest.skip("this triton has no bundled ptxas")
     tool = Path(__file__).resolve().parent.parent / "benchmarks" / "gluon_sass.py"
     counts = {}
-    for args in (["fwd"], ["fwd", "--even"], ["bwd", "--summary", "--chunked"]):
+    for args in (["fwd"], ["fwd", "--even"], ["bwd", "--summary", "--chunked"],
+                 ["fwd", "--lookback", "--ns", "8"]):
         out = subprocess.run([sys.executable, str(tool), *args], capture_output=True, text=True,
                              timeout=300)
         assert out.returncode == 0, out.stderr[-2000:]

@@ -379,38 +379,34 @@ def _finish_y(ys_r, first, u, z, Dv, y_ptr, yp_ptr, offs, mask, W: gl.constexpr,
 
 
 @gluon.jit
-def _fwd_gluon_kernel(
+def _fwd_chunk(
     u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_ptr,
     h0_ptr, hs_ptr, last_ptr, yp_ptr,
     dim, L, N, chunk_len, n_chunks, n_tiles, group_b, group_c,
     s_ub, s_ud, s_ab, s_an,
     sB_b, sB_g, sB_n, sB_l, sC_b, sC_g, sC_n, sC_l,
+    pid_d, pid_c, pid_b, h_reg,
     BD: gl.constexpr, NP: gl.constexpr, TL: gl.constexpr,
     L3: gl.constexpr, LIO: gl.constexpr, LBC: gl.constexpr,
     HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
     SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
-    HAS_H0: gl.constexpr, SUMMARY: gl.constexpr, EVEN: gl.constexpr = False,
-    SAVE: gl.constexpr = True, PACK: gl.constexpr = False,
+    HAS_H0: gl.constexpr, SUMMARY: gl.constexpr, EVEN: gl.constexpr,
+    SAVE: gl.constexpr, PACK: gl.constexpr, H_REG: gl.constexpr,
 ):
-    """Scan one chunk of BD = 32 channels. SUMMARY: only the chunk's end state from a zero
-    start (into h0_ptr as hsum (batch, n_chunks, N, dim)) and its sum of Δ (into last_ptr
-    as dtsum (batch, n_chunks, dim)); no y, no tile states. EVEN: L a multiple of TL, dim of
-    BD and N a power of two, so that no load or store needs a mask. SAVE=False (no backward
-    will run): the tile states are not stored; with SAVE and z, y before the gate is stored
-    at yp_ptr too (the backward reads it for dz instead of recomputing Σ C h)."""
+    """`_fwd_gluon_kernel`'s work for the program (pid_d, pid_c, pid_b) (pid_b int64);
+    H_REG: the chunk starts from h_reg (the state layout) instead of h0_ptr or zero."""
     W: gl.constexpr = gl.num_warps()
     SAVE_Y: gl.constexpr = _all(SAVE, HAS_Z, not SUMMARY)
     NS: gl.constexpr = NP // W
 
-    pid_d = gl.program_id(0)
-    pid_c = gl.program_id(1)
-    pid_b = gl.program_id(2).to(gl.int64)
     d0 = pid_d * BD
 
     d3, n3, m3 = _state_index(d0, dim, N, BD, L3)
     A2 = gl.load(A_ptr + d3 * s_ab + n3 * s_an, mask=m3, other=0.0).to(gl.float32) * LOG2E
     nd = n3 * dim + d3  # (n, d) offsets of the (batch, *, N, dim) state buffers
-    if HAS_H0:
+    if H_REG:
+        h = h_reg
+    elif HAS_H0:
         h = gl.load(h0_ptr + (pid_b * n_chunks + pid_c) * N * dim + nd, mask=m3, other=0.0)
     else:
         h = gl.zeros([BD, W, NS], gl.float32, L3)
@@ -556,3 +552,142 @@ def _fwd_gluon_kernel(
                       io_base + (tile1 - 1) * TL, m_pv, W, TL, LIO, HAS_D, HAS_Z, EVEN, SAVE_Y)
         if t_end == L:
             gl.store(last_ptr + (pid_b * dim + d3) * N + n3, h, mask=m3)
+
+
+@gluon.jit
+def _fwd_gluon_kernel(
+    u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_ptr,
+    h0_ptr, hs_ptr, last_ptr, yp_ptr,
+    dim, L, N, chunk_len, n_chunks, n_tiles, group_b, group_c,
+    s_ub, s_ud, s_ab, s_an,
+    sB_b, sB_g, sB_n, sB_l, sC_b, sC_g, sC_n, sC_l,
+    BD: gl.constexpr, NP: gl.constexpr, TL: gl.constexpr,
+    L3: gl.constexpr, LIO: gl.constexpr, LBC: gl.constexpr,
+    HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
+    SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
+    HAS_H0: gl.constexpr, SUMMARY: gl.constexpr, EVEN: gl.constexpr = False,
+    SAVE: gl.constexpr = True, PACK: gl.constexpr = False,
+):
+    """Scan one chunk of BD = 32 channels. SUMMARY: only the chunk's end state from a zero
+    start (into h0_ptr as hsum (batch, n_chunks, N, dim)) and its sum of Δ (into last_ptr
+    as dtsum (batch, n_chunks, dim)); no y, no tile states. EVEN: L a multiple of TL, dim of
+    BD and N a power of two, so that no load or store needs a mask. SAVE=False (no backward
+    will run): the tile states are not stored; with SAVE and z, y before the gate is stored
+    at yp_ptr too (the backward reads it for dz instead of recomputing Σ C h)."""
+    pid_d = gl.program_id(0)
+    pid_c = gl.program_id(1)
+    pid_b = gl.program_id(2).to(gl.int64)
+    _fwd_chunk(u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_ptr,
+               h0_ptr, hs_ptr, last_ptr, yp_ptr,
+               dim, L, N, chunk_len, n_chunks, n_tiles, group_b, group_c,
+               s_ub, s_ud, s_ab, s_an,
+               sB_b, sB_g, sB_n, sB_l, sC_b, sC_g, sC_n, sC_l,
+               pid_d, pid_c, pid_b, 0.0,
+               BD, NP, TL, L3, LIO, LBC, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VARY, C_VARY,
+               HAS_H0, SUMMARY, EVEN, SAVE, PACK, False)
+
+
+@gluon.jit
+def _spin(flag_ptr):
+    """Wait until the flag at flag_ptr is set (acquire: what its writer stored before it is
+    visible to this program after the barrier)."""
+    f = gl.atomic_add(flag_ptr, 0, sem="acquire", scope="gpu")
+    while f == 0:
+        f = gl.atomic_add(flag_ptr, 0, sem="acquire", scope="gpu")
+    gl.thread_barrier()
+
+
+@gluon.jit
+def _publish(flag_ptr):
+    """Set the flag at flag_ptr after this program's stores (release, after a barrier)."""
+    gl.thread_barrier()
+    gl.atomic_xchg(flag_ptr, 1, sem="release", scope="gpu")
+
+
+@gluon.jit
+def _fwd_lookback_kernel(
+    u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_ptr,
+    hsum_ptr, hs_ptr, last_ptr, yp_ptr, dtsum_ptr, incl_ptr, flag_ptr,
+    dim, L, N, chunk_len, n_chunks, n_tiles, group_b, group_c,
+    s_ub, s_ud, s_ab, s_an,
+    sB_b, sB_g, sB_n, sB_l, sC_b, sC_g, sC_n, sC_l,
+    n_dblk, batch, lead,
+    BD: gl.constexpr, NP: gl.constexpr, TL: gl.constexpr,
+    L3: gl.constexpr, LIO: gl.constexpr, LBC: gl.constexpr,
+    HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
+    SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
+    EVEN: gl.constexpr = False, SAVE: gl.constexpr = True, PACK: gl.constexpr = False,
+):
+    """The chunked forward in one launch: each program takes a ticket (an atomic counter at
+    flag_ptr) and runs either a chunk's summary (its end state from zero into hsum, its sum
+    of Δ into dtsum; then a flag) or a chunk's main pass. Tickets run in rounds j = 0, 1, …:
+    the summaries of chunk j (j < n_chunks - 1), then the main passes of chunk j - lead, so a
+    main pass finds the summaries it needs long done and summaries share the SMs with main
+    passes. A main pass of chunk c starts from the state its predecessor published (the
+    inclusive state at the end of chunk c - 1), and publishes its own end state (from its
+    start state and its chunk's summary) before it scans. Waits are only on earlier tickets
+    (which have started), so the grid cannot deadlock. flag_ptr: [ticket, summary flags
+    (batch, n_chunks, n_dblk), inclusive flags (the same)], zeroed by the launcher."""
+    W: gl.constexpr = gl.num_warps()
+    NS: gl.constexpr = NP // W
+    P = n_dblk * batch
+    t = gl.atomic_add(flag_ptr, 1, sem="relaxed", scope="gpu")
+    n1 = gl.minimum(lead, n_chunks - 1)  # rounds of summaries only
+    m = gl.maximum(n_chunks - 1 - lead, 0)  # rounds of both
+    is_s = t < n1 * P
+    c = t // P
+    q = t % P
+    t2 = t - n1 * P
+    if t2 >= 0:
+        if t2 < 2 * m * P:
+            r = t2 // (2 * P)
+            w = t2 % (2 * P)
+            is_s = w < P
+            c = gl.where(is_s, lead + r, r)
+            q = gl.where(is_s, w, w - P)
+        else:
+            t3 = t2 - 2 * m * P
+            is_s = t3 < 0  # False
+            c = m + t3 // P
+            q = t3 % P
+    pid_d = q % n_dblk
+    pid_b = (q // n_dblk).to(gl.int64)
+    flags_s = flag_ptr + 1
+    flags_i = flag_ptr + 1 + batch * n_chunks * n_dblk
+    slot = (pid_b * n_chunks + c) * n_dblk + pid_d
+    if is_s:
+        _fwd_chunk(u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_ptr,
+                   hsum_ptr, hs_ptr, dtsum_ptr, yp_ptr,
+                   dim, L, N, chunk_len, n_chunks, n_tiles, group_b, group_c,
+                   s_ub, s_ud, s_ab, s_an,
+                   sB_b, sB_g, sB_n, sB_l, sC_b, sC_g, sC_n, sC_l,
+                   pid_d, c, pid_b, 0.0,
+                   BD, NP, TL, L3, LIO, LBC, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VARY,
+                   C_VARY, False, True, EVEN, SAVE, PACK, False)
+        _publish(flags_s + slot)
+    else:
+        d0 = pid_d * BD
+        d3, n3, m3 = _state_index(d0, dim, N, BD, L3)
+        nd = n3 * dim + d3
+        h = gl.zeros([BD, W, NS], gl.float32, L3)
+        if c > 0:  # the state at the end of chunk c - 1, published by its main pass
+            _spin(flags_i + slot - n_dblk)
+            h = gl.load(incl_ptr + (pid_b * n_chunks + c - 1) * N * dim + nd, mask=m3,
+                        other=0.0, cache_modifier=".cg")
+        if c < n_chunks - 1:  # this chunk's end state, for the main pass of chunk c + 1
+            _spin(flags_s + slot)
+            base = (pid_b * n_chunks + c) * N * dim + nd
+            agg = gl.load(hsum_ptr + base, mask=m3, other=0.0, cache_modifier=".cg")
+            dts = gl.load(dtsum_ptr + (pid_b * n_chunks + c) * dim + d3, mask=m3, other=0.0,
+                          cache_modifier=".cg")
+            A2 = gl.load(A_ptr + d3 * s_ab + n3 * s_an, mask=m3, other=0.0).to(gl.float32)
+            gl.store(incl_ptr + base, gl.exp2(dts * A2 * LOG2E) * h + agg, mask=m3)
+            _publish(flags_i + slot)
+        _fwd_chunk(u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_ptr,
+                   hsum_ptr, hs_ptr, last_ptr, yp_ptr,
+                   dim, L, N, chunk_len, n_chunks, n_tiles, group_b, group_c,
+                   s_ub, s_ud, s_ab, s_an,
+                   sB_b, sB_g, sB_n, sB_l, sC_b, sC_g, sC_n, sC_l,
+                   pid_d, c, pid_b, h,
+                   BD, NP, TL, L3, LIO, LBC, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VARY,
+                   C_VARY, False, False, EVEN, SAVE, PACK, True)

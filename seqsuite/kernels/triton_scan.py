@@ -16,8 +16,8 @@ tile), so any forward pairs with any backward.
 Tunables live in `CONFIG` (a plain dataclass). Environment overrides for benchmark sweeps:
 SEQSUITE_SCAN_CFG="bd_fwd,bd_bwd,tile,warps_fwd,warps_bwd[,warps_per_sm[,unroll]]" (tile
 kernels), SEQSUITE_SCAN_SEQ="bd,warps,warps_per_sm" (seq kernel),
-SEQSUITE_SCAN_GLUON="ns,min_warps_per_sm[,ns_chunked,chunk_warps_per_sm[,maxnreg]]" (Gluon
-forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm[,maxnreg[,
+SEQSUITE_SCAN_GLUON="ns,min_warps_per_sm[,ns_chunked,chunk_warps_per_sm[,maxnreg[,lookback[,
+lead]]]]" (Gluon forward), SEQSUITE_SCAN_BWD_GLUON="ns,programs_per_sm[,summary_programs_per_sm[,maxnreg[,
 reexp[,ns_summary[,async_h[,async_in[,ypre]]]]]]]" (Gluon backward), SEQSUITE_SCAN_EVEN=0|1
 (both Gluon kernels' unmasked variant), SEQSUITE_SCAN_FASTLAUNCH=0|1 (`_launch`).
 """
@@ -63,6 +63,12 @@ class ScanConfig:
     ns_chunked_gluon: int = 8
     min_warps_per_sm_gluon: int = 6
     chunk_warps_per_sm_gluon: int = 48
+    # 1: the chunked forward in one launch (`gluon_fwd._fwd_lookback_kernel`: ticketed
+    # programs, chunk summaries and main passes interleaved, start states by look-back),
+    # summaries `lookback_lead_gluon` chunks ahead of the main passes; 0: three launches
+    # (summaries, combine, main pass)
+    lookback_gluon: int = 0
+    lookback_lead_gluon: int = 8
     maxnreg_gluon: int = 0  # 0: 128 at 8+ warps, else ptxas chooses
     bwd: str = "auto"      # backward kernel: "gluon" (gluon_bwd.py; CUDA, N <= 64) or "tile"
     ns_bwd_gluon: int = 2  # "gluon" backward: states per thread (N / NS warps)
@@ -178,7 +184,8 @@ def _config_from_env() -> ScanConfig:
     if gl_env:
         v = [int(x) for x in gl_env.split(",")]
         names = ("ns_gluon", "min_warps_per_sm_gluon", "ns_chunked_gluon",
-                 "chunk_warps_per_sm_gluon", "maxnreg_gluon")
+                 "chunk_warps_per_sm_gluon", "maxnreg_gluon", "lookback_gluon",
+                 "lookback_lead_gluon")
         cfg = replace(cfg, **dict(zip(names, v)))
     return cfg
 
@@ -572,6 +579,20 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
     h0 = None
     strides = (u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sB, *sC)
     bias = _opt(delta_bias, u)
+    if n_chunks > 1 and cfg.lookback_gluon:
+        hsum = torch.empty((batch, n_chunks, N, dim), dtype=torch.float32, device=u.device)
+        dtsum = torch.empty((batch, n_chunks, dim), dtype=torch.float32, device=u.device)
+        incl = torch.empty_like(hsum)
+        flags = torch.zeros(1 + 2 * batch * n_chunks * n_dblk, dtype=torch.int32,
+                            device=u.device)
+        P = n_dblk * batch
+        _launch(fast, G._fwd_lookback_kernel, ((2 * n_chunks - 1) * P,),
+                (u, delta, _opt(z, u), A, B, C, _opt(D, u), bias, y, hsum, hs, last,
+                 ypre if ypre.numel() else y, dtsum, incl, flags,
+                 dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc, *strides,
+                 n_dblk, batch, cfg.lookback_lead_gluon),
+                (ckey, "lookback", save_states), _lookback_consts(ckey, save_states))
+        return y, last, states, ypre
     if n_chunks > 1:
         # the summaries of every chunk but the last (no chunk starts after it; the combine
         # reads its slot but stores nothing from it)
@@ -589,6 +610,16 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
              *strides),
             (ckey, has_h0, False, save_states), _fwd_consts(ckey, has_h0, False, save_states))
     return y, last, states, ypre
+
+
+@functools.lru_cache(maxsize=None)
+def _lookback_consts(ckey: tuple, save: bool) -> dict:
+    """`_fwd_lookback_kernel`'s constexprs and launch options (ckey: see `_scan_fwd_gluon`)."""
+    *gk, pack, maxnreg = ckey
+    d = dict(gluon_consts(*gk), PACK=pack, SAVE=save, num_warps=ckey[1])
+    if maxnreg:
+        d["maxnreg"] = maxnreg
+    return d
 
 
 @functools.lru_cache(maxsize=None)
