@@ -126,6 +126,8 @@ def test_gpu_forward_kernels(monkeypatch, cfg, shape, layout, G):
 def test_gpu_forward_kernels_keep_y_before_the_gate(shape):
     """The Gluon forward's fourth output (unchunked, chunked, masked) is y before the SiLU(z)
     gate: the y of the same call without z; the backward reads it for dz."""
+    import seqsuite.kernels.triton_scan  # noqa: F401  (registers the ops)
+
     x = make(*shape, dtype=torch.bfloat16)
     args = [x[k] for k in ORDER]
     y, _, _, ypre = torch.ops.seqsuite.scan_fwd(*args, True, 16)
