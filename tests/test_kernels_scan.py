@@ -246,6 +246,18 @@ def test_gluon_forward_plan():
     assert gluon_plan(cfg, 1, 32, 16, 1, 132) == (1, 1, 1, 1)  # one tile: nothing to split
 
 
+def test_gluon_forward_lookback_policy():
+    """The chunked forward runs in one launch where a chunk has 32 programs or more (the
+    default), always at 2, never at 0."""
+    from dataclasses import replace
+
+    from seqsuite.kernels.triton_scan import CONFIG, use_lookback
+
+    assert use_lookback(CONFIG, 64) and not use_lookback(CONFIG, 8)
+    assert use_lookback(replace(CONFIG, lookback_gluon=2), 8)
+    assert not use_lookback(replace(CONFIG, lookback_gluon=0), 64)
+
+
 def test_gluon_backward_plan():
     """The Gluon backward runs unchunked where the grid has programs_per_sm programs per SM
     (DESIGN §7 rows 1, 2 and 5), splits smaller grids into whole waves of chunks (rows 3 and

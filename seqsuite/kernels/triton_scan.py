@@ -63,12 +63,15 @@ class ScanConfig:
     ns_chunked_gluon: int = 8
     min_warps_per_sm_gluon: int = 6
     chunk_warps_per_sm_gluon: int = 48
-    # 1: the chunked forward in one launch (`gluon_fwd._fwd_lookback_kernel`: ticketed
-    # programs, chunk summaries and main passes interleaved, start states by look-back),
-    # summaries `lookback_lead_gluon` chunks ahead of the main passes; 0: three launches
-    # (summaries, combine, main pass)
-    lookback_gluon: int = 0
-    lookback_lead_gluon: int = 8
+    # the chunked forward in one launch (`gluon_fwd._fwd_lookback_kernel`: ticketed programs,
+    # chunk summaries and main passes interleaved, start states by look-back), summaries
+    # `lookback_lead_gluon` chunks ahead of the main passes, instead of three (summaries,
+    # combine, main pass): 0 never, 2 always, 1 where a chunk has at least 32 programs
+    # (batch x 32-channel blocks). Measured (RESULTS.md 2026-11-30 02:00 UTC): row 4 of
+    # DESIGN §7 (64 a chunk) 0.415 -> 0.391 ms at lead 16 (0.400 at 8 and 32, 0.466 at 0);
+    # row 3 (8 a chunk, 395 chunks: each main pass waits on the one before) 3.24 -> 3.81 ms
+    lookback_gluon: int = 1
+    lookback_lead_gluon: int = 16
     maxnreg_gluon: int = 0  # 0: 128 at 8+ warps, else ptxas chooses
     bwd: str = "auto"      # backward kernel: "gluon" (gluon_bwd.py; CUDA, N <= 64) or "tile"
     ns_bwd_gluon: int = 2  # "gluon" backward: states per thread (N / NS warps)
@@ -449,6 +452,13 @@ def scan_fwd_impl(u, delta, A, B, C, D, z, delta_bias, delta_softplus: bool, til
     return y, last, states, ypre
 
 
+def use_lookback(cfg: ScanConfig, programs: int) -> bool:
+    """Whether a chunked Gluon forward with `programs` programs a chunk runs in one launch
+    (`lookback_gluon`)."""
+    lb = cfg.lookback_gluon
+    return lb == 2 or (lb == 1 and programs >= 32)
+
+
 def _ypre(u: Tensor, z: Optional[Tensor], save: bool) -> Tensor:
     """The buffer of y before the SiLU(z) gate that a training forward keeps for the
     backward's dz (like u; empty without z or without a backward to come)."""
@@ -579,7 +589,7 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
     h0 = None
     strides = (u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sB, *sC)
     bias = _opt(delta_bias, u)
-    if n_chunks > 1 and cfg.lookback_gluon:
+    if n_chunks > 1 and use_lookback(cfg, batch * n_dblk):
         hsum = torch.empty((batch, n_chunks, N, dim), dtype=torch.float32, device=u.device)
         dtsum = torch.empty((batch, n_chunks, dim), dtype=torch.float32, device=u.device)
         incl = torch.empty_like(hsum)
