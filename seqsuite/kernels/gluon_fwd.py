@@ -26,9 +26,11 @@ around the cost of one (batch, dim, l, n) point:
   DESIGN §7 0.316 -> 0.370 ms; benchmarks/notes-kernels.md), so it stays.
 
 Outputs are those of `_fwd_kernel`: y; the state at the start of every TL-step tile in hs
-(batch, n_tiles, N, dim), read by the backward; at the end of L the last state. Sequences
-split into chunks (to fill the GPU) start from h0, produced by `_fwd_chunk_summary_gluon`
-and `triton_fwd._chunk_combine_kernel`.
+(batch, n_tiles, N, dim), read by the backward; at the end of L the last state; with a
+backward to come and z, y before the gate. Sequences split into chunks (to fill the GPU)
+start from h0, produced by this kernel's SUMMARY mode and `triton_fwd._chunk_combine_kernel`
+(three launches), or, in one launch, by `_fwd_lookback_kernel`: summaries and main passes as
+ticketed programs of one grid, each main pass taking its start state from the one before.
 
 Gluon kernels do not run under TRITON_INTERPRET, so these kernels are tested on the GPU only
 (tests/test_kernels_gpu.py); the CPU tests cover the plain-Triton kernels, which compute the
@@ -647,7 +649,7 @@ def _fwd_lookback_kernel(
             q = gl.where(is_s, w, w - P)
         else:
             t3 = t2 - 2 * m * P
-            is_s = t3 < 0  # False
+            is_s = t3 < 0  # a main pass (always False; a bool tensor like the other branch's)
             c = m + t3 // P
             q = t3 % P
     pid_d = q % n_dblk
