@@ -589,25 +589,26 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
     h0 = None
     strides = (u.stride(0), u.stride(1), A.stride(0), A.stride(1), *sB, *sC)
     bias = _opt(delta_bias, u)
-    if n_chunks > 1 and use_lookback(cfg, batch * n_dblk):
+    yp = ypre if ypre.numel() else y  # where the kernels may store y before the gate
+    if n_chunks > 1:
+        # the chunks' summaries: end states from zero and sums of Δ
         hsum = torch.empty((batch, n_chunks, N, dim), dtype=torch.float32, device=u.device)
         dtsum = torch.empty((batch, n_chunks, dim), dtype=torch.float32, device=u.device)
+    if n_chunks > 1 and use_lookback(cfg, batch * n_dblk):
         incl = torch.empty_like(hsum)
         flags = torch.zeros(1 + 2 * batch * n_chunks * n_dblk, dtype=torch.int32,
                             device=u.device)
         P = n_dblk * batch
         _launch(fast, G._fwd_lookback_kernel, ((2 * n_chunks - 1) * P,),
-                (u, delta, _opt(z, u), A, B, C, _opt(D, u), bias, y, hsum, hs, last,
-                 ypre if ypre.numel() else y, dtsum, incl, flags,
+                (u, delta, _opt(z, u), A, B, C, _opt(D, u), bias, y, hsum, hs, last, yp,
+                 dtsum, incl, flags,
                  dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc, *strides,
                  n_dblk, batch, cfg.lookback_lead_gluon),
-                (ckey, "lookback", save_states), _lookback_consts(ckey, save_states))
+                (ckey, "lookback", save_states), _fwd_base_consts(ckey, save_states))
         return y, last, states, ypre
     if n_chunks > 1:
         # the summaries of every chunk but the last (no chunk starts after it; the combine
         # reads its slot but stores nothing from it)
-        hsum = torch.empty((batch, n_chunks, N, dim), dtype=torch.float32, device=u.device)
-        dtsum = torch.empty((batch, n_chunks, dim), dtype=torch.float32, device=u.device)
         _launch(fast, G._fwd_gluon_kernel, (n_dblk, n_chunks - 1, batch),
                 (u, delta, u, A, B, C, u, bias, y, hsum, hs, dtsum, y,
                  dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc, *strides),
@@ -615,16 +616,17 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
         h0 = _carry(hsum, dtsum, A, None, reverse=False, fast=fast)
     has_h0 = h0 is not None
     _launch(fast, G._fwd_gluon_kernel, grid,
-            (u, delta, _opt(z, u), A, B, C, _opt(D, u), bias, y, _opt(h0, last), hs, last,
-             ypre if ypre.numel() else y, dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc,
-             *strides),
+            (u, delta, _opt(z, u), A, B, C, _opt(D, u), bias, y, _opt(h0, last), hs, last, yp,
+             dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc, *strides),
             (ckey, has_h0, False, save_states), _fwd_consts(ckey, has_h0, False, save_states))
     return y, last, states, ypre
 
 
 @functools.lru_cache(maxsize=None)
-def _lookback_consts(ckey: tuple, save: bool) -> dict:
-    """`_fwd_lookback_kernel`'s constexprs and launch options (ckey: see `_scan_fwd_gluon`)."""
+def _fwd_base_consts(ckey: tuple, save: bool) -> dict:
+    """The constexprs and launch options both Gluon forward kernels take (ckey: see
+    `_scan_fwd_gluon`); as they are, `_fwd_lookback_kernel`'s. Cached: the caller must not
+    change the dict."""
     *gk, pack, maxnreg = ckey
     d = dict(gluon_consts(*gk), PACK=pack, SAVE=save, num_warps=ckey[1])
     if maxnreg:
@@ -634,14 +636,8 @@ def _lookback_consts(ckey: tuple, save: bool) -> dict:
 
 @functools.lru_cache(maxsize=None)
 def _fwd_consts(ckey: tuple, has_h0: bool, summary: bool, save: bool) -> dict:
-    """The Gluon forward's constexprs and launch options for `_launch` (ckey: see
-    `_scan_fwd_gluon`)."""
-    *gk, pack, maxnreg = ckey
-    d = dict(gluon_consts(*gk), PACK=pack, HAS_H0=has_h0, SUMMARY=summary, SAVE=save,
-             num_warps=ckey[1])
-    if maxnreg:
-        d["maxnreg"] = maxnreg
-    return d
+    """`_fwd_gluon_kernel`'s constexprs and launch options for `_launch`."""
+    return dict(_fwd_base_consts(ckey, save), HAS_H0=has_h0, SUMMARY=summary)
 
 
 @scan_fwd.register_fake
