@@ -143,8 +143,6 @@ def main() -> None:
                    help="backward: y read from the forward's save (HAS_YP), not recomputed")
     p.add_argument("--lookback", action="store_true",
                    help="forward: the one-launch chunked kernel (_fwd_lookback_kernel)")
-    p.add_argument("--dsp", type=int, default=1,
-                   help="with --lookback: the summaries keep Δ after softplus for the main passes")
     p.add_argument("--summary", action="store_true", help="the SUMMARY variant")
     p.add_argument("--chunked", action="store_true", help="the chunk count as a runtime value")
     p.add_argument("--pack", action="store_true",
@@ -175,7 +173,7 @@ def main() -> None:
         maxnreg = a.maxnreg or gluon_fwd_maxnreg(CONFIG, warps, a.chunked) or None
         if a.lookback:
             k = compile_kernel(G._fwd_lookback_kernel,
-                               {k: v for k, v in dict(common, PACK=a.pack, DSP=bool(a.dsp)).items()
+                               {k: v for k, v in dict(common, PACK=a.pack).items()
                                 if k != "SUMMARY"}, BF16_ARGS["fwd"], warps, maxnreg, True)
         else:
             k = compile_kernel(G._fwd_gluon_kernel,

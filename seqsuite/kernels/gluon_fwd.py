@@ -383,7 +383,7 @@ def _finish_y(ys_r, first, u, z, Dv, y_ptr, yp_ptr, offs, mask, W: gl.constexpr,
 @gluon.jit
 def _fwd_chunk(
     u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_ptr,
-    h0_ptr, hs_ptr, last_ptr, yp_ptr, dsp_ptr,
+    h0_ptr, hs_ptr, last_ptr, yp_ptr,
     dim, L, N, chunk_len, n_chunks, n_tiles, group_b, group_c,
     s_ub, s_ud, s_ab, s_an,
     sB_b, sB_g, sB_n, sB_l, sC_b, sC_g, sC_n, sC_l,
@@ -393,12 +393,10 @@ def _fwd_chunk(
     HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
     SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
     HAS_H0: gl.constexpr, SUMMARY: gl.constexpr, EVEN: gl.constexpr,
-    SAVE: gl.constexpr, PACK: gl.constexpr, H_REG: gl.constexpr, STORE_DT: gl.constexpr,
+    SAVE: gl.constexpr, PACK: gl.constexpr, H_REG: gl.constexpr,
 ):
     """`_fwd_gluon_kernel`'s work for the program (pid_d, pid_c, pid_b) (pid_b int64);
-    H_REG: the chunk starts from h_reg (the state layout) instead of h0_ptr or zero.
-    STORE_DT (summaries): Δ after bias and softplus also stored, as fp32, at dsp_ptr (u's
-    element offsets), for the chunk's main pass to read instead of computing it again."""
+    H_REG: the chunk starts from h_reg (the state layout) instead of h0_ptr or zero."""
     W: gl.constexpr = gl.num_warps()
     SAVE_Y: gl.constexpr = _all(SAVE, HAS_Z, not SUMMARY)
     NS: gl.constexpr = NP // W
@@ -511,8 +509,6 @@ def _fwd_chunk(
             bs.index(buf).store(gl.permute(_to_f32(B_nx, LBC, PK_B), [1, 0]))
         if SUMMARY:
             dtot += dt_c
-            if STORE_DT:
-                _st(dsp_ptr + io_base + t0, dt_c, tm, EVEN)
         else:
             if C_VARY:
                 cs.index(buf).store(gl.permute(_to_f32(C_nx, LBC, PK_C), [1, 0]))
@@ -584,13 +580,13 @@ def _fwd_gluon_kernel(
     pid_c = gl.program_id(1)
     pid_b = gl.program_id(2).to(gl.int64)
     _fwd_chunk(u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_ptr,
-               h0_ptr, hs_ptr, last_ptr, yp_ptr, y_ptr,
+               h0_ptr, hs_ptr, last_ptr, yp_ptr,
                dim, L, N, chunk_len, n_chunks, n_tiles, group_b, group_c,
                s_ub, s_ud, s_ab, s_an,
                sB_b, sB_g, sB_n, sB_l, sC_b, sC_g, sC_n, sC_l,
                pid_d, pid_c, pid_b, 0.0,
                BD, NP, TL, L3, LIO, LBC, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VARY, C_VARY,
-               HAS_H0, SUMMARY, EVEN, SAVE, PACK, False, False)
+               HAS_H0, SUMMARY, EVEN, SAVE, PACK, False)
 
 
 @gluon.jit
@@ -611,36 +607,9 @@ def _publish(flag_ptr):
 
 
 @gluon.jit
-def _dsp_chunk(dt_ptr, bias_ptr, dsp_ptr, dim, L, chunk_len, s_ub, s_ud, pid_d, pid_c, pid_b,
-               BD: gl.constexpr, TL: gl.constexpr, LIO: gl.constexpr, HAS_BIAS: gl.constexpr,
-               SOFTPLUS: gl.constexpr, EVEN: gl.constexpr):
-    """Δ after bias and softplus of one chunk's [BD, TL] tiles into dsp_ptr (fp32), as a
-    summary with STORE_DT stores it: for the last chunk, which has no summary."""
-    io_d, io_t, io_dm, io_base = _io_index(pid_b, pid_d * BD, dim, s_ub, s_ud, BD, TL, LIO)
-    if HAS_BIAS:
-        bias = gl.load(bias_ptr + io_d, mask=io_d < dim, other=0.0).to(gl.float32)
-    t_start = pid_c * chunk_len
-    t_end = gl.minimum(t_start + chunk_len, L)
-    for t0 in range(t_start, t_end, TL):
-        tm = io_dm & gl.expand_dims(t0 + io_t < t_end, 0)
-        dt = _ld(dt_ptr + io_base + t0, tm, EVEN).to(gl.float32)
-        if HAS_BIAS:
-            dt = dt + gl.expand_dims(bias, 1)
-        if SOFTPLUS:
-            dt = _softplus_g(dt)
-        _st(dsp_ptr + io_base + t0, dt, tm, EVEN)
-
-
-@gluon.constexpr_function
-def _and_not(a, b):
-    """a and not b, of two constexpr flags."""
-    return bool(a) and not bool(b)
-
-
-@gluon.jit
 def _fwd_lookback_kernel(
     u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_ptr,
-    hsum_ptr, hs_ptr, last_ptr, yp_ptr, dtsum_ptr, incl_ptr, flag_ptr, dsp_ptr,
+    hsum_ptr, hs_ptr, last_ptr, yp_ptr, dtsum_ptr, incl_ptr, flag_ptr,
     dim, L, N, chunk_len, n_chunks, n_tiles, group_b, group_c,
     s_ub, s_ud, s_ab, s_an,
     sB_b, sB_g, sB_n, sB_l, sC_b, sC_g, sC_n, sC_l,
@@ -650,32 +619,23 @@ def _fwd_lookback_kernel(
     HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
     SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
     EVEN: gl.constexpr = False, SAVE: gl.constexpr = True, PACK: gl.constexpr = False,
-    DSP: gl.constexpr = False,
 ):
     """The chunked forward in one launch: each program takes a ticket (an atomic counter at
     flag_ptr) and runs either a chunk's summary (its end state from zero into hsum, its sum
     of Δ into dtsum; then a flag) or a chunk's main pass. Tickets run in rounds j = 0, 1, …:
-    the summaries of chunk j, then the main passes of chunk j - lead, so a main pass finds
-    the summaries it needs long done and summaries share the SMs with main passes. A main
-    pass of chunk c starts from the state its predecessor published (the inclusive state at
-    the end of chunk c - 1), and publishes its own end state (from its start state and its
-    chunk's summary) before it scans. Waits are only on earlier tickets (which have
-    started), so the grid cannot deadlock. flag_ptr: [ticket, summary flags (batch,
-    n_chunks, n_dblk), inclusive flags (the same)], zeroed by the launcher.
-
-    DSP: the summaries store Δ after bias and softplus (fp32, at dsp_ptr) and the main passes
-    read it, so the two special-function ops of the softplus run once per (channel, step),
-    not twice; the last chunk, which needs no summary, gets a light program that only
-    stores its Δ. Without DSP the last chunk has no summary program."""
+    the summaries of chunk j (j < n_chunks - 1), then the main passes of chunk j - lead, so a
+    main pass finds the summaries it needs long done and summaries share the SMs with main
+    passes. A main pass of chunk c starts from the state its predecessor published (the
+    inclusive state at the end of chunk c - 1), and publishes its own end state (from its
+    start state and its chunk's summary) before it scans. Waits are only on earlier tickets
+    (which have started), so the grid cannot deadlock. flag_ptr: [ticket, summary flags
+    (batch, n_chunks, n_dblk), inclusive flags (the same)], zeroed by the launcher."""
     W: gl.constexpr = gl.num_warps()
     NS: gl.constexpr = NP // W
     P = n_dblk * batch
     t = gl.atomic_add(flag_ptr, 1, sem="relaxed", scope="gpu")
-    n_s = n_chunks - 1
-    if DSP:
-        n_s = n_chunks
-    n1 = gl.minimum(lead, n_s)  # rounds of summaries only
-    m = gl.maximum(n_s - lead, 0)  # rounds of both
+    n1 = gl.minimum(lead, n_chunks - 1)  # rounds of summaries only
+    m = gl.maximum(n_chunks - 1 - lead, 0)  # rounds of both
     is_s = t < n1 * P
     c = t // P
     q = t % P
@@ -698,19 +658,14 @@ def _fwd_lookback_kernel(
     flags_i = flag_ptr + 1 + batch * n_chunks * n_dblk
     slot = (pid_b * n_chunks + c) * n_dblk + pid_d
     if is_s:
-        if c < n_chunks - 1:
-            _fwd_chunk(u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_ptr,
-                       hsum_ptr, hs_ptr, dtsum_ptr, yp_ptr, dsp_ptr,
-                       dim, L, N, chunk_len, n_chunks, n_tiles, group_b, group_c,
-                       s_ub, s_ud, s_ab, s_an,
-                       sB_b, sB_g, sB_n, sB_l, sC_b, sC_g, sC_n, sC_l,
-                       pid_d, c, pid_b, 0.0,
-                       BD, NP, TL, L3, LIO, LBC, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VARY,
-                       C_VARY, False, True, EVEN, SAVE, PACK, False, DSP)
-        else:
-            if DSP:
-                _dsp_chunk(dt_ptr, bias_ptr, dsp_ptr, dim, L, chunk_len, s_ub, s_ud, pid_d, c,
-                           pid_b, BD, TL, LIO, HAS_BIAS, SOFTPLUS, EVEN)
+        _fwd_chunk(u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_ptr,
+                   hsum_ptr, hs_ptr, dtsum_ptr, yp_ptr,
+                   dim, L, N, chunk_len, n_chunks, n_tiles, group_b, group_c,
+                   s_ub, s_ud, s_ab, s_an,
+                   sB_b, sB_g, sB_n, sB_l, sC_b, sC_g, sC_n, sC_l,
+                   pid_d, c, pid_b, 0.0,
+                   BD, NP, TL, L3, LIO, LBC, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VARY,
+                   C_VARY, False, True, EVEN, SAVE, PACK, False)
         _publish(flags_s + slot)
     else:
         d0 = pid_d * BD
@@ -730,21 +685,11 @@ def _fwd_lookback_kernel(
             A2 = gl.load(A_ptr + d3 * s_ab + n3 * s_an, mask=m3, other=0.0).to(gl.float32)
             gl.store(incl_ptr + base, gl.exp2(dts * A2 * LOG2E) * h + agg, mask=m3)
             _publish(flags_i + slot)
-        else:
-            if DSP:  # the last chunk's Δ
-                _spin(flags_s + slot)
-        # with DSP the main pass reads the summaries' Δ (bias and softplus applied)
-        HB: gl.constexpr = _and_not(HAS_BIAS, DSP)
-        SP: gl.constexpr = _and_not(SOFTPLUS, DSP)
-        if DSP:
-            dtp = dsp_ptr
-        else:
-            dtp = dt_ptr
-        _fwd_chunk(u_ptr, dtp, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_ptr,
-                   hsum_ptr, hs_ptr, last_ptr, yp_ptr, dsp_ptr,
+        _fwd_chunk(u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_ptr,
+                   hsum_ptr, hs_ptr, last_ptr, yp_ptr,
                    dim, L, N, chunk_len, n_chunks, n_tiles, group_b, group_c,
                    s_ub, s_ud, s_ab, s_an,
                    sB_b, sB_g, sB_n, sB_l, sC_b, sC_g, sC_n, sC_l,
                    pid_d, c, pid_b, h,
-                   BD, NP, TL, L3, LIO, LBC, HAS_D, HAS_Z, HB, SP, B_VARY,
-                   C_VARY, False, False, EVEN, SAVE, PACK, True, False)
+                   BD, NP, TL, L3, LIO, LBC, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VARY,
+                   C_VARY, False, False, EVEN, SAVE, PACK, True)

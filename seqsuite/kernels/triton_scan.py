@@ -72,10 +72,6 @@ class ScanConfig:
     # row 3 (8 a chunk, 395 chunks: each main pass waits on the one before) 3.24 -> 3.81 ms
     lookback_gluon: int = 1
     lookback_lead_gluon: int = 16
-    # the one-launch forward's summaries store Δ after bias and softplus (fp32) and its main
-    # passes read it instead of computing the softplus's two special-function ops again
-    # (`_fwd_lookback_kernel` DSP; only with a bias or softplus): 1 on, 0 off
-    lookback_dsp_gluon: int = 1
     maxnreg_gluon: int = 0  # 0: 128 at 8+ warps, else ptxas chooses
     bwd: str = "auto"      # backward kernel: "gluon" (gluon_bwd.py; CUDA, N <= 64) or "tile"
     ns_bwd_gluon: int = 2  # "gluon" backward: states per thread (N / NS warps)
@@ -192,7 +188,7 @@ def _config_from_env() -> ScanConfig:
         v = [int(x) for x in gl_env.split(",")]
         names = ("ns_gluon", "min_warps_per_sm_gluon", "ns_chunked_gluon",
                  "chunk_warps_per_sm_gluon", "maxnreg_gluon", "lookback_gluon",
-                 "lookback_lead_gluon", "lookback_dsp_gluon")
+                 "lookback_lead_gluon")
         cfg = replace(cfg, **dict(zip(names, v)))
     return cfg
 
@@ -603,17 +599,12 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
         flags = torch.zeros(1 + 2 * batch * n_chunks * n_dblk, dtype=torch.int32,
                             device=u.device)
         P = n_dblk * batch
-        dsp = bool(cfg.lookback_dsp_gluon) and (delta_bias is not None or bool(delta_softplus))
-        # dsp: a buffer for Δ after bias and softplus (u's strides), and one more round of
-        # programs (the last chunk's Δ)
-        dts = (torch.empty_strided(u.shape, u.stride(), dtype=torch.float32, device=u.device)
-               if dsp else y)
-        _launch(fast, G._fwd_lookback_kernel, ((2 * n_chunks - 1 + dsp) * P,),
+        _launch(fast, G._fwd_lookback_kernel, ((2 * n_chunks - 1) * P,),
                 (u, delta, _opt(z, u), A, B, C, _opt(D, u), bias, y, hsum, hs, last, yp,
-                 dtsum, incl, flags, dts,
+                 dtsum, incl, flags,
                  dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc, *strides,
                  n_dblk, batch, cfg.lookback_lead_gluon),
-                (ckey, "lookback", save_states, dsp), _lookback_consts(ckey, save_states, dsp))
+                (ckey, "lookback", save_states), _fwd_base_consts(ckey, save_states))
         return y, last, states, ypre
     if n_chunks > 1:
         # the summaries of every chunk but the last (no chunk starts after it; the combine
@@ -634,19 +625,13 @@ def _scan_fwd_gluon(cfg, u, delta, A, B, C, D, z, delta_bias, delta_softplus, TL
 @functools.lru_cache(maxsize=None)
 def _fwd_base_consts(ckey: tuple, save: bool) -> dict:
     """The constexprs and launch options both Gluon forward kernels take (ckey: see
-    `_scan_fwd_gluon`). Cached: the caller must not
+    `_scan_fwd_gluon`); as they are, `_fwd_lookback_kernel`'s. Cached: the caller must not
     change the dict."""
     *gk, pack, maxnreg = ckey
     d = dict(gluon_consts(*gk), PACK=pack, SAVE=save, num_warps=ckey[1])
     if maxnreg:
         d["maxnreg"] = maxnreg
     return d
-
-
-@functools.lru_cache(maxsize=None)
-def _lookback_consts(ckey: tuple, save: bool, dsp: bool) -> dict:
-    """`_fwd_lookback_kernel`'s constexprs and launch options for `_launch`."""
-    return dict(_fwd_base_consts(ckey, save), DSP=dsp)
 
 
 @functools.lru_cache(maxsize=None)
