@@ -417,6 +417,12 @@ def _spv(var, summary):
 
 
 @gluon.constexpr_function
+def _nohs(var):
+    """VAR bit 32 (a probe, not for use): no tile-start states stored."""
+    return bool(int(var) & 32)
+
+
+@gluon.constexpr_function
 def _rot(var):
     """VAR bit 8: the rotated tile loop (a tile's scan, then the next tile's staging)."""
     return bool(int(var) & 8)
@@ -661,7 +667,7 @@ def _fwd_chunk(
                 if it > tile0:
                     _finish_y(ys_r, (1 - buf) * W, u_pv, z_pv, Dv, y_ptr, yp_ptr,
                               io_base + (t0 - TL), m_pv, W, TL, LIO, HAS_D, HAS_Z, EVEN, SAVE_Y)
-                if SAVE:  # the state entering this tile, for the backward
+                if SAVE and not _nohs(VAR):  # the state entering this tile, for the backward
                     _st(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd, h, m3, EVEN)
             h, yt = _steps16(h, A2, rows, buf * TL, L3, BD, B_VARY, C_VARY, not SUMMARY)
             if not SUMMARY:
