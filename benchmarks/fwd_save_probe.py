@@ -19,6 +19,8 @@ def main() -> None:
     a = p.parse_args()
     import torch
 
+    if not torch.cuda.is_available():
+        sys.exit("fwd_save_probe.py times the Gluon forward: run it on a machine with a CUDA GPU")
     from seqsuite.cli.bench_scan import ROWS, _median_ms, make_inputs
     from seqsuite.kernels.triton_scan import scan_fwd_impl, tile_for
 

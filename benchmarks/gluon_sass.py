@@ -148,7 +148,6 @@ def main() -> None:
     p.add_argument("--pack", action="store_true",
                    help="16-bit tiles loaded as int32 pairs (with --even)")
     p.add_argument("--even", action="store_true", help="the EVEN variant (no masks)")
-    p.add_argument("--var", type=int, default=0, help="forward: the VAR constexpr (experimental bits)")
     p.add_argument("--sass", help="also write the SASS here")
     p.add_argument("--scoreboards", action="store_true",
                    help="list the loop's waits on a scoreboard a global load shares (`mixed_waits`)")
@@ -170,8 +169,6 @@ def main() -> None:
                                    8, 1536, 2048, a.N, 132)[:2]
     common = dict(gluon_consts(ns, warps, NP, 16, True, True, True, True, True, True, a.even),
                   SUMMARY=a.summary)
-    if a.kernel == "fwd":
-        common["VAR"] = a.var
     if a.kernel == "fwd":
         maxnreg = a.maxnreg or gluon_fwd_maxnreg(CONFIG, warps, a.chunked) or None
         if a.lookback:

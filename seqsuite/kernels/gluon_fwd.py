@@ -165,28 +165,6 @@ def _softplus_g(x, FMA: gl.constexpr = False):
 
 
 @gluon.jit
-def _softplus_p(x, EXP_FMA: gl.constexpr = False):
-    """softplus as max(x, 0) + log1p(e), e = exp(-|x|) in (0, 1], with log1p(e) = e q(e) and
-    q a degree-7 polynomial (Chebyshev-node fit of log1p(e) / e on [0, 1]; 3.2e-7 relative
-    error in fp32, as lg2.approx's 2^-22): one special-function op (the exp) instead of two.
-    Above 20 the result rounds to x, torch's threshold. EXP_FMA: the exp on the FMA pipes
-    too (`_exp2_fma`)."""
-    a = -gl.abs(x) * LOG2E
-    if EXP_FMA:
-        e = _exp2_fma(a)
-    else:
-        e = gl.exp2(a)
-    q = gl.fma(e, -0.00837115291506052, 0.04349390044808388)
-    q = gl.fma(q, e, -0.1068500280380249)
-    q = gl.fma(q, e, 0.1768747717142105)
-    q = gl.fma(q, e, -0.24474774301052094)
-    q = gl.fma(q, e, 0.3327192962169647)
-    q = gl.fma(q, e, -0.49997174739837646)
-    q = gl.fma(q, e, 0.9999997615814209)
-    return gl.fma(e, q, gl.maximum(x, 0.0))
-
-
-@gluon.jit
 def _ld(ptr, mask, EVEN: gl.constexpr):
     """A load, masked unless EVEN (whole tiles, whole channel blocks, N a power of two)."""
     if EVEN:
@@ -307,18 +285,14 @@ def _bc_tile(pid_b, d0, N, s_b, s_g, s_n, s_l, group, NP: gl.constexpr, TL: gl.c
 
 @gluon.jit
 def _stage(dt, u, bias, tmask, dd, buf, BD: gl.constexpr,
-           HAS_BIAS: gl.constexpr, SOFTPLUS: gl.constexpr, EVEN: gl.constexpr,
-           SPV: gl.constexpr = 0):
+           HAS_BIAS: gl.constexpr, SOFTPLUS: gl.constexpr, EVEN: gl.constexpr):
     """Δ (after bias and softplus) and Δu of a [BD, TL] tile (dt, u: fp32, as loaded) into
     the shared buffer, as [TL, BD, 2] rows (one 8-byte read per channel and step); zero past
     the chunk (a = 1, no input)."""
     if HAS_BIAS:
         dt = dt + gl.expand_dims(bias, 1)
     if SOFTPLUS:
-        if SPV == 0:
-            dt = _softplus_g(dt)
-        else:
-            dt = _softplus_p(dt, SPV == 2)
+        dt = _softplus_g(dt)
     if not EVEN:
         dt = gl.where(tmask, dt, 0.0)
     dd.index(buf).store(gl.permute(gl.join(dt, dt * u), [1, 0, 2]))
@@ -406,28 +380,6 @@ def _finish_y(ys_r, first, u, z, Dv, y_ptr, yp_ptr, offs, mask, W: gl.constexpr,
     _st(y_ptr + offs, yv.to(y_ptr.dtype.element_ty), mask, EVEN)
 
 
-@gluon.constexpr_function
-def _spv(var, summary):
-    """The softplus variant of `_stage` for the experimental VAR bits: 1 the log by
-    polynomial (`_softplus_p`), 2 (summaries) / 4 (main passes) its exp on the FMA pipes too."""
-    var = int(var)
-    if var & (2 if summary else 4):
-        return 2
-    return 1 if var & 1 else 0
-
-
-@gluon.constexpr_function
-def _nohs(var):
-    """VAR bit 32 (a probe, not for use): no tile-start states stored."""
-    return bool(int(var) & 32)
-
-
-@gluon.constexpr_function
-def _rot(var):
-    """VAR bit 8: the rotated tile loop (a tile's scan, then the next tile's staging)."""
-    return bool(int(var) & 8)
-
-
 @gluon.jit
 def _fwd_chunk(
     u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, y_ptr,
@@ -441,13 +393,11 @@ def _fwd_chunk(
     HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
     SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
     HAS_H0: gl.constexpr, SUMMARY: gl.constexpr, EVEN: gl.constexpr,
-    SAVE: gl.constexpr, PACK: gl.constexpr, H_REG: gl.constexpr, VAR: gl.constexpr = 0,
+    SAVE: gl.constexpr, PACK: gl.constexpr, H_REG: gl.constexpr,
 ):
     """`_fwd_gluon_kernel`'s work for the program (pid_d, pid_c, pid_b) (pid_b int64);
     H_REG: the chunk starts from h_reg (the state layout) instead of h0_ptr or zero."""
     W: gl.constexpr = gl.num_warps()
-    SPV: gl.constexpr = _spv(VAR, SUMMARY)
-    ROT: gl.constexpr = _rot(VAR)
     SAVE_Y: gl.constexpr = _all(SAVE, HAS_Z, not SUMMARY)
     NS: gl.constexpr = NP // W
 
@@ -548,26 +498,26 @@ def _fwd_chunk(
     m_pv = tm & False
     dtot = gl.zeros([BD, TL], gl.float32, LIO)
 
-    if ROT:
-        # stage the first tile; then each iteration scans tile it and stages tile it + 1
-        # (into the other buffer) in the same block, so that the staging's exps and loads
-        # can fill the scan's gaps
-        tm_cur = io_dm & gl.expand_dims(t_start + io_t < t_end, 0)
-        u_cur = _to_f32(u_nx, LIO, PK_U)
-        dt_c = _stage(_to_f32(dt_nx, LIO, PK_DT), u_cur, bias, tm_cur, dd, 0, BD, HAS_BIAS,
-                      SOFTPLUS, EVEN, SPV)
+    for it in range(tile0, tile1):
+        buf = (it - tile0) % 2
+        t0 = it * TL
+        tm = io_dm & gl.expand_dims(t0 + io_t < t_end, 0)
+        u_c = _to_f32(u_nx, LIO, PK_U)
+        dt_c = _stage(_to_f32(dt_nx, LIO, PK_DT), u_c, bias, tm, dd, buf, BD, HAS_BIAS,
+                      SOFTPLUS, EVEN)
         if B_VARY:
-            bs.index(0).store(gl.permute(_to_f32(B_nx, LBC, PK_B), [1, 0]))
+            bs.index(buf).store(gl.permute(_to_f32(B_nx, LBC, PK_B), [1, 0]))
         if SUMMARY:
             dtot += dt_c
         else:
             if C_VARY:
-                cs.index(0).store(gl.permute(_to_f32(C_nx, LBC, PK_C), [1, 0]))
+                cs.index(buf).store(gl.permute(_to_f32(C_nx, LBC, PK_C), [1, 0]))
             if HAS_Z:
-                z_cur = _to_f32(z_nx, LIO, PK_Z)
-        t1 = t_start + TL
+                z_c = _to_f32(z_nx, LIO, PK_Z)
+        # prefetch the next tile
+        t1 = t0 + TL
         tmn = io_dm & gl.expand_dims(t1 + io_t < t_end, 0)
-        if EVEN:
+        if EVEN:  # past the end: the last tile again (loaded, not used)
             t1 = gl.minimum(t1, L - TL)
         dt_nx = _ld_tile(dt_ptr, io_base, io_p, t1, tmn, EVEN, PK_DT)
         u_nx = _ld_tile(u_ptr, io_base, io_p, t1, tmn, EVEN, PK_U)
@@ -579,103 +529,20 @@ def _fwd_chunk(
                 z_nx = _ld_tile(z_ptr, io_base, io_p, t1, tmn, EVEN, PK_Z)
             if C_VARY:
                 C_nx = _ld_tile(C_ptr, offC, offC2, t1 * sC_l, bcm, EVEN, PK_C)
-        for it in range(tile0, tile1):
-            buf = (it - tile0) % 2
-            t0 = it * TL
-            gl.thread_barrier()
-            if not SUMMARY:
-                if it > tile0:
-                    _finish_y(ys_r, (1 - buf) * W, u_pv, z_pv, Dv, y_ptr, yp_ptr,
-                              io_base + (t0 - TL), m_pv, W, TL, LIO, HAS_D, HAS_Z, EVEN,
-                              SAVE_Y)
-                if SAVE:
-                    _st(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd, h, m3, EVEN)
-            h, yt = _steps16(h, A2, rows, buf * TL, L3, BD, B_VARY, C_VARY, not SUMMARY)
-            if not SUMMARY:
-                ys.index(buf).store(yt)
-                u_pv = u_cur
-                if HAS_Z:
-                    z_pv = z_cur
-                m_pv = tm_cur
-            # stage tile it + 1 (past the chunk: staged, never scanned)
-            t1 = t0 + TL
-            tm_cur = io_dm & gl.expand_dims(t1 + io_t < t_end, 0)
-            u_cur = _to_f32(u_nx, LIO, PK_U)
-            dt_c = _stage(_to_f32(dt_nx, LIO, PK_DT), u_cur, bias, tm_cur, dd, 1 - buf, BD,
-                          HAS_BIAS, SOFTPLUS, EVEN, SPV)
-            if B_VARY:
-                bs.index(1 - buf).store(gl.permute(_to_f32(B_nx, LBC, PK_B), [1, 0]))
-            if SUMMARY:
-                if EVEN:
-                    dtot += gl.where(it + 1 < tile1, dt_c, 0.0)
-                else:
-                    dtot += dt_c
-            else:
-                if C_VARY:
-                    cs.index(1 - buf).store(gl.permute(_to_f32(C_nx, LBC, PK_C), [1, 0]))
-                if HAS_Z:
-                    z_cur = _to_f32(z_nx, LIO, PK_Z)
-            # prefetch tile it + 2
-            t2 = t1 + TL
-            tmn = io_dm & gl.expand_dims(t2 + io_t < t_end, 0)
-            if EVEN:
-                t2 = gl.minimum(t2, L - TL)
-            dt_nx = _ld_tile(dt_ptr, io_base, io_p, t2, tmn, EVEN, PK_DT)
-            u_nx = _ld_tile(u_ptr, io_base, io_p, t2, tmn, EVEN, PK_U)
-            bcm = bc_nm & gl.expand_dims(t2 + bc_t < t_end, 0)
-            if B_VARY:
-                B_nx = _ld_tile(B_ptr, offB, offB2, t2 * sB_l, bcm, EVEN, PK_B)
-            if not SUMMARY:
-                if HAS_Z:
-                    z_nx = _ld_tile(z_ptr, io_base, io_p, t2, tmn, EVEN, PK_Z)
-                if C_VARY:
-                    C_nx = _ld_tile(C_ptr, offC, offC2, t2 * sC_l, bcm, EVEN, PK_C)
-    else:
-        for it in range(tile0, tile1):
-            buf = (it - tile0) % 2
-            t0 = it * TL
-            tm = io_dm & gl.expand_dims(t0 + io_t < t_end, 0)
-            u_c = _to_f32(u_nx, LIO, PK_U)
-            dt_c = _stage(_to_f32(dt_nx, LIO, PK_DT), u_c, bias, tm, dd, buf, BD, HAS_BIAS,
-                          SOFTPLUS, EVEN, SPV)
-            if B_VARY:
-                bs.index(buf).store(gl.permute(_to_f32(B_nx, LBC, PK_B), [1, 0]))
-            if SUMMARY:
-                dtot += dt_c
-            else:
-                if C_VARY:
-                    cs.index(buf).store(gl.permute(_to_f32(C_nx, LBC, PK_C), [1, 0]))
-                if HAS_Z:
-                    z_c = _to_f32(z_nx, LIO, PK_Z)
-            # prefetch the next tile
-            t1 = t0 + TL
-            tmn = io_dm & gl.expand_dims(t1 + io_t < t_end, 0)
-            if EVEN:  # past the end: the last tile again (loaded, not used)
-                t1 = gl.minimum(t1, L - TL)
-            dt_nx = _ld_tile(dt_ptr, io_base, io_p, t1, tmn, EVEN, PK_DT)
-            u_nx = _ld_tile(u_ptr, io_base, io_p, t1, tmn, EVEN, PK_U)
-            bcm = bc_nm & gl.expand_dims(t1 + bc_t < t_end, 0)
-            if B_VARY:
-                B_nx = _ld_tile(B_ptr, offB, offB2, t1 * sB_l, bcm, EVEN, PK_B)
-            if not SUMMARY:
-                if HAS_Z:
-                    z_nx = _ld_tile(z_ptr, io_base, io_p, t1, tmn, EVEN, PK_Z)
-                if C_VARY:
-                    C_nx = _ld_tile(C_ptr, offC, offC2, t1 * sC_l, bcm, EVEN, PK_C)
-            gl.thread_barrier()
-            if not SUMMARY:
-                if it > tile0:
-                    _finish_y(ys_r, (1 - buf) * W, u_pv, z_pv, Dv, y_ptr, yp_ptr,
-                              io_base + (t0 - TL), m_pv, W, TL, LIO, HAS_D, HAS_Z, EVEN, SAVE_Y)
-                if SAVE and not _nohs(VAR):  # the state entering this tile, for the backward
-                    _st(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd, h, m3, EVEN)
-            h, yt = _steps16(h, A2, rows, buf * TL, L3, BD, B_VARY, C_VARY, not SUMMARY)
-            if not SUMMARY:
-                ys.index(buf).store(yt)
-                u_pv = u_c
-                if HAS_Z:
-                    z_pv = z_c
-                m_pv = tm
+        gl.thread_barrier()
+        if not SUMMARY:
+            if it > tile0:
+                _finish_y(ys_r, (1 - buf) * W, u_pv, z_pv, Dv, y_ptr, yp_ptr,
+                          io_base + (t0 - TL), m_pv, W, TL, LIO, HAS_D, HAS_Z, EVEN, SAVE_Y)
+            if SAVE:  # the state entering this tile, for the backward
+                _st(hs_ptr + (pid_b * n_tiles + it) * N * dim + nd, h, m3, EVEN)
+        h, yt = _steps16(h, A2, rows, buf * TL, L3, BD, B_VARY, C_VARY, not SUMMARY)
+        if not SUMMARY:
+            ys.index(buf).store(yt)
+            u_pv = u_c
+            if HAS_Z:
+                z_pv = z_c
+            m_pv = tm
     if SUMMARY:
         gl.store(h0_ptr + (pid_b * n_chunks + pid_c) * N * dim + nd, h, mask=m3)
         gl.store(last_ptr + (pid_b * n_chunks + pid_c) * dim + io_d, gl.sum(dtot, axis=1),
@@ -701,7 +568,7 @@ def _fwd_gluon_kernel(
     HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
     SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
     HAS_H0: gl.constexpr, SUMMARY: gl.constexpr, EVEN: gl.constexpr = False,
-    SAVE: gl.constexpr = True, PACK: gl.constexpr = False, VAR: gl.constexpr = 0,
+    SAVE: gl.constexpr = True, PACK: gl.constexpr = False,
 ):
     """Scan one chunk of BD = 32 channels. SUMMARY: only the chunk's end state from a zero
     start (into h0_ptr as hsum (batch, n_chunks, N, dim)) and its sum of Δ (into last_ptr
@@ -719,7 +586,7 @@ def _fwd_gluon_kernel(
                sB_b, sB_g, sB_n, sB_l, sC_b, sC_g, sC_n, sC_l,
                pid_d, pid_c, pid_b, 0.0,
                BD, NP, TL, L3, LIO, LBC, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VARY, C_VARY,
-               HAS_H0, SUMMARY, EVEN, SAVE, PACK, False, VAR)
+               HAS_H0, SUMMARY, EVEN, SAVE, PACK, False)
 
 
 @gluon.jit
@@ -752,7 +619,6 @@ def _fwd_lookback_kernel(
     HAS_D: gl.constexpr, HAS_Z: gl.constexpr, HAS_BIAS: gl.constexpr,
     SOFTPLUS: gl.constexpr, B_VARY: gl.constexpr, C_VARY: gl.constexpr,
     EVEN: gl.constexpr = False, SAVE: gl.constexpr = True, PACK: gl.constexpr = False,
-    VAR: gl.constexpr = 0,
 ):
     """The chunked forward in one launch: each program takes a ticket (an atomic counter at
     flag_ptr) and runs either a chunk's summary (its end state from zero into hsum, its sum
@@ -799,7 +665,7 @@ def _fwd_lookback_kernel(
                    sB_b, sB_g, sB_n, sB_l, sC_b, sC_g, sC_n, sC_l,
                    pid_d, c, pid_b, 0.0,
                    BD, NP, TL, L3, LIO, LBC, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VARY,
-                   C_VARY, False, True, EVEN, SAVE, PACK, False, VAR)
+                   C_VARY, False, True, EVEN, SAVE, PACK, False)
         _publish(flags_s + slot)
     else:
         d0 = pid_d * BD
@@ -826,4 +692,4 @@ def _fwd_lookback_kernel(
                    sB_b, sB_g, sB_n, sB_l, sC_b, sC_g, sC_n, sC_l,
                    pid_d, c, pid_b, h,
                    BD, NP, TL, L3, LIO, LBC, HAS_D, HAS_Z, HAS_BIAS, SOFTPLUS, B_VARY,
-                   C_VARY, False, False, EVEN, SAVE, PACK, True, VAR)
+                   C_VARY, False, False, EVEN, SAVE, PACK, True)

@@ -628,8 +628,7 @@ def _fwd_base_consts(ckey: tuple, save: bool) -> dict:
     `_scan_fwd_gluon`); as they are, `_fwd_lookback_kernel`'s. Cached: the caller must not
     change the dict."""
     *gk, pack, maxnreg = ckey
-    d = dict(gluon_consts(*gk), PACK=pack, SAVE=save, num_warps=ckey[1],
-             VAR=int(os.environ.get("SEQSUITE_SCAN_FWDVAR", "0")))
+    d = dict(gluon_consts(*gk), PACK=pack, SAVE=save, num_warps=ckey[1])
     if maxnreg:
         d["maxnreg"] = maxnreg
     return d
