@@ -1,6 +1,7 @@
 """Probe (issue 4): the Gluon forward of chosen rows timed as `bench scan` times it, with and
 without the tile-start states and y before the gate that the backward reads
-(save_states=True / False), under the current SEQSUITE_SCAN_* environment.
+(save_states=True / False), under the current SEQSUITE_SCAN_* environment. --rows takes
+0-based indices of the table (3 is (16, 128, 16384, 16)).
 
     python benchmarks/fwd_save_probe.py --rows 3
 """
