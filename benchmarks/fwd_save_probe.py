@@ -22,14 +22,12 @@ def main() -> None:
 
     if not torch.cuda.is_available():
         sys.exit("fwd_save_probe.py times the Gluon forward: run it on a machine with a CUDA GPU")
-    from seqsuite.cli.bench_scan import ROWS, _median_ms, make_inputs
-    from seqsuite.kernels.triton_scan import scan_fwd_impl, tile_for
+    from seqsuite.cli.bench_scan import ROWS, _median_ms, make_inputs, scan_args
+    from seqsuite.kernels.triton_scan import scan_fwd_impl
 
     for r in (int(x) for x in a.rows.split(",")):
         batch, dim, L, N = ROWS[r][:4]
-        x = make_inputs(batch, dim, L, N)
-        args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True,
-                tile_for(N))
+        args = scan_args(make_inputs(batch, dim, L, N))
         with torch.no_grad():
             t = [_median_ms(lambda: scan_fwd_impl(*args, save_states=s)) for s in (True, False)]
         print(f"row {r} ({batch}, {dim}, {L}, {N}): fwd {t[0]:.3f} ms saving states, "

@@ -16,15 +16,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import torch  # noqa: E402
 
-from seqsuite.cli.bench_scan import ROWS, make_inputs  # noqa: E402
-from seqsuite.kernels.triton_scan import tile_for  # noqa: E402
+from seqsuite.cli.bench_scan import ROWS, make_inputs, scan_args  # noqa: E402
 
 
 def kernel_times(batch: int, dim: int, L: int, N: int, iters: int) -> dict:
     """{(direction, kernel name): mean µs per call} over `iters` forward and backward calls."""
-    x = make_inputs(batch, dim, L, N)
-    args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True,
-            tile_for(N))
+    args = scan_args(make_inputs(batch, dim, L, N))
     fwd, bwd = torch.ops.seqsuite.scan_fwd, torch.ops.seqsuite.scan_bwd
     y, _, states, ypre = fwd(*args)
     dy = torch.randn_like(y)

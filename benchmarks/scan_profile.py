@@ -14,8 +14,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import torch  # noqa: E402
 
-from seqsuite.cli.bench_scan import ROWS, make_inputs  # noqa: E402
-from seqsuite.kernels.triton_scan import tile_for  # noqa: E402
+from seqsuite.cli.bench_scan import ROWS, make_inputs, scan_args  # noqa: E402
 
 
 def main() -> None:
@@ -24,9 +23,7 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=2)
     a = p.parse_args()
     batch, dim, L, N = ROWS[a.row][:4]
-    x = make_inputs(batch, dim, L, N)
-    args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True,
-            tile_for(N))
+    args = scan_args(make_inputs(batch, dim, L, N))
     for _ in range(a.iters):
         y, _, states, ypre = torch.ops.seqsuite.scan_fwd(*args)
         torch.ops.seqsuite.scan_bwd(torch.ones_like(y), *args[:9], states, None, args[9], ypre)

@@ -81,6 +81,15 @@ def make_inputs(batch: int, dim: int, L: int, N: int, device="cuda", dtype=None,
     return dict(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=bias)
 
 
+def scan_args(x: dict) -> tuple:
+    """`make_inputs`' tensors as the positional arguments of the scan ops (`scan_fwd_impl`,
+    torch.ops.seqsuite.scan_fwd): softplus on, the kernels' tile for x's N."""
+    from seqsuite.kernels.triton_scan import tile_for
+
+    return (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True,
+            tile_for(x["A"].shape[1]))
+
+
 def _median_ms(fn, warmup: int = 10, reps: int = 100) -> float:
     """Median ms of about `reps` (>= 50) timed runs after about `warmup` untimed runs (and at
     least 200 ms of them, so that the GPU's clocks have left their idle state)."""
@@ -97,11 +106,8 @@ def bench_row(batch: int, dim: int, L: int, N: int, ref_fwd: float, ref_bwd: flo
     """Time forward and backward of one row on the current CUDA device."""
     import torch
 
-    from seqsuite.kernels.triton_scan import tile_for
-
-    x = make_inputs(batch, dim, L, N)
-    tile = tile_for(N)
-    args = (x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["z"], x["delta_bias"], True, tile)
+    args = scan_args(make_inputs(batch, dim, L, N))
+    tile = args[9]
     # the eager functions that `selective_scan` runs when training (the forward saves the
     # tile states for the backward)
     from seqsuite.kernels.triton_scan import scan_bwd_impl as bwd
@@ -112,7 +118,7 @@ def bench_row(batch: int, dim: int, L: int, N: int, ref_fwd: float, ref_bwd: flo
         dout = torch.randn_like(y)
         bwd_ms = _median_ms(lambda: bwd(dout, *args[:9], states, None, tile, ypre), warmup,
                             reps)
-    del x, args, y, states, ypre, dout
+    del args, y, states, ypre, dout
     torch.cuda.empty_cache()
     ff, bf = floors_ms(batch, dim, L, N)
     return BenchRow(batch, dim, L, N, fwd_ms, bwd_ms, ff, bf, ref_fwd, ref_bwd)
