@@ -235,6 +235,61 @@ def test_gpu_misaligned_16bit_inputs():
         assert rel(a, b) < 1e-5, (k, rel(a, b))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape,layout", [
+    ((2, 256, 2048, 16), "vary"),       # complex time-varying B/C
+    ((4, 128, 4096, 32), "inv"),        # S4D: complex time-invariant B/C, 32 complex states
+    ((2, 96, 1000, 8), "group"),        # grouped, L not a multiple of the tile
+    ((1, 64, 3000, 16), "vary-real"),   # complex A with real B/C
+])
+def test_gpu_complex_scan_matches_reference(shape, layout, dtype):
+    """Complex states (triton_complex.py) at real shapes: y, the last state and every gradient
+    against the float64 reference (tolerances as in the module docstring)."""
+    from seqsuite.kernels import backend_for, selective_scan
+    from seqsuite.kernels.reference import selective_scan_ref
+
+    batch, dim, L, N = shape
+    g = torch.Generator(device="cuda").manual_seed(0)
+
+    def r(*s):
+        return torch.randn(*s, device="cuda", generator=g)
+
+    def c(*s):
+        return torch.complex(r(*s), r(*s))
+
+    A = torch.complex(-torch.rand(dim, N, device="cuda", generator=g) * 2 - 0.05, r(dim, N) * 3)
+    B, C = {"vary": lambda: (c(batch, N, L), c(batch, N, L)),
+            "inv": lambda: (c(dim, N), c(dim, N)),
+            "group": lambda: (c(batch, 4, N, L), c(batch, 4, N, L)),
+            "vary-real": lambda: (r(batch, N, L).to(dtype), r(batch, N, L).to(dtype))}[layout]()
+    x = dict(u=r(batch, dim, L).to(dtype), delta=(r(batch, dim, L) * 0.5).to(dtype), A=A, B=B,
+             C=C, D=r(dim), z=r(batch, dim, L).to(dtype), delta_bias=r(dim) * 0.3 - 3.0)
+    assert backend_for(x["u"], A, B, C) == "triton"
+
+    def up(t):
+        return t.to(torch.complex128) if t.is_complex() else t.double()
+
+    def crel(a, b):
+        return ((up(a) - up(b)).abs().norm() / up(b).abs().norm().clamp_min(1e-30)).item()
+
+    out = {}
+    for name, fn, cast in (("tri", selective_scan, lambda t: t), ("ref", selective_scan_ref, up)):
+        args = {k: cast(v).detach().clone().requires_grad_() for k, v in x.items()}
+        y, last = fn(**args, delta_softplus=True, return_last_state=True)
+        gg = torch.Generator(device="cuda").manual_seed(3)
+        gy = torch.randn(y.shape, device="cuda", generator=gg)
+        gl = torch.view_as_complex(torch.randn(last.shape + (2,), device="cuda", generator=gg))
+        ((y.double() * gy.double()).sum() + (up(last) * gl.conj().to(torch.complex128)).real.sum()
+         ).backward()
+        out[name] = (y, last, {k: a.grad for k, a in args.items()})
+    (y, last, gt), (yr, lr, gr) = out["tri"], out["ref"]
+    tol, gtol = (1e-4, 1e-3) if dtype == torch.float32 else (1e-2, 2e-2)
+    assert y.dtype == dtype and last.dtype == torch.complex64
+    assert crel(y, yr) < tol and crel(last, lr) < 1e-4
+    for k in gr:
+        assert crel(gt[k], gr[k]) < gtol, (k, crel(gt[k], gr[k]))
+
+
 def test_gpu_long_sequence_batch1():
     """Batch 1, L = 2^20 (the §7 row): y and the last state against the float64 reference run
     in segments of 2^16 steps carrying the state."""

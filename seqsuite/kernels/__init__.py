@@ -4,8 +4,9 @@ Backends (DESIGN §3):
 * "triton": the fused GPU kernels, chosen for CUDA tensors: the scan's forward and backward
   in Gluon (gluon_fwd.py, gluon_bwd.py; Triton's explicit-layout dialect) with plain-Triton
   kernels for the shapes those do not take (triton_fwd.py, triton_bwd.py; triton_scan.py
-  says which runs), and the decode kernels (triton_decode.py, triton_mamba_step.py). On CPU
-  tensors only the plain-Triton kernels run, under TRITON_INTERPRET=1 (tests).
+  says which runs), complex states in plain Triton (triton_complex.py), and the decode
+  kernels (triton_decode.py, triton_mamba_step.py). On CPU tensors only the plain-Triton
+  kernels run, under TRITON_INTERPRET=1 (tests).
 * "cpu": a sequential recurrence with a hand-written backward (cpu_scan.py), chosen for real
   CPU tensors; tens of times faster than the closed-form reference for training.
 * "reference": the plain-PyTorch definition in reference.py (the ground truth), used for
@@ -13,8 +14,9 @@ Backends (DESIGN §3):
 Override with SEQSUITE_SCAN_BACKEND=reference|cpu|triton|auto.
 
 Cases the Triton path does not cover go to the reference even when "triton" is chosen:
-complex A/B/C (S4D-style complex states), float64 inputs (the kernels compute in float32), and
-in `selective_state_update` a complex or non-float32 state. `backend_for(...)` says which
+float64 inputs (the kernels compute in float32), and in `selective_state_update` a complex or
+non-float32 state. Complex A/B/C (S4D-style complex states) run in triton_complex.py's
+kernels (one program a sequence and channel block, no chunks over L). `backend_for(...)` says which
 backend a call would use.
 """
 from __future__ import annotations
@@ -45,9 +47,10 @@ def _chosen(device: torch.device) -> str:
 def backend_for(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> str:
     """The backend `selective_scan` uses for these inputs ("triton", "cpu" or "reference")."""
     name = _chosen(u.device)
-    if name in ("triton", "cpu"):
-        if A.is_complex() or B.is_complex() or C.is_complex() or u.dtype == torch.float64:
-            return "reference"
+    if name == "cpu" and (A.is_complex() or B.is_complex() or C.is_complex()):
+        return "reference"
+    if name in ("triton", "cpu") and u.dtype == torch.float64:
+        return "reference"
     return name
 
 
@@ -58,6 +61,11 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     Returns y in u's dtype, and the last state (batch, dim, N) when `return_last_state`.
     Differentiable in every tensor argument on both backends."""
     backend = backend_for(u, A, B, C)
+    if backend == "triton" and (A.is_complex() or B.is_complex() or C.is_complex()):
+        from .triton_complex import selective_scan_complex_triton
+
+        return selective_scan_complex_triton(u, delta, A, B, C, D, z, delta_bias,
+                                             delta_softplus, return_last_state)
     if backend == "triton":
         from .triton_scan import selective_scan_triton
 

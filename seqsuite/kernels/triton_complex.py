@@ -1,0 +1,538 @@
+"""Triton selective scan with a complex diagonal state (S4D-style complex A, B, C).
+
+The function is the reference's (reference.py): per batch b, channel d and state n,
+
+    a_t = exp(dt_t A),   h_t = a_t h_{t-1} + dt_t u_t B_t,   y_t = 2 Re(Σ_n C_t h_t) + D u_t,
+
+then the SiLU(z) gate; each complex state stands for a conjugate pair. A is complex; B and C
+may each be real or complex, time-varying (batch, N, L), grouped (batch, G, N, L) or
+time-invariant (dim, N). Complex tensors enter the kernels as their real and imaginary planes
+(fp32), so the custom ops below take real tensors only and autograd maps their gradients back
+to the complex inputs.
+
+Forward (`_cfwd_kernel`): a program takes BD channels of one sequence and walks L in tiles of
+TL steps; inside a tile each state's recurrence is one `tl.associative_scan` of complex
+(a, x) pairs over the time axis. The state entering every tile is written to `hs`
+(batch, n_tiles, 2, N, dim): it carries the state to the next tile (the program reads back
+what it wrote, after a block barrier) and is what the backward reads.
+
+Backward (`_cbwd_kernel`), with the gradient convention of PyTorch for complex tensors
+(∂ℓ/∂Re + i ∂ℓ/∂Im): the adjoint of the state is the reverse scan
+
+    G_t = 2 dy_t conj(C_t) + conj(a_{t+1}) G_{t+1},   dy = dout · silu(z)  (+ dlast at the end),
+
+and with w_t = a_t h_{t-1} = h_t − x_t and q_t = G_t conj(w_t):
+
+    dA += dt q,   d(dt) += Re(conj(A) q) + u Re(conj(B) G),   du += dt Re(conj(B) G),
+    dB_t += dt u G,   dC_t += 2 dy conj(h_t)
+
+(for a real B or C, the real part). Each tile recomputes its states from `hs` and runs the
+reverse scan on the flipped tile with the carry conj(a_first) G_first handed from the tile
+after it.
+
+Both kernels run a sequence in one program (no chunks over L): grids of batch × dim / BD
+programs. They run on CUDA and, under TRITON_INTERPRET=1, on the CPU (tests).
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from .triton_fwd import _load_bc, _load_dt
+
+
+
+@triton.jit
+def _clin_combine(ar1, ai1, br1, bi1, ar2, ai2, br2, bi2):
+    """Compose two steps of h -> a h + b with complex a, b (left earlier, right later)."""
+    return (ar1 * ar2 - ai1 * ai2, ar1 * ai2 + ai1 * ar2,
+            ar2 * br1 - ai2 * bi1 + br2, ar2 * bi1 + ai2 * br1 + bi2)
+
+
+@triton.jit
+def _cexp(dt, Ar, Ai):
+    """exp(dt (Ar + i Ai)) for a (BD, TL) dt and (BD,) A: (real, imaginary)."""
+    mag = tl.exp2(dt * (Ar * 1.4426950408889634)[:, None])
+    ang = dt * Ai[:, None]
+    return mag * tl.cos(ang), mag * tl.sin(ang)
+
+
+@triton.jit
+def _load_cbc(re_ptr, im_ptr, offs_d, dmask, offs_t, tmask, n, gbase, s_g, s_n, s_l,
+              VARY: tl.constexpr, CPLX: tl.constexpr):
+    """B or C of state n as (real, imaginary) (`_load_bc`'s shapes; 0 imaginary if real)."""
+    re = _load_bc(re_ptr, offs_d, dmask, offs_t, tmask, n, gbase, s_g, s_n, s_l, VARY)
+    if CPLX:
+        im = _load_bc(im_ptr, offs_d, dmask, offs_t, tmask, n, gbase, s_g, s_n, s_l, VARY)
+    else:
+        im = re * 0.0
+    return re, im
+
+
+@triton.jit
+def _cfwd_kernel(
+    u_ptr, dt_ptr, z_ptr, Ar_ptr, Ai_ptr, Br_ptr, Bi_ptr, Cr_ptr, Ci_ptr, D_ptr, bias_ptr,
+    y_ptr, hs_ptr, last_ptr, yp_ptr,
+    dim, L, N, n_tiles, group_b, group_c,
+    s_ub, s_ud, s_ab, s_an,
+    sB_b, sB_g, sB_n, sB_l, sC_b, sC_g, sC_n, sC_l,
+    BD: tl.constexpr, TL: tl.constexpr,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr, B_VARY: tl.constexpr, C_VARY: tl.constexpr,
+    B_CPLX: tl.constexpr, C_CPLX: tl.constexpr, SAVE_Y: tl.constexpr, SAVE: tl.constexpr,
+):
+    """Scan BD channels of one sequence: y, the state entering every tile (hs, real and
+    imaginary planes; without SAVE only two tiles' slots, used in turn), the last state (last:
+    (batch, dim, N, 2), complex64's layout) and with SAVE_Y y before the gate (yp)."""
+    pid_d = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)
+    offs_d = pid_d * BD + tl.arange(0, BD)
+    dmask = offs_d < dim
+    cols = tl.arange(0, TL)[None, :]
+    base_u = pid_b * s_ub + offs_d[:, None].to(tl.int64) * s_ud
+    gbB = pid_b * sB_b + ((pid_d * BD) // group_b) * sB_g
+    gbC = pid_b * sC_b + ((pid_d * BD) // group_c) * sC_g
+    hs_b = hs_ptr + pid_b * n_tiles * 2 * N * dim + offs_d  # + ((tile * 2 + part) * N + n) * dim
+    zero = tl.zeros((BD,), dtype=tl.float32)
+    for n in range(N):  # the sequence starts from zero
+        tl.store(hs_b + n * dim, zero, mask=dmask)
+        tl.store(hs_b + (N + n) * dim, zero, mask=dmask)
+    if HAS_D:
+        Dv = tl.load(D_ptr + offs_d, mask=dmask, other=0.0).to(tl.float32)
+    for t0 in range(0, L, TL):
+        tile = pid_b * 0 + t0 // TL  # int64
+        nxt = tile + 1
+        if not SAVE:
+            tile = tile % 2
+            nxt = nxt % 2
+        offs_t = t0 + tl.arange(0, TL)
+        tmask = offs_t < L
+        mask2 = dmask[:, None] & tmask[None, :]
+        offs2 = base_u + offs_t[None, :]
+        dt, _ = _load_dt(dt_ptr, bias_ptr, offs_d, dmask, offs2, mask2, HAS_BIAS, SOFTPLUS)
+        u = tl.load(u_ptr + offs2, mask=mask2, other=0.0).to(tl.float32)
+        dtu = dt * u
+        acc = tl.zeros((BD, TL), dtype=tl.float32)
+        next_mask = dmask & (t0 + TL < L)
+        last_mask = dmask & (t0 + TL >= L)
+        tl.debug_barrier()  # the previous tile's end states are visible
+        for n in range(N):
+            Ar = tl.load(Ar_ptr + offs_d * s_ab + n * s_an, mask=dmask, other=0.0)
+            Ai = tl.load(Ai_ptr + offs_d * s_ab + n * s_an, mask=dmask, other=0.0)
+            Br, Bi = _load_cbc(Br_ptr, Bi_ptr, offs_d, dmask, offs_t, tmask, n, gbB, sB_g, sB_n,
+                               sB_l, B_VARY, B_CPLX)
+            Cr, Ci = _load_cbc(Cr_ptr, Ci_ptr, offs_d, dmask, offs_t, tmask, n, gbC, sC_g, sC_n,
+                               sC_l, C_VARY, C_CPLX)
+            pr = tl.load(hs_b + (tile * 2 * N + n) * dim, mask=dmask, other=0.0)
+            pi = tl.load(hs_b + ((tile * 2 + 1) * N + n) * dim, mask=dmask, other=0.0)
+            ar, ai = _cexp(dt, Ar, Ai)
+            xr = dtu * Br
+            xi = dtu * Bi
+            first = cols == 0
+            xr = tl.where(first, xr + ar * pr[:, None] - ai * pi[:, None], xr)
+            xi = tl.where(first, xi + ar * pi[:, None] + ai * pr[:, None], xi)
+            _, _, hr, hi = tl.associative_scan((ar, ai, xr, xi), 1, _clin_combine)
+            acc += 2.0 * (Cr * hr - Ci * hi)
+            # past L: a = 1 and x = 0, so the last column holds the state at the last step
+            er = tl.sum(tl.where(cols == TL - 1, hr, 0.0), axis=1)
+            ei = tl.sum(tl.where(cols == TL - 1, hi, 0.0), axis=1)
+            tl.store(hs_b + (nxt * 2 * N + n) * dim, er, mask=next_mask)
+            tl.store(hs_b + ((nxt * 2 + 1) * N + n) * dim, ei, mask=next_mask)
+            lp = last_ptr + ((pid_b * dim + offs_d) * N + n) * 2
+            tl.store(lp, er, mask=last_mask)
+            tl.store(lp + 1, ei, mask=last_mask)
+        if HAS_D:
+            acc += Dv[:, None] * u
+        if SAVE_Y:
+            tl.store(yp_ptr + offs2, acc.to(yp_ptr.dtype.element_ty), mask=mask2)
+        if HAS_Z:
+            zz = tl.load(z_ptr + offs2, mask=mask2, other=0.0).to(tl.float32)
+            acc = acc * zz * tl.sigmoid(zz)
+        tl.store(y_ptr + offs2, acc.to(y_ptr.dtype.element_ty), mask=mask2)
+
+
+@triton.jit
+def _cbwd_kernel(
+    dout_ptr, u_ptr, dt_ptr, z_ptr, Ar_ptr, Ai_ptr, Br_ptr, Bi_ptr, Cr_ptr, Ci_ptr, D_ptr,
+    bias_ptr, hs_ptr, r_ptr,
+    du_ptr, ddt_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
+    dim, L, N, n_tiles, group_b, group_c,
+    s_ub, s_ud, s_ab, s_an,
+    sB_b, sB_g, sB_n, sB_l, sC_b, sC_g, sC_n, sC_l,
+    sdB_p, sdB_b, sdB_g, sdB_n, sdC_p, sdC_b, sdC_g, sdC_n,
+    BD: tl.constexpr, TL: tl.constexpr,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr, B_VARY: tl.constexpr, C_VARY: tl.constexpr,
+    B_CPLX: tl.constexpr, C_CPLX: tl.constexpr,
+):
+    """Gradients for BD channels of one sequence, tiles in reverse order. r (batch, 2, N,
+    dim): the adjoint entering from the end (the last state's gradient, or zero), then the
+    running carry. dA and time-invariant dB/dC: (batch, 2, N, dim) per-sequence sums (real,
+    imaginary planes), zero on entry; time-varying dB/dC: fp32 planes (2, batch, G, N, L)
+    (strides sd*_p, sd*_b, sd*_g, sd*_n; unit over L), added to with atomics."""
+    pid_d = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)
+    offs_d = pid_d * BD + tl.arange(0, BD)
+    dmask = offs_d < dim
+    cols = tl.arange(0, TL)[None, :]
+    base_u = pid_b * s_ub + offs_d[:, None].to(tl.int64) * s_ud
+    gB = (pid_d * BD) // group_b
+    gC = (pid_d * BD) // group_c
+    gbB = pid_b * sB_b + gB * sB_g
+    gbC = pid_b * sC_b + gC * sC_g
+    hs_b = hs_ptr + pid_b * n_tiles * 2 * N * dim + offs_d
+    prog = pid_b * 2 * N * dim + offs_d  # + (part * N + n) * dim: this program's slots
+    dD_acc = tl.zeros((BD,), dtype=tl.float32)
+    dbias_acc = tl.zeros((BD,), dtype=tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + offs_d, mask=dmask, other=0.0).to(tl.float32)
+    n_t = (L + TL - 1) // TL
+    for it in range(n_t):
+        t0 = (n_t - 1 - it) * TL
+        tile = pid_b * 0 + t0 // TL
+        offs_t = t0 + tl.arange(0, TL)
+        tmask = offs_t < L
+        mask2 = dmask[:, None] & tmask[None, :]
+        offs2 = base_u + offs_t[None, :]
+        dt, raw = _load_dt(dt_ptr, bias_ptr, offs_d, dmask, offs2, mask2, HAS_BIAS, SOFTPLUS)
+        nmask = dmask[:, None] & (offs_t[None, :] + 1 < L)
+        dtn, _ = _load_dt(dt_ptr, bias_ptr, offs_d, dmask, offs2 + 1, nmask, HAS_BIAS, SOFTPLUS)
+        u = tl.load(u_ptr + offs2, mask=mask2, other=0.0).to(tl.float32)
+        dout = tl.load(dout_ptr + offs2, mask=mask2, other=0.0).to(tl.float32)
+        if HAS_Z:
+            zz = tl.load(z_ptr + offs2, mask=mask2, other=0.0).to(tl.float32)
+            sz = tl.sigmoid(zz)
+            dy = dout * zz * sz
+        else:
+            dy = dout
+        dtu = dt * u
+        dtn_f = tl.flip(dtn, 1)
+        dy2_f = tl.flip(2.0 * dy, 1)
+        ddt = tl.zeros((BD, TL), dtype=tl.float32)
+        du = tl.zeros((BD, TL), dtype=tl.float32)
+        ypre = tl.zeros((BD, TL), dtype=tl.float32)
+        first = cols == 0
+        tl.debug_barrier()  # the previous tile's carries and partial sums are visible
+        for n in range(N):
+            Ar = tl.load(Ar_ptr + offs_d * s_ab + n * s_an, mask=dmask, other=0.0)
+            Ai = tl.load(Ai_ptr + offs_d * s_ab + n * s_an, mask=dmask, other=0.0)
+            Br, Bi = _load_cbc(Br_ptr, Bi_ptr, offs_d, dmask, offs_t, tmask, n, gbB, sB_g, sB_n,
+                               sB_l, B_VARY, B_CPLX)
+            Cr, Ci = _load_cbc(Cr_ptr, Ci_ptr, offs_d, dmask, offs_t, tmask, n, gbC, sC_g, sC_n,
+                               sC_l, C_VARY, C_CPLX)
+            h0r = tl.load(hs_b + (tile * 2 * N + n) * dim, mask=dmask, other=0.0)
+            h0i = tl.load(hs_b + ((tile * 2 + 1) * N + n) * dim, mask=dmask, other=0.0)
+            rr = tl.load(r_ptr + prog + n * dim, mask=dmask, other=0.0)
+            ri = tl.load(r_ptr + prog + (N + n) * dim, mask=dmask, other=0.0)
+            # the states of the tile, from its start state
+            ar, ai = _cexp(dt, Ar, Ai)
+            xr = dtu * Br
+            xi = dtu * Bi
+            fr = tl.where(first, xr + ar * h0r[:, None] - ai * h0i[:, None], xr)
+            fi = tl.where(first, xi + ar * h0i[:, None] + ai * h0r[:, None], xi)
+            _, _, hr, hi = tl.associative_scan((ar, ai, fr, fi), 1, _clin_combine)
+            ypre += 2.0 * (Cr * hr - Ci * hi)
+            # the adjoint, on the tile flipped along time: c = 2 dy conj(C), decay conj(a_{t+1})
+            nr, ni = _cexp(dtn_f, Ar, Ai)
+            if C_VARY:
+                cr = tl.flip(Cr, 1) * dy2_f
+                ci = -tl.flip(Ci, 1) * dy2_f
+            else:
+                cr = Cr * dy2_f
+                ci = -Ci * dy2_f
+            cr = tl.where(first, cr + rr[:, None], cr)
+            ci = tl.where(first, ci + ri[:, None], ci)
+            _, _, gfr, gfi = tl.associative_scan((nr, -ni, cr, ci), 1, _clin_combine)
+            gr = tl.flip(gfr, 1)
+            gi = tl.flip(gfi, 1)
+            # the carry to the tile before: conj(a_first) G_first
+            tl.store(r_ptr + prog + n * dim,
+                     tl.sum(tl.where(first, ar * gr + ai * gi, 0.0), axis=1), mask=dmask)
+            tl.store(r_ptr + prog + (N + n) * dim,
+                     tl.sum(tl.where(first, ar * gi - ai * gr, 0.0), axis=1), mask=dmask)
+            # q = G conj(h - x)
+            wr = hr - xr
+            wi = hi - xi
+            qr = gr * wr + gi * wi
+            qi = gi * wr - gr * wi
+            gb = Br * gr + Bi * gi  # Re(conj(B) G)
+            ddt += Ar[:, None] * qr + Ai[:, None] * qi + u * gb
+            du += dt * gb
+            pa = prog + n * dim
+            tl.store(dA_ptr + pa, tl.load(dA_ptr + pa, mask=dmask, other=0.0)
+                     + tl.sum(dt * qr, axis=1), mask=dmask)
+            pa = prog + (N + n) * dim
+            tl.store(dA_ptr + pa, tl.load(dA_ptr + pa, mask=dmask, other=0.0)
+                     + tl.sum(dt * qi, axis=1), mask=dmask)
+            # dB = dt u G, dC = 2 dy conj(h) (real parts for a real B or C)
+            if B_VARY:
+                pB = dB_ptr + pid_b * sdB_b + gB * sdB_g + n * sdB_n + offs_t
+                tl.atomic_add(pB, tl.sum(tl.where(mask2, dtu * gr, 0.0), axis=0), mask=tmask,
+                              sem="relaxed")
+                if B_CPLX:
+                    tl.atomic_add(pB + sdB_p, tl.sum(tl.where(mask2, dtu * gi, 0.0), axis=0),
+                                  mask=tmask, sem="relaxed")
+            else:
+                pa = prog + n * dim
+                tl.store(dB_ptr + pa, tl.load(dB_ptr + pa, mask=dmask, other=0.0)
+                         + tl.sum(dtu * gr, axis=1), mask=dmask)
+                if B_CPLX:
+                    pa = prog + (N + n) * dim
+                    tl.store(dB_ptr + pa, tl.load(dB_ptr + pa, mask=dmask, other=0.0)
+                             + tl.sum(dtu * gi, axis=1), mask=dmask)
+            if C_VARY:
+                pC = dC_ptr + pid_b * sdC_b + gC * sdC_g + n * sdC_n + offs_t
+                dy2 = 2.0 * dy
+                tl.atomic_add(pC, tl.sum(tl.where(mask2, dy2 * hr, 0.0), axis=0), mask=tmask,
+                              sem="relaxed")
+                if C_CPLX:
+                    tl.atomic_add(pC + sdC_p, tl.sum(tl.where(mask2, -dy2 * hi, 0.0), axis=0),
+                                  mask=tmask, sem="relaxed")
+            else:
+                pa = prog + n * dim
+                tl.store(dC_ptr + pa, tl.load(dC_ptr + pa, mask=dmask, other=0.0)
+                         + tl.sum(2.0 * dy * hr, axis=1), mask=dmask)
+                if C_CPLX:
+                    pa = prog + (N + n) * dim
+                    tl.store(dC_ptr + pa, tl.load(dC_ptr + pa, mask=dmask, other=0.0)
+                             - tl.sum(2.0 * dy * hi, axis=1), mask=dmask)
+        if HAS_D:
+            ypre += Dv[:, None] * u
+            du += Dv[:, None] * dy
+            dD_acc += tl.sum(dy * u, axis=1)
+        if HAS_Z:
+            dz = dout * ypre * sz * (1.0 + zz * (1.0 - sz))
+            tl.store(dz_ptr + offs2, dz.to(dz_ptr.dtype.element_ty), mask=mask2)
+        if SOFTPLUS:
+            ddt = ddt * tl.sigmoid(raw)
+        ddt = tl.where(mask2, ddt, 0.0)
+        dbias_acc += tl.sum(ddt, axis=1)
+        tl.store(ddt_ptr + offs2, ddt.to(ddt_ptr.dtype.element_ty), mask=mask2)
+        tl.store(du_ptr + offs2, du.to(du_ptr.dtype.element_ty), mask=mask2)
+    if HAS_D:
+        tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=dmask, sem="relaxed")
+    if HAS_BIAS:
+        tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=dmask, sem="relaxed")
+
+
+def _cplx_planes(X: Tensor):
+    """(real, imaginary or None) of B or C: a complex tensor as fp32 planes (differentiable
+    views made contiguous), a real one as it is."""
+    if X.is_complex():
+        return X.real.float().contiguous(), X.imag.float().contiguous()
+    return X, None
+
+
+def _shape(dim: int, groups: list[int]) -> tuple[int, int]:
+    """(channels a program, warps a program): SEQSUITE_SCAN_COMPLEX="BD,warps" overrides the
+    default (16, 4); BD is lowered to a power of two dividing every varying B/C group."""
+    from .triton_scan import _block_d
+
+    bd, warps = 16, 4
+    env = os.environ.get("SEQSUITE_SCAN_COMPLEX")
+    if env:
+        bd, warps = (int(v) for v in env.split(","))
+    return _block_d(bd, dim, groups), warps
+
+
+@torch.library.custom_op("seqsuite::cscan_fwd", mutates_args=())
+def cscan_fwd(
+    u: Tensor, delta: Tensor, Ar: Tensor, Ai: Tensor, Br: Tensor, Bi: Optional[Tensor],
+    Cr: Tensor, Ci: Optional[Tensor], D: Optional[Tensor], z: Optional[Tensor],
+    delta_bias: Optional[Tensor], delta_softplus: bool, tile: int, save: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Complex-state forward scan on real planes (A = Ar + i Ai; B = Br + i Bi, C likewise,
+    real where Bi / Ci is None). Returns y (like u), the last state (batch, dim, N, 2) fp32
+    (complex64's layout), the tile-start states (batch, n_tiles, 2, N, dim) fp32 for the
+    backward (empty without `save`) and y before the gate (like u; empty without z or save)."""
+    from .triton_scan import _bc_layout, _cdiv, _contig, _opt
+
+    u, delta, z, D, delta_bias = (_contig(t) for t in (u, delta, z, D, delta_bias))
+    Ar, Ai = Ar.float().contiguous(), Ai.float().contiguous()
+    batch, dim, L = u.shape
+    N = Ar.shape[1]
+    TL = tile
+    Br, b_vary, gb, sB = _bc_layout(Br, dim)
+    Cr, c_vary, gc, sC = _bc_layout(Cr, dim)
+    if Bi is not None:
+        Bi = _bc_layout(Bi, dim)[0]
+        assert Bi.stride() == Br.stride()
+    if Ci is not None:
+        Ci = _bc_layout(Ci, dim)[0]
+        assert Ci.stride() == Cr.stride()
+    BD, warps = _shape(dim, [g for g, v in ((gb, b_vary), (gc, c_vary)) if v])
+    n_tiles = _cdiv(L, TL)
+    y = torch.empty_like(u)
+    ypre = torch.empty_like(u) if z is not None and save else u.new_empty(0)
+    last = torch.empty((batch, dim, N, 2), dtype=torch.float32, device=u.device)
+    states = torch.empty((batch, n_tiles if save else 2, 2, N, dim), dtype=torch.float32,
+                         device=u.device)
+    _cfwd_kernel[(_cdiv(dim, BD), batch)](
+        u, delta, _opt(z, u), Ar, Ai, Br, _opt(Bi, Br), Cr, _opt(Ci, Cr), _opt(D, u),
+        _opt(delta_bias, u), y, states, last, ypre if ypre.numel() else y,
+        dim, L, N, n_tiles if save else 2, gb, gc,
+        u.stride(0), u.stride(1), Ar.stride(0), Ar.stride(1), *sB, *sC,
+        BD=BD, TL=TL, HAS_D=D is not None, HAS_Z=z is not None,
+        HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus, B_VARY=b_vary,
+        C_VARY=c_vary, B_CPLX=Bi is not None, C_CPLX=Ci is not None,
+        SAVE_Y=ypre.numel() > 0, SAVE=save, num_warps=warps,
+    )
+    if not save:
+        states = states[:, :0]
+    return y, last, states, ypre
+
+
+@cscan_fwd.register_fake
+def _(u, delta, Ar, Ai, Br, Bi, Cr, Ci, D, z, delta_bias, delta_softplus, tile, save):
+    batch, dim, L = u.shape
+    N = Ar.shape[1]
+    return (
+        torch.empty_like(u, memory_format=torch.contiguous_format),
+        u.new_empty((batch, dim, N, 2), dtype=torch.float32),
+        u.new_empty((batch, -(-L // tile) if save else 0, 2, N, dim), dtype=torch.float32),
+        torch.empty_like(u, memory_format=torch.contiguous_format) if z is not None and save
+        else u.new_empty(0),
+    )
+
+
+@torch.library.custom_op("seqsuite::cscan_bwd", mutates_args=())
+def cscan_bwd(
+    dout: Tensor, dlast: Optional[Tensor], u: Tensor, delta: Tensor, Ar: Tensor, Ai: Tensor,
+    Br: Tensor, Bi: Optional[Tensor], Cr: Tensor, Ci: Optional[Tensor], D: Optional[Tensor],
+    z: Optional[Tensor], delta_bias: Optional[Tensor], delta_softplus: bool, states: Tensor,
+    tile: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
+           Tensor]:
+    """Backward of `cscan_fwd`: du, ddelta, dAr, dAi, dBr, dBi, dCr, dCi, dD, dz, ddelta_bias
+    (empty tensors for absent inputs). dlast: the last state's gradient (batch, dim, N, 2)."""
+    from .triton_scan import _bc_layout, _cdiv, _contig, _opt
+
+    dout, u, delta, z, D, delta_bias = (_contig(t) for t in (dout, u, delta, z, D, delta_bias))
+    Ar, Ai = Ar.float().contiguous(), Ai.float().contiguous()
+    batch, dim, L = u.shape
+    N = Ar.shape[1]
+    TL = tile
+    B_in, C_in = Br, Cr
+    Br, b_vary, gb, sB = _bc_layout(Br, dim)
+    Cr, c_vary, gc, sC = _bc_layout(Cr, dim)
+    if Bi is not None:
+        Bi = _bc_layout(Bi, dim)[0]
+    if Ci is not None:
+        Ci = _bc_layout(Ci, dim)[0]
+    BD, warps = _shape(dim, [g for g, v in ((gb, b_vary), (gc, c_vary)) if v])
+    n_tiles = _cdiv(L, TL)
+    f32 = dict(dtype=torch.float32, device=u.device)
+    du = torch.empty_like(u)
+    ddelta = torch.empty_like(delta)
+    dz = torch.empty_like(z) if z is not None else u.new_empty(0)
+    part = (batch, 2, N, dim)
+    dA = torch.zeros(part, **f32)
+    if dlast is not None:
+        r = dlast.float().permute(0, 3, 2, 1).contiguous()
+    else:
+        r = torch.zeros(part, **f32)
+
+    def grad_buf(X, vary):
+        """(buffer, strides (plane, batch, group, n)) of dB or dC."""
+        if not vary:
+            return torch.zeros(part, **f32), (0, 0, 0, 0)
+        shape = X.shape if X.dim() == 4 else (X.shape[0], 1) + tuple(X.shape[1:])
+        buf = torch.zeros((2,) + tuple(shape), **f32)
+        return buf, (buf.stride(0), buf.stride(1), buf.stride(2), buf.stride(3))
+
+    dB, sdB = grad_buf(B_in, b_vary)
+    dC, sdC = grad_buf(C_in, c_vary)
+    dD = torch.zeros((dim,), **f32)
+    dbias = torch.zeros((dim,), **f32)
+    _cbwd_kernel[(_cdiv(dim, BD), batch)](
+        dout, u, delta, _opt(z, u), Ar, Ai, Br, _opt(Bi, Br), Cr, _opt(Ci, Cr), _opt(D, u),
+        _opt(delta_bias, u), states, r,
+        du, ddelta, _opt(dz, u), dA, dB, dC, dD, dbias,
+        dim, L, N, n_tiles, gb, gc,
+        u.stride(0), u.stride(1), Ar.stride(0), Ar.stride(1), *sB, *sC, *sdB, *sdC,
+        BD=BD, TL=TL, HAS_D=D is not None, HAS_Z=z is not None,
+        HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus, B_VARY=b_vary,
+        C_VARY=c_vary, B_CPLX=Bi is not None, C_CPLX=Ci is not None, num_warps=warps,
+    )
+    dA = dA.sum(0).transpose(1, 2)  # (2, dim, N)
+
+    def grads_of(buf, vary, X_in, cplx):
+        if vary:
+            g = buf if X_in.dim() == 4 else buf[:, :, 0]
+        else:
+            g = buf.sum(0).transpose(1, 2)  # (2, dim, N)
+        # separate tensors: a custom op's outputs may not alias one another
+        re = g[0].to(X_in.dtype, memory_format=torch.contiguous_format, copy=True)
+        return re, (g[1].clone(memory_format=torch.contiguous_format) if cplx else u.new_empty(0))
+
+    dBr, dBi = grads_of(dB, b_vary, B_in, Bi is not None)
+    dCr, dCi = grads_of(dC, c_vary, C_in, Ci is not None)
+    dAr, dAi = (dA[i].clone(memory_format=torch.contiguous_format) for i in (0, 1))
+    return (du, ddelta, dAr, dAi, dBr, dBi, dCr, dCi,
+            dD.to(D.dtype) if D is not None else u.new_empty(0), dz,
+            dbias.to(delta_bias.dtype) if delta_bias is not None else u.new_empty(0))
+
+
+@cscan_bwd.register_fake
+def _(dout, dlast, u, delta, Ar, Ai, Br, Bi, Cr, Ci, D, z, delta_bias, delta_softplus, states,
+      tile):
+    empty = u.new_empty(0)
+    return (
+        torch.empty_like(u, memory_format=torch.contiguous_format),
+        torch.empty_like(delta, memory_format=torch.contiguous_format),
+        Ar.new_empty(Ar.shape, dtype=torch.float32), Ar.new_empty(Ar.shape, dtype=torch.float32),
+        Br.new_empty(Br.shape), Bi.new_empty(Bi.shape) if Bi is not None else empty,
+        Cr.new_empty(Cr.shape), Ci.new_empty(Ci.shape) if Ci is not None else empty,
+        torch.empty_like(D) if D is not None else empty,
+        torch.empty_like(z, memory_format=torch.contiguous_format) if z is not None else empty,
+        torch.empty_like(delta_bias) if delta_bias is not None else empty,
+    )
+
+
+_INPUTS = ("u", "delta", "Ar", "Ai", "Br", "Bi", "Cr", "Ci", "D", "z", "delta_bias")
+
+
+def _setup_context(ctx, inputs, output):
+    u, delta, Ar, Ai, Br, Bi, Cr, Ci, D, z, delta_bias, delta_softplus, tile, save = inputs
+    ctx.save_for_backward(u, delta, Ar, Ai, Br, Bi, Cr, Ci, D, z, delta_bias, output[2])
+    ctx.delta_softplus, ctx.tile = delta_softplus, tile
+
+
+def _backward(ctx, dy, dlast, dstates, dypre):
+    u, delta, Ar, Ai, Br, Bi, Cr, Ci, D, z, delta_bias, states = ctx.saved_tensors
+    if dy is None:
+        dy = torch.zeros_like(u)
+    g = torch.ops.seqsuite.cscan_bwd(dy, dlast, u, delta, Ar, Ai, Br, Bi, Cr, Ci, D, z,
+                                     delta_bias, ctx.delta_softplus, states, ctx.tile)
+    given = (u, delta, Ar, Ai, Br, Bi, Cr, Ci, D, z, delta_bias)
+    return tuple(gi if x is not None else None for gi, x in zip(g, given)) + (None, None, None)
+
+
+torch.library.register_autograd("seqsuite::cscan_fwd", _backward, setup_context=_setup_context)
+
+
+def selective_scan_complex_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None,
+                                  delta_softplus=False, return_last_state=False):
+    """Complex-state selective scan through the Triton kernels (differentiable in every
+    tensor; the last state is complex64)."""
+    from .triton_scan import tile_for
+
+    if A.is_complex():
+        Ar, Ai = A.real.float(), A.imag.float()
+    else:
+        Ar, Ai = A.float(), torch.zeros_like(A, dtype=torch.float32)
+    Br, Bi = _cplx_planes(B)
+    Cr, Ci = _cplx_planes(C)
+    save = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias))
+    y, last, _, _ = torch.ops.seqsuite.cscan_fwd(u, delta, Ar, Ai, Br, Bi, Cr, Ci, D, z,
+                                                 delta_bias, bool(delta_softplus),
+                                                 tile_for(A.shape[1]), save)
+    if return_last_state:
+        return y, torch.view_as_complex(last)
+    return y
