@@ -311,6 +311,37 @@ def test_gpu_long_sequence_batch1():
     assert rel(last, h) < 1e-4
 
 
+def test_gpu_complex_long_sequence_batch1():
+    """Complex states, batch 1, L = 2^20 (chunked over L): y and the last state against the
+    float64 reference run in segments of 2^16 steps carrying the state."""
+    from seqsuite.kernels import selective_scan
+    from seqsuite.kernels.reference import selective_scan_ref
+
+    L, seg, dim, N = 1 << 20, 1 << 16, 64, 8
+    g = torch.Generator(device="cuda").manual_seed(5)
+
+    def r(*s):
+        return torch.randn(*s, device="cuda", generator=g)
+
+    x = dict(u=r(1, dim, L).bfloat16(), delta=(r(1, dim, L) * 0.5).bfloat16(),
+             A=torch.complex(-torch.rand(dim, N, device="cuda", generator=g) - 0.05, r(dim, N)),
+             B=torch.complex(r(dim, N), r(dim, N)), C=torch.complex(r(dim, N), r(dim, N)),
+             D=r(dim), z=r(1, dim, L).bfloat16(), delta_bias=r(dim) * 0.3 - 3.0)
+    y, last = selective_scan(**x, delta_softplus=True, return_last_state=True)
+    h = None
+    err, norm = 0.0, 0.0
+    for lo in range(0, L, seg):
+        part = {k: (v[..., lo:lo + seg] if v.dim() == 3 else v) for k, v in x.items()}
+        part = {k: (v.to(torch.complex128) if v.is_complex() else v.double())
+                for k, v in part.items()}
+        yr, h = selective_scan_ref(**part, delta_softplus=True, return_last_state=True,
+                                   initial_state=h, chunk_size=64)
+        err += (y[..., lo:lo + seg].double() - yr).square().sum().item()
+        norm += yr.square().sum().item()
+    assert (err / norm) ** 0.5 < 1e-2
+    assert ((last.to(torch.complex128) - h).abs().norm() / h.abs().norm()).item() < 1e-4
+
+
 def test_gpu_decode_and_cuda_graph():
     from seqsuite.kernels import selective_state_update
     from seqsuite.kernels.reference import selective_state_update_ref

@@ -212,9 +212,13 @@ def check_complex(out, tol=2e-5):
     ((1, 4, 40, 4), "mixed"),       # real time-invariant B, complex grouped C
     ((1, 2, 17, 20), "vary"),       # N > 16
 ])
-def test_complex_scan_matches_reference(triton_backend, shape, layout):
+@pytest.mark.parametrize("chunk_tiles", [1, 1000])
+def test_complex_scan_matches_reference(triton_backend, shape, layout, chunk_tiles):
+    """Chunks of one tile (summaries, the carry across chunks, forward and backward) and one
+    chunk a sequence."""
     from seqsuite.kernels import backend_for
 
+    triton_backend.CONFIG.chunk_tiles = chunk_tiles
     x = make_complex(*shape, layout)
     assert backend_for(x["u"], x["A"], x["B"], x["C"]) == "triton"
     check_complex(run_both_complex(x))

@@ -77,59 +77,84 @@ def _load_cbc(re_ptr, im_ptr, offs_d, dmask, offs_t, tmask, n, gbase, s_g, s_n, 
 @triton.jit
 def _cfwd_kernel(
     u_ptr, dt_ptr, z_ptr, Ar_ptr, Ai_ptr, Br_ptr, Bi_ptr, Cr_ptr, Ci_ptr, D_ptr, bias_ptr,
-    y_ptr, hs_ptr, last_ptr, yp_ptr,
-    dim, L, N, n_tiles, group_b, group_c,
+    y_ptr, h0_ptr, hs_ptr, last_ptr, yp_ptr, dtsum_ptr,
+    dim, L, N, chunk_len, n_chunks, n_slots, group_b, group_c,
     s_ub, s_ud, s_ab, s_an,
     sB_b, sB_g, sB_n, sB_l, sC_b, sC_g, sC_n, sC_l,
     BD: tl.constexpr, TL: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, B_VARY: tl.constexpr, C_VARY: tl.constexpr,
     B_CPLX: tl.constexpr, C_CPLX: tl.constexpr, SAVE_Y: tl.constexpr, SAVE: tl.constexpr,
+    HAS_H0: tl.constexpr, SUMMARY: tl.constexpr,
 ):
-    """Scan BD channels of one sequence: y, the state entering every tile (hs, real and
-    imaginary planes; without SAVE only two tiles' slots, used in turn), the last state (last:
-    (batch, dim, N, 2), complex64's layout) and with SAVE_Y y before the gate (yp)."""
+    """Scan BD channels over one chunk of a sequence (program ids: channel block, chunk,
+    batch) from its start state (h0 (batch, n_chunks, 2, N, dim) with HAS_H0, else zero).
+    The state entering each tile goes to hs (batch, n_slots, 2, N, dim): with SAVE slot =
+    the tile's index, for the backward; without, two slots a chunk used in turn. Outputs: y,
+    at the end of L the last state (last: (batch, dim, N, 2), complex64's layout), with
+    SAVE_Y y before the gate (yp). SUMMARY: only the chunk's end state from a zero start
+    (into last_ptr as (batch, n_chunks, 2, N, dim)) and its sum of dt (dtsum (batch,
+    n_chunks, dim))."""
     pid_d = tl.program_id(0)
-    pid_b = tl.program_id(1).to(tl.int64)
+    pid_c = tl.program_id(1)
+    pid_b = tl.program_id(2).to(tl.int64)
     offs_d = pid_d * BD + tl.arange(0, BD)
     dmask = offs_d < dim
     cols = tl.arange(0, TL)[None, :]
     base_u = pid_b * s_ub + offs_d[:, None].to(tl.int64) * s_ud
     gbB = pid_b * sB_b + ((pid_d * BD) // group_b) * sB_g
     gbC = pid_b * sC_b + ((pid_d * BD) // group_c) * sC_g
-    hs_b = hs_ptr + pid_b * n_tiles * 2 * N * dim + offs_d  # + ((tile * 2 + part) * N + n) * dim
-    zero = tl.zeros((BD,), dtype=tl.float32)
-    for n in range(N):  # the sequence starts from zero
-        tl.store(hs_b + n * dim, zero, mask=dmask)
-        tl.store(hs_b + (N + n) * dim, zero, mask=dmask)
+    hs_b = hs_ptr + pid_b * n_slots * 2 * N * dim + offs_d  # + ((slot * 2 + part) * N + n) * dim
+    cst = (pid_b * n_chunks + pid_c) * 2 * N * dim + offs_d  # + (part * N + n) * dim
+    t_start = pid_c * chunk_len
+    t_end = tl.minimum(t_start + chunk_len, L)
+    first_tile = pid_b * 0 + t_start // TL  # int64
+    if SAVE:
+        slot0 = first_tile
+    else:
+        slot0 = first_tile * 0 + pid_c * 2
+    for n in range(N):  # the chunk's start state into its first tile's slot
+        if HAS_H0:
+            h0r = tl.load(h0_ptr + cst + n * dim, mask=dmask, other=0.0)
+            h0i = tl.load(h0_ptr + cst + (N + n) * dim, mask=dmask, other=0.0)
+        else:
+            h0r = tl.zeros((BD,), dtype=tl.float32)
+            h0i = h0r
+        tl.store(hs_b + (slot0 * 2 * N + n) * dim, h0r, mask=dmask)
+        tl.store(hs_b + ((slot0 * 2 + 1) * N + n) * dim, h0i, mask=dmask)
     if HAS_D:
         Dv = tl.load(D_ptr + offs_d, mask=dmask, other=0.0).to(tl.float32)
-    for t0 in range(0, L, TL):
+    dtot = tl.zeros((BD,), dtype=tl.float32)
+    for t0 in range(t_start, t_end, TL):
         tile = pid_b * 0 + t0 // TL  # int64
-        nxt = tile + 1
-        if not SAVE:
-            tile = tile % 2
-            nxt = nxt % 2
+        if SAVE:
+            slot = tile
+            nxt = tile + 1
+        else:
+            slot = pid_c * 2 + (tile - first_tile) % 2
+            nxt = pid_c * 2 + (tile + 1 - first_tile) % 2
         offs_t = t0 + tl.arange(0, TL)
-        tmask = offs_t < L
+        tmask = offs_t < t_end
         mask2 = dmask[:, None] & tmask[None, :]
         offs2 = base_u + offs_t[None, :]
         dt, _ = _load_dt(dt_ptr, bias_ptr, offs_d, dmask, offs2, mask2, HAS_BIAS, SOFTPLUS)
+        dtot += tl.sum(dt, axis=1)
         u = tl.load(u_ptr + offs2, mask=mask2, other=0.0).to(tl.float32)
         dtu = dt * u
         acc = tl.zeros((BD, TL), dtype=tl.float32)
-        next_mask = dmask & (t0 + TL < L)
-        last_mask = dmask & (t0 + TL >= L)
+        next_mask = dmask & (t0 + TL < t_end)
+        if SUMMARY:
+            end_mask = dmask & (t0 + TL >= t_end)
+        else:
+            end_mask = dmask & (t0 + TL >= L)
         tl.debug_barrier()  # the previous tile's end states are visible
         for n in range(N):
             Ar = tl.load(Ar_ptr + offs_d * s_ab + n * s_an, mask=dmask, other=0.0)
             Ai = tl.load(Ai_ptr + offs_d * s_ab + n * s_an, mask=dmask, other=0.0)
             Br, Bi = _load_cbc(Br_ptr, Bi_ptr, offs_d, dmask, offs_t, tmask, n, gbB, sB_g, sB_n,
                                sB_l, B_VARY, B_CPLX)
-            Cr, Ci = _load_cbc(Cr_ptr, Ci_ptr, offs_d, dmask, offs_t, tmask, n, gbC, sC_g, sC_n,
-                               sC_l, C_VARY, C_CPLX)
-            pr = tl.load(hs_b + (tile * 2 * N + n) * dim, mask=dmask, other=0.0)
-            pi = tl.load(hs_b + ((tile * 2 + 1) * N + n) * dim, mask=dmask, other=0.0)
+            pr = tl.load(hs_b + (slot * 2 * N + n) * dim, mask=dmask, other=0.0)
+            pi = tl.load(hs_b + ((slot * 2 + 1) * N + n) * dim, mask=dmask, other=0.0)
             ar, ai = _cexp(dt, Ar, Ai)
             xr = dtu * Br
             xi = dtu * Bi
@@ -137,23 +162,77 @@ def _cfwd_kernel(
             xr = tl.where(first, xr + ar * pr[:, None] - ai * pi[:, None], xr)
             xi = tl.where(first, xi + ar * pi[:, None] + ai * pr[:, None], xi)
             _, _, hr, hi = tl.associative_scan((ar, ai, xr, xi), 1, _clin_combine)
-            acc += 2.0 * (Cr * hr - Ci * hi)
-            # past L: a = 1 and x = 0, so the last column holds the state at the last step
+            if not SUMMARY:
+                Cr, Ci = _load_cbc(Cr_ptr, Ci_ptr, offs_d, dmask, offs_t, tmask, n, gbC, sC_g,
+                                   sC_n, sC_l, C_VARY, C_CPLX)
+                acc += 2.0 * (Cr * hr - Ci * hi)
+            # past the chunk: a = 1 and x = 0, so the last column holds the end state
             er = tl.sum(tl.where(cols == TL - 1, hr, 0.0), axis=1)
             ei = tl.sum(tl.where(cols == TL - 1, hi, 0.0), axis=1)
             tl.store(hs_b + (nxt * 2 * N + n) * dim, er, mask=next_mask)
             tl.store(hs_b + ((nxt * 2 + 1) * N + n) * dim, ei, mask=next_mask)
-            lp = last_ptr + ((pid_b * dim + offs_d) * N + n) * 2
-            tl.store(lp, er, mask=last_mask)
-            tl.store(lp + 1, ei, mask=last_mask)
-        if HAS_D:
-            acc += Dv[:, None] * u
-        if SAVE_Y:
-            tl.store(yp_ptr + offs2, acc.to(yp_ptr.dtype.element_ty), mask=mask2)
-        if HAS_Z:
-            zz = tl.load(z_ptr + offs2, mask=mask2, other=0.0).to(tl.float32)
-            acc = acc * zz * tl.sigmoid(zz)
-        tl.store(y_ptr + offs2, acc.to(y_ptr.dtype.element_ty), mask=mask2)
+            if SUMMARY:
+                tl.store(last_ptr + cst + n * dim, er, mask=end_mask)
+                tl.store(last_ptr + cst + (N + n) * dim, ei, mask=end_mask)
+            else:
+                lp = last_ptr + ((pid_b * dim + offs_d) * N + n) * 2
+                tl.store(lp, er, mask=end_mask)
+                tl.store(lp + 1, ei, mask=end_mask)
+        if not SUMMARY:
+            if HAS_D:
+                acc += Dv[:, None] * u
+            if SAVE_Y:
+                tl.store(yp_ptr + offs2, acc.to(yp_ptr.dtype.element_ty), mask=mask2)
+            if HAS_Z:
+                zz = tl.load(z_ptr + offs2, mask=mask2, other=0.0).to(tl.float32)
+                acc = acc * zz * tl.sigmoid(zz)
+            tl.store(y_ptr + offs2, acc.to(y_ptr.dtype.element_ty), mask=mask2)
+    if SUMMARY:
+        tl.store(dtsum_ptr + (pid_b * n_chunks + pid_c) * dim + offs_d, dtot, mask=dmask)
+
+
+@triton.jit
+def _ccombine_kernel(
+    summ_ptr, dtsum_ptr, Ar_ptr, Ai_ptr, init_ptr, out_ptr,
+    dim, N, n_chunks, s_ab, s_an,
+    BLOCK: tl.constexpr, REVERSE: tl.constexpr, HAS_INIT: tl.constexpr,
+):
+    """Carry complex states across chunks: out[c] = the state entering chunk c, s <- exp(A
+    dtsum[c]) s + summ[c]; REVERSE (the backward's adjoint, from the last chunk): out[c] =
+    the adjoint entering chunk c from its end, s <- conj(exp(A dtsum[c])) s + summ[c].
+    summ, out: (batch, n_chunks, 2, N, dim); dtsum (batch, n_chunks, dim); init (REVERSE:
+    the last state's gradient as (batch, 2, N, dim))."""
+    pid = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)  # flat (n, d)
+    mask = offs < dim * N
+    n = offs // dim
+    d = offs % dim
+    Ar = tl.load(Ar_ptr + d * s_ab + n * s_an, mask=mask, other=0.0) * 1.4426950408889634
+    Ai = tl.load(Ai_ptr + d * s_ab + n * s_an, mask=mask, other=0.0)
+    if REVERSE:
+        Ai = -Ai
+    if HAS_INIT:
+        sr = tl.load(init_ptr + pid_b * 2 * N * dim + offs, mask=mask, other=0.0)
+        si = tl.load(init_ptr + pid_b * 2 * N * dim + N * dim + offs, mask=mask, other=0.0)
+    else:
+        sr = tl.zeros((BLOCK,), dtype=tl.float32)
+        si = sr
+    for i in range(n_chunks):
+        if REVERSE:
+            c = n_chunks - 1 - i
+        else:
+            c = i
+        idx = (pid_b * n_chunks + c) * 2 * N * dim + offs
+        tl.store(out_ptr + idx, sr, mask=mask)
+        tl.store(out_ptr + idx + N * dim, si, mask=mask)
+        dts = tl.load(dtsum_ptr + (pid_b * n_chunks + c) * dim + d, mask=mask, other=0.0)
+        mag = tl.exp2(dts * Ar)
+        pr = mag * tl.cos(dts * Ai)
+        pi = mag * tl.sin(dts * Ai)
+        hr = tl.load(summ_ptr + idx, mask=mask, other=0.0)
+        hi = tl.load(summ_ptr + idx + N * dim, mask=mask, other=0.0)
+        sr, si = pr * sr - pi * si + hr, pr * si + pi * sr + hi
 
 
 @triton.jit
@@ -161,22 +240,26 @@ def _cbwd_kernel(
     dout_ptr, u_ptr, dt_ptr, z_ptr, Ar_ptr, Ai_ptr, Br_ptr, Bi_ptr, Cr_ptr, Ci_ptr, D_ptr,
     bias_ptr, hs_ptr, r_ptr,
     du_ptr, ddt_ptr, dz_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dbias_ptr,
-    dim, L, N, n_tiles, group_b, group_c,
+    dtsum_ptr,
+    dim, L, N, chunk_len, n_chunks, n_tiles, group_b, group_c,
     s_ub, s_ud, s_ab, s_an,
     sB_b, sB_g, sB_n, sB_l, sC_b, sC_g, sC_n, sC_l,
     sdB_p, sdB_b, sdB_g, sdB_n, sdC_p, sdC_b, sdC_g, sdC_n,
     BD: tl.constexpr, TL: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
     SOFTPLUS: tl.constexpr, B_VARY: tl.constexpr, C_VARY: tl.constexpr,
-    B_CPLX: tl.constexpr, C_CPLX: tl.constexpr,
+    B_CPLX: tl.constexpr, C_CPLX: tl.constexpr, SUMMARY: tl.constexpr,
 ):
-    """Gradients for BD channels of one sequence, tiles in reverse order. r (batch, 2, N,
-    dim): the adjoint entering from the end (the last state's gradient, or zero), then the
-    running carry. dA and time-invariant dB/dC: (batch, 2, N, dim) per-sequence sums (real,
-    imaginary planes), zero on entry; time-varying dB/dC: fp32 planes (2, batch, G, N, L)
-    (strides sd*_p, sd*_b, sd*_g, sd*_n; unit over L), added to with atomics."""
+    """Gradients for BD channels over one chunk (program ids: channel block, chunk, batch),
+    tiles in reverse order. r (batch, n_chunks, 2, N, dim): the adjoint entering the chunk
+    from its end, then the running carry. dA and time-invariant dB/dC: (batch, n_chunks, 2,
+    N, dim) per-program sums (real, imaginary planes), zero on entry; time-varying dB/dC:
+    fp32 planes (2, batch, G, N, L) (strides sd*_p, sd*_b, sd*_g, sd*_n; unit over L), added
+    to with atomics. SUMMARY: only the adjoint, from a zero carry (r zero on entry): r ends
+    as what the chunk hands to the step before it; and the chunk's sum of dt (dtsum)."""
     pid_d = tl.program_id(0)
-    pid_b = tl.program_id(1).to(tl.int64)
+    pid_c = tl.program_id(1)
+    pid_b = tl.program_id(2).to(tl.int64)
     offs_d = pid_d * BD + tl.arange(0, BD)
     dmask = offs_d < dim
     cols = tl.arange(0, TL)[None, :]
@@ -186,21 +269,26 @@ def _cbwd_kernel(
     gbB = pid_b * sB_b + gB * sB_g
     gbC = pid_b * sC_b + gC * sC_g
     hs_b = hs_ptr + pid_b * n_tiles * 2 * N * dim + offs_d
-    prog = pid_b * 2 * N * dim + offs_d  # + (part * N + n) * dim: this program's slots
+    prog = (pid_b * n_chunks + pid_c) * 2 * N * dim + offs_d  # + (part * N + n) * dim
     dD_acc = tl.zeros((BD,), dtype=tl.float32)
     dbias_acc = tl.zeros((BD,), dtype=tl.float32)
+    dtot = tl.zeros((BD,), dtype=tl.float32)
     if HAS_D:
         Dv = tl.load(D_ptr + offs_d, mask=dmask, other=0.0).to(tl.float32)
-    n_t = (L + TL - 1) // TL
+    t_start = pid_c * chunk_len
+    t_end = tl.minimum(t_start + chunk_len, L)
+    n_t = (t_end - t_start + TL - 1) // TL
     for it in range(n_t):
-        t0 = (n_t - 1 - it) * TL
+        t0 = t_start + (n_t - 1 - it) * TL
         tile = pid_b * 0 + t0 // TL
         offs_t = t0 + tl.arange(0, TL)
-        tmask = offs_t < L
+        tmask = offs_t < t_end
         mask2 = dmask[:, None] & tmask[None, :]
         offs2 = base_u + offs_t[None, :]
         dt, raw = _load_dt(dt_ptr, bias_ptr, offs_d, dmask, offs2, mask2, HAS_BIAS, SOFTPLUS)
-        nmask = dmask[:, None] & (offs_t[None, :] + 1 < L)
+        dtot += tl.sum(dt, axis=1)
+        # a_{t+1} of the step after (0 past the chunk: its carry enters with r)
+        nmask = dmask[:, None] & (offs_t[None, :] + 1 < t_end)
         dtn, _ = _load_dt(dt_ptr, bias_ptr, offs_d, dmask, offs2 + 1, nmask, HAS_BIAS, SOFTPLUS)
         u = tl.load(u_ptr + offs2, mask=mask2, other=0.0).to(tl.float32)
         dout = tl.load(dout_ptr + offs2, mask=mask2, other=0.0).to(tl.float32)
@@ -221,22 +309,11 @@ def _cbwd_kernel(
         for n in range(N):
             Ar = tl.load(Ar_ptr + offs_d * s_ab + n * s_an, mask=dmask, other=0.0)
             Ai = tl.load(Ai_ptr + offs_d * s_ab + n * s_an, mask=dmask, other=0.0)
-            Br, Bi = _load_cbc(Br_ptr, Bi_ptr, offs_d, dmask, offs_t, tmask, n, gbB, sB_g, sB_n,
-                               sB_l, B_VARY, B_CPLX)
             Cr, Ci = _load_cbc(Cr_ptr, Ci_ptr, offs_d, dmask, offs_t, tmask, n, gbC, sC_g, sC_n,
                                sC_l, C_VARY, C_CPLX)
-            h0r = tl.load(hs_b + (tile * 2 * N + n) * dim, mask=dmask, other=0.0)
-            h0i = tl.load(hs_b + ((tile * 2 + 1) * N + n) * dim, mask=dmask, other=0.0)
             rr = tl.load(r_ptr + prog + n * dim, mask=dmask, other=0.0)
             ri = tl.load(r_ptr + prog + (N + n) * dim, mask=dmask, other=0.0)
-            # the states of the tile, from its start state
             ar, ai = _cexp(dt, Ar, Ai)
-            xr = dtu * Br
-            xi = dtu * Bi
-            fr = tl.where(first, xr + ar * h0r[:, None] - ai * h0i[:, None], xr)
-            fi = tl.where(first, xi + ar * h0i[:, None] + ai * h0r[:, None], xi)
-            _, _, hr, hi = tl.associative_scan((ar, ai, fr, fi), 1, _clin_combine)
-            ypre += 2.0 * (Cr * hr - Ci * hi)
             # the adjoint, on the tile flipped along time: c = 2 dy conj(C), decay conj(a_{t+1})
             nr, ni = _cexp(dtn_f, Ar, Ai)
             if C_VARY:
@@ -255,69 +332,88 @@ def _cbwd_kernel(
                      tl.sum(tl.where(first, ar * gr + ai * gi, 0.0), axis=1), mask=dmask)
             tl.store(r_ptr + prog + (N + n) * dim,
                      tl.sum(tl.where(first, ar * gi - ai * gr, 0.0), axis=1), mask=dmask)
-            # q = G conj(h - x)
-            wr = hr - xr
-            wi = hi - xi
-            qr = gr * wr + gi * wi
-            qi = gi * wr - gr * wi
-            gb = Br * gr + Bi * gi  # Re(conj(B) G)
-            ddt += Ar[:, None] * qr + Ai[:, None] * qi + u * gb
-            du += dt * gb
-            pa = prog + n * dim
-            tl.store(dA_ptr + pa, tl.load(dA_ptr + pa, mask=dmask, other=0.0)
-                     + tl.sum(dt * qr, axis=1), mask=dmask)
-            pa = prog + (N + n) * dim
-            tl.store(dA_ptr + pa, tl.load(dA_ptr + pa, mask=dmask, other=0.0)
-                     + tl.sum(dt * qi, axis=1), mask=dmask)
-            # dB = dt u G, dC = 2 dy conj(h) (real parts for a real B or C)
-            if B_VARY:
-                pB = dB_ptr + pid_b * sdB_b + gB * sdB_g + n * sdB_n + offs_t
-                tl.atomic_add(pB, tl.sum(tl.where(mask2, dtu * gr, 0.0), axis=0), mask=tmask,
-                              sem="relaxed")
-                if B_CPLX:
-                    tl.atomic_add(pB + sdB_p, tl.sum(tl.where(mask2, dtu * gi, 0.0), axis=0),
-                                  mask=tmask, sem="relaxed")
-            else:
+            if not SUMMARY:
+                # the states of the tile, from its start state
+                Br, Bi = _load_cbc(Br_ptr, Bi_ptr, offs_d, dmask, offs_t, tmask, n, gbB, sB_g,
+                                   sB_n, sB_l, B_VARY, B_CPLX)
+                h0r = tl.load(hs_b + (tile * 2 * N + n) * dim, mask=dmask, other=0.0)
+                h0i = tl.load(hs_b + ((tile * 2 + 1) * N + n) * dim, mask=dmask, other=0.0)
+                xr = dtu * Br
+                xi = dtu * Bi
+                fr = tl.where(first, xr + ar * h0r[:, None] - ai * h0i[:, None], xr)
+                fi = tl.where(first, xi + ar * h0i[:, None] + ai * h0r[:, None], xi)
+                _, _, hr, hi = tl.associative_scan((ar, ai, fr, fi), 1, _clin_combine)
+                ypre += 2.0 * (Cr * hr - Ci * hi)
+                # q = G conj(h - x)
+                wr = hr - xr
+                wi = hi - xi
+                qr = gr * wr + gi * wi
+                qi = gi * wr - gr * wi
+                gb = Br * gr + Bi * gi  # Re(conj(B) G)
+                ddt += Ar[:, None] * qr + Ai[:, None] * qi + u * gb
+                du += dt * gb
                 pa = prog + n * dim
-                tl.store(dB_ptr + pa, tl.load(dB_ptr + pa, mask=dmask, other=0.0)
-                         + tl.sum(dtu * gr, axis=1), mask=dmask)
-                if B_CPLX:
-                    pa = prog + (N + n) * dim
+                tl.store(dA_ptr + pa, tl.load(dA_ptr + pa, mask=dmask, other=0.0)
+                         + tl.sum(dt * qr, axis=1), mask=dmask)
+                pa = prog + (N + n) * dim
+                tl.store(dA_ptr + pa, tl.load(dA_ptr + pa, mask=dmask, other=0.0)
+                         + tl.sum(dt * qi, axis=1), mask=dmask)
+                # dB = dt u G, dC = 2 dy conj(h) (real parts for a real B or C)
+                if B_VARY:
+                    pB = dB_ptr + pid_b * sdB_b + gB * sdB_g + n * sdB_n + offs_t
+                    tl.atomic_add(pB, tl.sum(tl.where(mask2, dtu * gr, 0.0), axis=0), mask=tmask,
+                                  sem="relaxed")
+                    if B_CPLX:
+                        tl.atomic_add(pB + sdB_p, tl.sum(tl.where(mask2, dtu * gi, 0.0), axis=0),
+                                      mask=tmask, sem="relaxed")
+                else:
+                    pa = prog + n * dim
                     tl.store(dB_ptr + pa, tl.load(dB_ptr + pa, mask=dmask, other=0.0)
-                             + tl.sum(dtu * gi, axis=1), mask=dmask)
-            if C_VARY:
-                pC = dC_ptr + pid_b * sdC_b + gC * sdC_g + n * sdC_n + offs_t
-                dy2 = 2.0 * dy
-                tl.atomic_add(pC, tl.sum(tl.where(mask2, dy2 * hr, 0.0), axis=0), mask=tmask,
-                              sem="relaxed")
-                if C_CPLX:
-                    tl.atomic_add(pC + sdC_p, tl.sum(tl.where(mask2, -dy2 * hi, 0.0), axis=0),
-                                  mask=tmask, sem="relaxed")
-            else:
-                pa = prog + n * dim
-                tl.store(dC_ptr + pa, tl.load(dC_ptr + pa, mask=dmask, other=0.0)
-                         + tl.sum(2.0 * dy * hr, axis=1), mask=dmask)
-                if C_CPLX:
-                    pa = prog + (N + n) * dim
+                             + tl.sum(dtu * gr, axis=1), mask=dmask)
+                    if B_CPLX:
+                        pa = prog + (N + n) * dim
+                        tl.store(dB_ptr + pa, tl.load(dB_ptr + pa, mask=dmask, other=0.0)
+                                 + tl.sum(dtu * gi, axis=1), mask=dmask)
+                if C_VARY:
+                    pC = dC_ptr + pid_b * sdC_b + gC * sdC_g + n * sdC_n + offs_t
+                    dy2 = 2.0 * dy
+                    tl.atomic_add(pC, tl.sum(tl.where(mask2, dy2 * hr, 0.0), axis=0), mask=tmask,
+                                  sem="relaxed")
+                    if C_CPLX:
+                        tl.atomic_add(pC + sdC_p, tl.sum(tl.where(mask2, -dy2 * hi, 0.0), axis=0),
+                                      mask=tmask, sem="relaxed")
+                else:
+                    pa = prog + n * dim
                     tl.store(dC_ptr + pa, tl.load(dC_ptr + pa, mask=dmask, other=0.0)
-                             - tl.sum(2.0 * dy * hi, axis=1), mask=dmask)
+                             + tl.sum(2.0 * dy * hr, axis=1), mask=dmask)
+                    if C_CPLX:
+                        pa = prog + (N + n) * dim
+                        tl.store(dC_ptr + pa, tl.load(dC_ptr + pa, mask=dmask, other=0.0)
+                                 - tl.sum(2.0 * dy * hi, axis=1), mask=dmask)
+        if not SUMMARY:
+            if HAS_D:
+                ypre += Dv[:, None] * u
+                du += Dv[:, None] * dy
+                dD_acc += tl.sum(dy * u, axis=1)
+            if HAS_Z:
+                dz = dout * ypre * sz * (1.0 + zz * (1.0 - sz))
+                tl.store(dz_ptr + offs2, dz.to(dz_ptr.dtype.element_ty), mask=mask2)
+            if SOFTPLUS:
+                ddt = ddt * tl.sigmoid(raw)
+            ddt = tl.where(mask2, ddt, 0.0)
+            dbias_acc += tl.sum(ddt, axis=1)
+            tl.store(ddt_ptr + offs2, ddt.to(ddt_ptr.dtype.element_ty), mask=mask2)
+            tl.store(du_ptr + offs2, du.to(du_ptr.dtype.element_ty), mask=mask2)
+    if SUMMARY:
+        tl.store(dtsum_ptr + (pid_b * n_chunks + pid_c) * dim + offs_d, dtot, mask=dmask)
+    else:
         if HAS_D:
-            ypre += Dv[:, None] * u
-            du += Dv[:, None] * dy
-            dD_acc += tl.sum(dy * u, axis=1)
-        if HAS_Z:
-            dz = dout * ypre * sz * (1.0 + zz * (1.0 - sz))
-            tl.store(dz_ptr + offs2, dz.to(dz_ptr.dtype.element_ty), mask=mask2)
-        if SOFTPLUS:
-            ddt = ddt * tl.sigmoid(raw)
-        ddt = tl.where(mask2, ddt, 0.0)
-        dbias_acc += tl.sum(ddt, axis=1)
-        tl.store(ddt_ptr + offs2, ddt.to(ddt_ptr.dtype.element_ty), mask=mask2)
-        tl.store(du_ptr + offs2, du.to(du_ptr.dtype.element_ty), mask=mask2)
-    if HAS_D:
-        tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=dmask, sem="relaxed")
-    if HAS_BIAS:
-        tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=dmask, sem="relaxed")
+            tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=dmask, sem="relaxed")
+        if HAS_BIAS:
+            tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=dmask, sem="relaxed")
+
+
+_BLOCK = 256  # (state, channel) pairs a program of `_ccombine_kernel`
 
 
 def _cplx_planes(X: Tensor):
@@ -350,7 +446,7 @@ def cscan_fwd(
     real where Bi / Ci is None). Returns y (like u), the last state (batch, dim, N, 2) fp32
     (complex64's layout), the tile-start states (batch, n_tiles, 2, N, dim) fp32 for the
     backward (empty without `save`) and y before the gate (like u; empty without z or save)."""
-    from .triton_scan import _bc_layout, _cdiv, _contig, _opt
+    from .triton_scan import _bc_layout, _cdiv, _config, _contig, _n_chunks, _opt
 
     u, delta, z, D, delta_bias = (_contig(t) for t in (u, delta, z, D, delta_bias))
     Ar, Ai = Ar.float().contiguous(), Ai.float().contiguous()
@@ -366,22 +462,38 @@ def cscan_fwd(
         Ci = _bc_layout(Ci, dim)[0]
         assert Ci.stride() == Cr.stride()
     BD, warps = _shape(dim, [g for g, v in ((gb, b_vary), (gc, c_vary)) if v])
+    n_dblk = _cdiv(dim, BD)
     n_tiles = _cdiv(L, TL)
+    ct, n_chunks = _n_chunks(_config(), batch * n_dblk, warps, n_tiles, u.device)
+    chunk_len = ct * TL
+    f32 = dict(dtype=torch.float32, device=u.device)
     y = torch.empty_like(u)
     ypre = torch.empty_like(u) if z is not None and save else u.new_empty(0)
-    last = torch.empty((batch, dim, N, 2), dtype=torch.float32, device=u.device)
-    states = torch.empty((batch, n_tiles if save else 2, 2, N, dim), dtype=torch.float32,
-                         device=u.device)
-    _cfwd_kernel[(_cdiv(dim, BD), batch)](
-        u, delta, _opt(z, u), Ar, Ai, Br, _opt(Bi, Br), Cr, _opt(Ci, Cr), _opt(D, u),
-        _opt(delta_bias, u), y, states, last, ypre if ypre.numel() else y,
-        dim, L, N, n_tiles if save else 2, gb, gc,
-        u.stride(0), u.stride(1), Ar.stride(0), Ar.stride(1), *sB, *sC,
-        BD=BD, TL=TL, HAS_D=D is not None, HAS_Z=z is not None,
-        HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus, B_VARY=b_vary,
-        C_VARY=c_vary, B_CPLX=Bi is not None, C_CPLX=Ci is not None,
-        SAVE_Y=ypre.numel() > 0, SAVE=save, num_warps=warps,
-    )
+    last = torch.empty((batch, dim, N, 2), **f32)
+    n_slots = n_tiles if save else 2 * n_chunks
+    states = torch.empty((batch, n_slots, 2, N, dim), **f32)
+    grid = (n_dblk, n_chunks, batch)
+    common = (dim, L, N, chunk_len, n_chunks)
+    strides = (gb, gc, u.stride(0), u.stride(1), Ar.stride(0), Ar.stride(1), *sB, *sC)
+    consts = dict(BD=BD, TL=TL, HAS_D=D is not None, HAS_Z=z is not None,
+                  HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus, B_VARY=b_vary,
+                  C_VARY=c_vary, B_CPLX=Bi is not None, C_CPLX=Ci is not None, num_warps=warps)
+    planes = (Ar, Ai, Br, _opt(Bi, Br), Cr, _opt(Ci, Cr), _opt(D, u), _opt(delta_bias, u))
+    h0 = None
+    if n_chunks > 1:  # the chunks' end states from zero, then the states entering them
+        hsum = torch.empty((batch, n_chunks, 2, N, dim), **f32)
+        dtsum = torch.empty((batch, n_chunks, dim), **f32)
+        scratch = torch.empty((batch, 2 * n_chunks, 2, N, dim), **f32)
+        _cfwd_kernel[grid](u, delta, _opt(z, u), *planes, y, hsum, scratch, hsum, y, dtsum,
+                           *common, 2 * n_chunks, *strides, **consts, SAVE_Y=False,
+                           SAVE=False, HAS_H0=False, SUMMARY=True)
+        h0 = torch.empty_like(hsum)
+        _ccombine_kernel[(_cdiv(N * dim, _BLOCK), batch)](
+            hsum, dtsum, Ar, Ai, hsum, h0, dim, N, n_chunks, Ar.stride(0), Ar.stride(1),
+            BLOCK=_BLOCK, REVERSE=False, HAS_INIT=False)
+    _cfwd_kernel[grid](u, delta, _opt(z, u), *planes, y, _opt(h0, last), states, last,
+                       ypre if ypre.numel() else y, last, *common, n_slots, *strides, **consts,
+                       SAVE_Y=ypre.numel() > 0, SAVE=save, HAS_H0=h0 is not None, SUMMARY=False)
     if not save:
         states = states[:, :0]
     return y, last, states, ypre
@@ -410,7 +522,7 @@ def cscan_bwd(
            Tensor]:
     """Backward of `cscan_fwd`: du, ddelta, dAr, dAi, dBr, dBi, dCr, dCi, dD, dz, ddelta_bias
     (empty tensors for absent inputs). dlast: the last state's gradient (batch, dim, N, 2)."""
-    from .triton_scan import _bc_layout, _cdiv, _contig, _opt
+    from .triton_scan import _bc_layout, _cdiv, _config, _contig, _n_chunks, _opt
 
     dout, u, delta, z, D, delta_bias = (_contig(t) for t in (dout, u, delta, z, D, delta_bias))
     Ar, Ai = Ar.float().contiguous(), Ai.float().contiguous()
@@ -425,17 +537,17 @@ def cscan_bwd(
     if Ci is not None:
         Ci = _bc_layout(Ci, dim)[0]
     BD, warps = _shape(dim, [g for g, v in ((gb, b_vary), (gc, c_vary)) if v])
+    n_dblk = _cdiv(dim, BD)
     n_tiles = _cdiv(L, TL)
+    ct, n_chunks = _n_chunks(_config(), batch * n_dblk, warps, n_tiles, u.device)
+    chunk_len = ct * TL
     f32 = dict(dtype=torch.float32, device=u.device)
     du = torch.empty_like(u)
     ddelta = torch.empty_like(delta)
     dz = torch.empty_like(z) if z is not None else u.new_empty(0)
-    part = (batch, 2, N, dim)
+    part = (batch, n_chunks, 2, N, dim)  # per-program partial sums, reduced below
     dA = torch.zeros(part, **f32)
-    if dlast is not None:
-        r = dlast.float().permute(0, 3, 2, 1).contiguous()
-    else:
-        r = torch.zeros(part, **f32)
+    init = dlast.float().permute(0, 3, 2, 1).contiguous() if dlast is not None else None
 
     def grad_buf(X, vary):
         """(buffer, strides (plane, batch, group, n)) of dB or dC."""
@@ -449,23 +561,35 @@ def cscan_bwd(
     dC, sdC = grad_buf(C_in, c_vary)
     dD = torch.zeros((dim,), **f32)
     dbias = torch.zeros((dim,), **f32)
-    _cbwd_kernel[(_cdiv(dim, BD), batch)](
-        dout, u, delta, _opt(z, u), Ar, Ai, Br, _opt(Bi, Br), Cr, _opt(Ci, Cr), _opt(D, u),
-        _opt(delta_bias, u), states, r,
-        du, ddelta, _opt(dz, u), dA, dB, dC, dD, dbias,
-        dim, L, N, n_tiles, gb, gc,
-        u.stride(0), u.stride(1), Ar.stride(0), Ar.stride(1), *sB, *sC, *sdB, *sdC,
-        BD=BD, TL=TL, HAS_D=D is not None, HAS_Z=z is not None,
-        HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus, B_VARY=b_vary,
-        C_VARY=c_vary, B_CPLX=Bi is not None, C_CPLX=Ci is not None, num_warps=warps,
-    )
-    dA = dA.sum(0).transpose(1, 2)  # (2, dim, N)
+    grid = (n_dblk, n_chunks, batch)
+    planes = (Ar, Ai, Br, _opt(Bi, Br), Cr, _opt(Ci, Cr), _opt(D, u), _opt(delta_bias, u))
+    tail = (dim, L, N, chunk_len, n_chunks, n_tiles, gb, gc,
+            u.stride(0), u.stride(1), Ar.stride(0), Ar.stride(1), *sB, *sC, *sdB, *sdC)
+    consts = dict(BD=BD, TL=TL, HAS_D=D is not None, HAS_Z=z is not None,
+                  HAS_BIAS=delta_bias is not None, SOFTPLUS=delta_softplus, B_VARY=b_vary,
+                  C_VARY=c_vary, B_CPLX=Bi is not None, C_CPLX=Ci is not None, num_warps=warps)
+    if n_chunks > 1:  # each chunk's adjoint from a zero carry, then the carries entering them
+        rsum = torch.zeros(part, **f32)
+        dtsum = torch.empty((batch, n_chunks, dim), **f32)
+        _cbwd_kernel[grid](dout, u, delta, _opt(z, u), *planes, states, rsum,
+                           du, ddelta, _opt(dz, u), dA, dB, dC, dD, dbias, dtsum, *tail,
+                           **consts, SUMMARY=True)
+        r = torch.empty(part, **f32)
+        _ccombine_kernel[(_cdiv(N * dim, _BLOCK), batch)](
+            rsum, dtsum, Ar, Ai, _opt(init, rsum), r, dim, N, n_chunks, Ar.stride(0),
+            Ar.stride(1), BLOCK=_BLOCK, REVERSE=True, HAS_INIT=init is not None)
+    else:
+        r = init if init is not None else torch.zeros(part, **f32)
+    _cbwd_kernel[grid](dout, u, delta, _opt(z, u), *planes, states, r,
+                       du, ddelta, _opt(dz, u), dA, dB, dC, dD, dbias, dbias, *tail,
+                       **consts, SUMMARY=False)
+    dA = dA.sum((0, 1)).transpose(1, 2)  # (2, dim, N)
 
     def grads_of(buf, vary, X_in, cplx):
         if vary:
             g = buf if X_in.dim() == 4 else buf[:, :, 0]
         else:
-            g = buf.sum(0).transpose(1, 2)  # (2, dim, N)
+            g = buf.sum((0, 1)).transpose(1, 2)  # (2, dim, N)
         # separate tensors: a custom op's outputs may not alias one another
         re = g[0].to(X_in.dtype, memory_format=torch.contiguous_format, copy=True)
         return re, (g[1].clone(memory_format=torch.contiguous_format) if cplx else u.new_empty(0))
