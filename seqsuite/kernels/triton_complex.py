@@ -416,6 +416,21 @@ def _cbwd_kernel(
 _BLOCK = 256  # (state, channel) pairs a program of `_ccombine_kernel`
 
 
+def _chunks(programs: int, warps: int, n_tiles: int, device: torch.device) -> tuple[int, int]:
+    """(chunk length in tiles, chunks) of a complex scan: `triton_scan._n_chunks` (chunks until
+    the grid has `warps_per_sm` warps an SM, or `chunk_tiles`), but one chunk where the grid
+    has half of that already: a chunked pass scans every chunk twice (its summary first).
+    Measured on the H200 (RESULTS.md 2026-11-30 04:15 UTC): (8, 1536, 2048, 16) in 2 chunks
+    4.66 ms against 2.88 in one; (4, 128, 4096, 32) in 12 chunks 0.86 against 4.21."""
+    from .triton_scan import _config, _n_chunks, _sm_count
+
+    cfg = _config()
+    if cfg.chunk_tiles <= 0 and device.type == "cuda" and \
+            2 * programs * warps >= cfg.warps_per_sm * _sm_count(device):
+        return n_tiles, 1
+    return _n_chunks(cfg, programs, warps, n_tiles, device)
+
+
 def _cplx_planes(X: Tensor):
     """(real, imaginary or None) of B or C: a complex tensor as fp32 planes (differentiable
     views made contiguous), a real one as it is."""
@@ -446,7 +461,7 @@ def cscan_fwd(
     real where Bi / Ci is None). Returns y (like u), the last state (batch, dim, N, 2) fp32
     (complex64's layout), the tile-start states (batch, n_tiles, 2, N, dim) fp32 for the
     backward (empty without `save`) and y before the gate (like u; empty without z or save)."""
-    from .triton_scan import _bc_layout, _cdiv, _config, _contig, _n_chunks, _opt
+    from .triton_scan import _bc_layout, _cdiv, _contig, _opt
 
     u, delta, z, D, delta_bias = (_contig(t) for t in (u, delta, z, D, delta_bias))
     Ar, Ai = Ar.float().contiguous(), Ai.float().contiguous()
@@ -464,7 +479,7 @@ def cscan_fwd(
     BD, warps = _shape(dim, [g for g, v in ((gb, b_vary), (gc, c_vary)) if v])
     n_dblk = _cdiv(dim, BD)
     n_tiles = _cdiv(L, TL)
-    ct, n_chunks = _n_chunks(_config(), batch * n_dblk, warps, n_tiles, u.device)
+    ct, n_chunks = _chunks(batch * n_dblk, warps, n_tiles, u.device)
     chunk_len = ct * TL
     f32 = dict(dtype=torch.float32, device=u.device)
     y = torch.empty_like(u)
@@ -522,7 +537,7 @@ def cscan_bwd(
            Tensor]:
     """Backward of `cscan_fwd`: du, ddelta, dAr, dAi, dBr, dBi, dCr, dCi, dD, dz, ddelta_bias
     (empty tensors for absent inputs). dlast: the last state's gradient (batch, dim, N, 2)."""
-    from .triton_scan import _bc_layout, _cdiv, _config, _contig, _n_chunks, _opt
+    from .triton_scan import _bc_layout, _cdiv, _contig, _opt
 
     dout, u, delta, z, D, delta_bias = (_contig(t) for t in (dout, u, delta, z, D, delta_bias))
     Ar, Ai = Ar.float().contiguous(), Ai.float().contiguous()
@@ -539,7 +554,7 @@ def cscan_bwd(
     BD, warps = _shape(dim, [g for g, v in ((gb, b_vary), (gc, c_vary)) if v])
     n_dblk = _cdiv(dim, BD)
     n_tiles = _cdiv(L, TL)
-    ct, n_chunks = _n_chunks(_config(), batch * n_dblk, warps, n_tiles, u.device)
+    ct, n_chunks = _chunks(batch * n_dblk, warps, n_tiles, u.device)
     chunk_len = ct * TL
     f32 = dict(dtype=torch.float32, device=u.device)
     du = torch.empty_like(u)
