@@ -14,8 +14,8 @@ Backends (DESIGN §3):
 Override with SEQSUITE_SCAN_BACKEND=reference|cpu|triton|auto.
 
 Cases the Triton path does not cover go to the reference even when "triton" is chosen:
-float64 inputs (the kernels compute in float32), and in `selective_state_update` a complex or
-non-float32 state. Complex A/B/C (S4D-style complex states) run in triton_complex.py's
+float64 inputs (the kernels compute in float32), and in `selective_state_update` a state that
+is neither float32 nor complex64. Complex A/B/C (S4D-style complex states) run in triton_complex.py's
 kernels (one program a sequence and channel block, no chunks over L). `backend_for(...)` says which
 backend a call would use.
 """
@@ -83,11 +83,12 @@ def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None,
     """One recurrent step; `state` (batch, dim, N) is updated in place; returns y (batch, dim).
 
     B, C: (batch, N) or (batch, G, N); a time-invariant (dim, N) B is passed as
-    B.expand(batch, dim, N). The Triton kernel handles float32 real states."""
+    B.expand(batch, dim, N). The Triton kernels handle float32 real and complex64 states."""
     name = _chosen(state.device)
-    if name == "triton" and state.dtype == torch.float32 and not (
+    if name == "triton" and (state.dtype == torch.float32 and not (
         A.is_complex() or B.is_complex() or C.is_complex()
-    ):
+    ) or state.dtype == torch.complex64 and A.dtype in (torch.complex64, torch.float32)
+            and all(t.dtype != torch.complex128 for t in (B, C))):
         from .triton_decode import selective_state_update_triton
 
         return selective_state_update_triton(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)
