@@ -72,6 +72,59 @@ def _bwd_chunk_summary_kernel(
 
 
 @triton.jit
+def _bwd_tile_in(dout_ptr, u_ptr, dt_ptr, z_ptr, bias_ptr, offs_d, dmask, offs2, mask2, nmask,
+                 HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """A (BD, TL) tile's inputs for a backward: dt, delta + bias (raw), dt of the next step
+    (0 where nmask is off), u, dout, z and sigmoid(z) (dout where there is no z), and
+    dy = dout silu(z)."""
+    dt, raw = _load_dt(dt_ptr, bias_ptr, offs_d, dmask, offs2, mask2, HAS_BIAS, SOFTPLUS)
+    dtn, _ = _load_dt(dt_ptr, bias_ptr, offs_d, dmask, offs2 + 1, nmask, HAS_BIAS, SOFTPLUS)
+    u = tl.load(u_ptr + offs2, mask=mask2, other=0.0).to(tl.float32)
+    dout = tl.load(dout_ptr + offs2, mask=mask2, other=0.0).to(tl.float32)
+    if HAS_Z:
+        zz = tl.load(z_ptr + offs2, mask=mask2, other=0.0).to(tl.float32)
+        sz = tl.sigmoid(zz)
+        dy = dout * zz * sz
+    else:
+        zz = dout
+        sz = dout
+        dy = dout
+    return dt, raw, dtn, u, dout, zz, sz, dy
+
+
+@triton.jit
+def _bwd_tile_out(ypre, du, ddt, dy, dout, u, raw, zz, sz, Dv, dD_acc, dbias_acc,
+                  dz_ptr, ddt_ptr, du_ptr, offs2, mask2,
+                  HAS_D: tl.constexpr, HAS_Z: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """Finish a backward tile: the D skip's and the gate's terms, softplus's derivative, and
+    the stores of dz, dΔ and du. Returns the running sums for dD and Δ-bias."""
+    if HAS_D:
+        ypre += Dv[:, None] * u
+        du += Dv[:, None] * dy
+        dD_acc += tl.sum(dy * u, axis=1)
+    if HAS_Z:
+        dz = dout * ypre * sz * (1.0 + zz * (1.0 - sz))
+        tl.store(dz_ptr + offs2, dz.to(dz_ptr.dtype.element_ty), mask=mask2)
+    if SOFTPLUS:
+        ddt = ddt * tl.sigmoid(raw)
+    ddt = tl.where(mask2, ddt, 0.0)
+    dbias_acc += tl.sum(ddt, axis=1)
+    tl.store(ddt_ptr + offs2, ddt.to(ddt_ptr.dtype.element_ty), mask=mask2)
+    tl.store(du_ptr + offs2, du.to(du_ptr.dtype.element_ty), mask=mask2)
+    return dD_acc, dbias_acc
+
+
+@triton.jit
+def _bwd_flush(dD_ptr, dbias_ptr, offs_d, dmask, dD_acc, dbias_acc, HAS_D: tl.constexpr,
+               HAS_BIAS: tl.constexpr):
+    """Add a program's sums for dD and Δ-bias to the outputs (fp32 atomics)."""
+    if HAS_D:
+        tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=dmask, sem="relaxed")
+    if HAS_BIAS:
+        tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=dmask, sem="relaxed")
+
+
+@triton.jit
 def _bwd_kernel(
     dout_ptr, u_ptr, dt_ptr, z_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr,
     hs_ptr, r_ptr,
@@ -119,18 +172,11 @@ def _bwd_kernel(
         tmask = offs_t < L
         mask2 = dmask[:, None] & tmask[None, :]
         offs2 = base_u + offs_t[None, :]
-        dt, raw = _load_dt(dt_ptr, bias_ptr, offs_d, dmask, offs2, mask2, HAS_BIAS, SOFTPLUS)
         # dt of the next step (a_{t+1} for the reverse scan); 0 past the end -> a = 1
         nmask = dmask[:, None] & (offs_t[None, :] + 1 < L)
-        dtn, _ = _load_dt(dt_ptr, bias_ptr, offs_d, dmask, offs2 + 1, nmask, HAS_BIAS, SOFTPLUS)
-        u = tl.load(u_ptr + offs2, mask=mask2, other=0.0).to(tl.float32)
-        dout = tl.load(dout_ptr + offs2, mask=mask2, other=0.0).to(tl.float32)
-        if HAS_Z:
-            zz = tl.load(z_ptr + offs2, mask=mask2, other=0.0).to(tl.float32)
-            sz = tl.sigmoid(zz)
-            dy = dout * zz * sz
-        else:
-            dy = dout
+        dt, raw, dtn, u, dout, zz, sz, dy = _bwd_tile_in(
+            dout_ptr, u_ptr, dt_ptr, z_ptr, bias_ptr, offs_d, dmask, offs2, mask2, nmask,
+            HAS_Z, HAS_BIAS, SOFTPLUS)
         dtu = dt * u
         # the adjoint runs backwards in time: its scan works on tiles flipped along time
         # (three cheap flips beat Triton's reverse scan, which is several times slower)
@@ -191,23 +237,12 @@ def _bwd_kernel(
             else:
                 tl.store(dC_ptr + prog + n * dim, pc + tl.sum(dy * h, axis=1), mask=dmask)
             A_n, B_n, C_n, h0, r = A_nx, B_nx, C_nx, h0_nx, r_nx
-        if HAS_D:
-            ypre += Dv[:, None] * u
-            du += Dv[:, None] * dy
-            dD_acc += tl.sum(dy * u, axis=1)
-        if HAS_Z:
-            dz = dout * ypre * sz * (1.0 + zz * (1.0 - sz))
-            tl.store(dz_ptr + offs2, dz.to(dz_ptr.dtype.element_ty), mask=mask2)
-        if SOFTPLUS:
-            ddt = ddt * tl.sigmoid(raw)
-        ddt = tl.where(mask2, ddt, 0.0)
-        dbias_acc += tl.sum(ddt, axis=1)
-        tl.store(ddt_ptr + offs2, ddt.to(ddt_ptr.dtype.element_ty), mask=mask2)
-        tl.store(du_ptr + offs2, du.to(du_ptr.dtype.element_ty), mask=mask2)
-    if HAS_D:
-        tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=dmask, sem="relaxed")
-    if HAS_BIAS:
-        tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=dmask, sem="relaxed")
+        if not HAS_D:
+            Dv = dD_acc
+        dD_acc, dbias_acc = _bwd_tile_out(ypre, du, ddt, dy, dout, u, raw, zz, sz, Dv, dD_acc,
+                                          dbias_acc, dz_ptr, ddt_ptr, du_ptr, offs2, mask2,
+                                          HAS_D, HAS_Z, SOFTPLUS)
+    _bwd_flush(dD_ptr, dbias_ptr, offs_d, dmask, dD_acc, dbias_acc, HAS_D, HAS_BIAS)
 
 
 @triton.jit

@@ -43,6 +43,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from .triton_bwd import _bwd_flush, _bwd_tile_in, _bwd_tile_out
 from .triton_fwd import _load_bc, _load_dt
 
 
@@ -75,6 +76,19 @@ def _load_cbc(re_ptr, im_ptr, offs_d, dmask, offs_t, tmask, n, gbase, s_g, s_n, 
 
 
 @triton.jit
+def _program(dim, s_ub, s_ud, BD: tl.constexpr, TL: tl.constexpr):
+    """A program's ids (channel block, chunk, batch (int64)), its channels and their mask,
+    the tile's column index (1, TL) and the channels' row offsets (BD, 1) into u-like tensors."""
+    pid_d = tl.program_id(0)
+    pid_c = tl.program_id(1)
+    pid_b = tl.program_id(2).to(tl.int64)
+    offs_d = pid_d * BD + tl.arange(0, BD)
+    cols = tl.arange(0, TL)[None, :]
+    return (pid_d, pid_c, pid_b, offs_d, offs_d < dim, cols,
+            pid_b * s_ub + offs_d[:, None].to(tl.int64) * s_ud)
+
+
+@triton.jit
 def _cfwd_kernel(
     u_ptr, dt_ptr, z_ptr, Ar_ptr, Ai_ptr, Br_ptr, Bi_ptr, Cr_ptr, Ci_ptr, D_ptr, bias_ptr,
     y_ptr, h0_ptr, hs_ptr, last_ptr, yp_ptr, dtsum_ptr,
@@ -95,13 +109,7 @@ def _cfwd_kernel(
     SAVE_Y y before the gate (yp). SUMMARY: only the chunk's end state from a zero start
     (into last_ptr as (batch, n_chunks, 2, N, dim)) and its sum of dt (dtsum (batch,
     n_chunks, dim))."""
-    pid_d = tl.program_id(0)
-    pid_c = tl.program_id(1)
-    pid_b = tl.program_id(2).to(tl.int64)
-    offs_d = pid_d * BD + tl.arange(0, BD)
-    dmask = offs_d < dim
-    cols = tl.arange(0, TL)[None, :]
-    base_u = pid_b * s_ub + offs_d[:, None].to(tl.int64) * s_ud
+    pid_d, pid_c, pid_b, offs_d, dmask, cols, base_u = _program(dim, s_ub, s_ud, BD, TL)
     gbB = pid_b * sB_b + ((pid_d * BD) // group_b) * sB_g
     gbC = pid_b * sC_b + ((pid_d * BD) // group_c) * sC_g
     hs_b = hs_ptr + pid_b * n_slots * 2 * N * dim + offs_d  # + ((slot * 2 + part) * N + n) * dim
@@ -257,13 +265,7 @@ def _cbwd_kernel(
     fp32 planes (2, batch, G, N, L) (strides sd*_p, sd*_b, sd*_g, sd*_n; unit over L), added
     to with atomics. SUMMARY: only the adjoint, from a zero carry (r zero on entry): r ends
     as what the chunk hands to the step before it; and the chunk's sum of dt (dtsum)."""
-    pid_d = tl.program_id(0)
-    pid_c = tl.program_id(1)
-    pid_b = tl.program_id(2).to(tl.int64)
-    offs_d = pid_d * BD + tl.arange(0, BD)
-    dmask = offs_d < dim
-    cols = tl.arange(0, TL)[None, :]
-    base_u = pid_b * s_ub + offs_d[:, None].to(tl.int64) * s_ud
+    pid_d, pid_c, pid_b, offs_d, dmask, cols, base_u = _program(dim, s_ub, s_ud, BD, TL)
     gB = (pid_d * BD) // group_b
     gC = (pid_d * BD) // group_c
     gbB = pid_b * sB_b + gB * sB_g
@@ -285,19 +287,12 @@ def _cbwd_kernel(
         tmask = offs_t < t_end
         mask2 = dmask[:, None] & tmask[None, :]
         offs2 = base_u + offs_t[None, :]
-        dt, raw = _load_dt(dt_ptr, bias_ptr, offs_d, dmask, offs2, mask2, HAS_BIAS, SOFTPLUS)
-        dtot += tl.sum(dt, axis=1)
         # a_{t+1} of the step after (0 past the chunk: its carry enters with r)
         nmask = dmask[:, None] & (offs_t[None, :] + 1 < t_end)
-        dtn, _ = _load_dt(dt_ptr, bias_ptr, offs_d, dmask, offs2 + 1, nmask, HAS_BIAS, SOFTPLUS)
-        u = tl.load(u_ptr + offs2, mask=mask2, other=0.0).to(tl.float32)
-        dout = tl.load(dout_ptr + offs2, mask=mask2, other=0.0).to(tl.float32)
-        if HAS_Z:
-            zz = tl.load(z_ptr + offs2, mask=mask2, other=0.0).to(tl.float32)
-            sz = tl.sigmoid(zz)
-            dy = dout * zz * sz
-        else:
-            dy = dout
+        dt, raw, dtn, u, dout, zz, sz, dy = _bwd_tile_in(
+            dout_ptr, u_ptr, dt_ptr, z_ptr, bias_ptr, offs_d, dmask, offs2, mask2, nmask,
+            HAS_Z, HAS_BIAS, SOFTPLUS)
+        dtot += tl.sum(dt, axis=1)
         dtu = dt * u
         dtn_f = tl.flip(dtn, 1)
         dy2_f = tl.flip(2.0 * dy, 1)
@@ -391,26 +386,15 @@ def _cbwd_kernel(
                         tl.store(dC_ptr + pa, tl.load(dC_ptr + pa, mask=dmask, other=0.0)
                                  - tl.sum(2.0 * dy * hi, axis=1), mask=dmask)
         if not SUMMARY:
-            if HAS_D:
-                ypre += Dv[:, None] * u
-                du += Dv[:, None] * dy
-                dD_acc += tl.sum(dy * u, axis=1)
-            if HAS_Z:
-                dz = dout * ypre * sz * (1.0 + zz * (1.0 - sz))
-                tl.store(dz_ptr + offs2, dz.to(dz_ptr.dtype.element_ty), mask=mask2)
-            if SOFTPLUS:
-                ddt = ddt * tl.sigmoid(raw)
-            ddt = tl.where(mask2, ddt, 0.0)
-            dbias_acc += tl.sum(ddt, axis=1)
-            tl.store(ddt_ptr + offs2, ddt.to(ddt_ptr.dtype.element_ty), mask=mask2)
-            tl.store(du_ptr + offs2, du.to(du_ptr.dtype.element_ty), mask=mask2)
+            if not HAS_D:
+                Dv = dD_acc
+            dD_acc, dbias_acc = _bwd_tile_out(ypre, du, ddt, dy, dout, u, raw, zz, sz, Dv,
+                                              dD_acc, dbias_acc, dz_ptr, ddt_ptr, du_ptr, offs2,
+                                              mask2, HAS_D, HAS_Z, SOFTPLUS)
     if SUMMARY:
         tl.store(dtsum_ptr + (pid_b * n_chunks + pid_c) * dim + offs_d, dtot, mask=dmask)
     else:
-        if HAS_D:
-            tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=dmask, sem="relaxed")
-        if HAS_BIAS:
-            tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=dmask, sem="relaxed")
+        _bwd_flush(dD_ptr, dbias_ptr, offs_d, dmask, dD_acc, dbias_acc, HAS_D, HAS_BIAS)
 
 
 _BLOCK = 256  # (state, channel) pairs a program of `_ccombine_kernel`

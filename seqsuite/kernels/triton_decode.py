@@ -18,6 +18,31 @@ from .triton_fwd import _softplus
 
 
 @triton.jit
+def _decode_in(x_ptr, dt_ptr, bias_ptr, pid_b, offs_d, dmask, s_xb, s_xd, s_tb, s_td,
+               HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """x and dt (+ bias, softplus) of a program's BD channels, fp32."""
+    x = tl.load(x_ptr + pid_b * s_xb + offs_d * s_xd, mask=dmask, other=0.0).to(tl.float32)
+    dt = tl.load(dt_ptr + pid_b * s_tb + offs_d * s_td, mask=dmask, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        dt += tl.load(bias_ptr + offs_d, mask=dmask, other=0.0).to(tl.float32)
+    if SOFTPLUS:
+        dt = _softplus(dt)
+    return x, dt
+
+
+@triton.jit
+def _decode_out(y, x, D_ptr, z_ptr, y_ptr, pid_b, offs_d, dmask, dim, s_zb, s_zd,
+                HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
+    """y + D x, gated by silu(z), stored in y's dtype."""
+    if HAS_D:
+        y += tl.load(D_ptr + offs_d, mask=dmask, other=0.0).to(tl.float32) * x
+    if HAS_Z:
+        z = tl.load(z_ptr + pid_b * s_zb + offs_d * s_zd, mask=dmask, other=0.0).to(tl.float32)
+        y = y * z * tl.sigmoid(z)
+    tl.store(y_ptr + pid_b * dim + offs_d, y.to(y_ptr.dtype.element_ty), mask=dmask)
+
+
+@triton.jit
 def _decode_kernel(
     state_ptr, x_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, y_ptr,
     dim, N, group_b, group_c,
@@ -32,12 +57,8 @@ def _decode_kernel(
     offs_n = tl.arange(0, NP)
     dmask = offs_d < dim
     mask2 = dmask[:, None] & (offs_n[None, :] < N)
-    x = tl.load(x_ptr + pid_b * s_xb + offs_d * s_xd, mask=dmask, other=0.0).to(tl.float32)
-    dt = tl.load(dt_ptr + pid_b * s_tb + offs_d * s_td, mask=dmask, other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        dt += tl.load(bias_ptr + offs_d, mask=dmask, other=0.0).to(tl.float32)
-    if SOFTPLUS:
-        dt = _softplus(dt)
+    x, dt = _decode_in(x_ptr, dt_ptr, bias_ptr, pid_b, offs_d, dmask, s_xb, s_xd, s_tb, s_td,
+                       HAS_BIAS, SOFTPLUS)
     A = tl.load(A_ptr + offs_d[:, None] * s_ad + offs_n[None, :] * s_an, mask=mask2, other=0.0)
     gb = offs_d // group_b
     gc = offs_d // group_c
@@ -50,12 +71,7 @@ def _decode_kernel(
     s = s * tl.exp(dt[:, None] * A.to(tl.float32)) + (dt * x)[:, None] * Bt
     tl.store(sp, s.to(state_ptr.dtype.element_ty), mask=mask2)
     y = tl.sum(s * Ct, axis=1)
-    if HAS_D:
-        y += tl.load(D_ptr + offs_d, mask=dmask, other=0.0).to(tl.float32) * x
-    if HAS_Z:
-        z = tl.load(z_ptr + pid_b * s_zb + offs_d * s_zd, mask=dmask, other=0.0).to(tl.float32)
-        y = y * z * tl.sigmoid(z)
-    tl.store(y_ptr + pid_b * dim + offs_d, y.to(y_ptr.dtype.element_ty), mask=dmask)
+    _decode_out(y, x, D_ptr, z_ptr, y_ptr, pid_b, offs_d, dmask, dim, s_zb, s_zd, HAS_D, HAS_Z)
 
 
 @triton.jit
@@ -77,12 +93,8 @@ def _decode_complex_kernel(
     offs_n = tl.arange(0, NP)
     dmask = offs_d < dim
     mask2 = dmask[:, None] & (offs_n[None, :] < N)
-    x = tl.load(x_ptr + pid_b * s_xb + offs_d * s_xd, mask=dmask, other=0.0).to(tl.float32)
-    dt = tl.load(dt_ptr + pid_b * s_tb + offs_d * s_td, mask=dmask, other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        dt += tl.load(bias_ptr + offs_d, mask=dmask, other=0.0).to(tl.float32)
-    if SOFTPLUS:
-        dt = _softplus(dt)
+    x, dt = _decode_in(x_ptr, dt_ptr, bias_ptr, pid_b, offs_d, dmask, s_xb, s_xd, s_tb, s_td,
+                       HAS_BIAS, SOFTPLUS)
     pa = A_ptr + offs_d[:, None] * s_ad + offs_n[None, :] * s_an
     Ar = tl.load(pa, mask=mask2, other=0.0)
     Ai = tl.load(pa + 1, mask=mask2, other=0.0)
@@ -112,12 +124,7 @@ def _decode_complex_kernel(
     tl.store(sp, nr, mask=mask2)
     tl.store(sp + 1, ni, mask=mask2)
     y = 2.0 * tl.sum(Cr * nr - Ci * ni, axis=1)
-    if HAS_D:
-        y += tl.load(D_ptr + offs_d, mask=dmask, other=0.0).to(tl.float32) * x
-    if HAS_Z:
-        z = tl.load(z_ptr + pid_b * s_zb + offs_d * s_zd, mask=dmask, other=0.0).to(tl.float32)
-        y = y * z * tl.sigmoid(z)
-    tl.store(y_ptr + pid_b * dim + offs_d, y.to(y_ptr.dtype.element_ty), mask=dmask)
+    _decode_out(y, x, D_ptr, z_ptr, y_ptr, pid_b, offs_d, dmask, dim, s_zb, s_zd, HAS_D, HAS_Z)
 
 
 def _step_bc(X: torch.Tensor, dim: int):
