@@ -44,7 +44,7 @@ import triton.language as tl
 from torch import Tensor
 
 from .triton_bwd import _bwd_flush, _bwd_tile_in, _bwd_tile_out
-from .triton_fwd import _load_bc, _load_dt
+from .triton_fwd import _flat_nd, _load_bc, _load_dt
 
 
 
@@ -210,12 +210,7 @@ def _ccombine_kernel(
     the adjoint entering chunk c from its end, s <- conj(exp(A dtsum[c])) s + summ[c].
     summ, out: (batch, n_chunks, 2, N, dim); dtsum (batch, n_chunks, dim); init (REVERSE:
     the last state's gradient as (batch, 2, N, dim))."""
-    pid = tl.program_id(0)
-    pid_b = tl.program_id(1).to(tl.int64)
-    offs = pid * BLOCK + tl.arange(0, BLOCK)  # flat (n, d)
-    mask = offs < dim * N
-    n = offs // dim
-    d = offs % dim
+    pid_b, offs, mask, n, d = _flat_nd(dim, N, BLOCK)
     Ar = tl.load(Ar_ptr + d * s_ab + n * s_an, mask=mask, other=0.0) * 1.4426950408889634
     Ai = tl.load(Ai_ptr + d * s_ab + n * s_an, mask=mask, other=0.0)
     if REVERSE:
@@ -435,6 +430,28 @@ def _shape(dim: int, groups: list[int]) -> tuple[int, int]:
     return _block_d(bd, dim, groups), warps
 
 
+def _plan(u: Tensor, Br: Tensor, Bi: Optional[Tensor], Cr: Tensor, Ci: Optional[Tensor],
+          TL: int):
+    """The launch plan both complex launchers share: B's and C's planes with their layout
+    ((real, imaginary or None, varying, group size, strides) each, as `_bc_layout`), channels
+    and warps a program, channel blocks, tiles, chunk length in tiles and chunks."""
+    from .triton_scan import _bc_layout, _cdiv
+
+    batch, dim, L = u.shape
+    out = []
+    for re, im in ((Br, Bi), (Cr, Ci)):
+        re, vary, g, st = _bc_layout(re, dim)
+        if im is not None:
+            im = _bc_layout(im, dim)[0]
+            assert im.stride() == re.stride()
+        out.append((re, im, vary, g, st))
+    BD, warps = _shape(dim, [g for _, _, v, g, _ in out if v])
+    n_dblk = _cdiv(dim, BD)
+    n_tiles = _cdiv(L, TL)
+    ct, n_chunks = _chunks(batch * n_dblk, warps, n_tiles, u.device)
+    return out[0], out[1], BD, warps, n_dblk, n_tiles, ct, n_chunks
+
+
 @torch.library.custom_op("seqsuite::cscan_fwd", mutates_args=())
 def cscan_fwd(
     u: Tensor, delta: Tensor, Ar: Tensor, Ai: Tensor, Br: Tensor, Bi: Optional[Tensor],
@@ -445,25 +462,15 @@ def cscan_fwd(
     real where Bi / Ci is None). Returns y (like u), the last state (batch, dim, N, 2) fp32
     (complex64's layout), the tile-start states (batch, n_tiles, 2, N, dim) fp32 for the
     backward (empty without `save`) and y before the gate (like u; empty without z or save)."""
-    from .triton_scan import _bc_layout, _cdiv, _contig, _opt
+    from .triton_scan import _cdiv, _contig, _opt
 
     u, delta, z, D, delta_bias = (_contig(t) for t in (u, delta, z, D, delta_bias))
     Ar, Ai = Ar.float().contiguous(), Ai.float().contiguous()
     batch, dim, L = u.shape
     N = Ar.shape[1]
     TL = tile
-    Br, b_vary, gb, sB = _bc_layout(Br, dim)
-    Cr, c_vary, gc, sC = _bc_layout(Cr, dim)
-    if Bi is not None:
-        Bi = _bc_layout(Bi, dim)[0]
-        assert Bi.stride() == Br.stride()
-    if Ci is not None:
-        Ci = _bc_layout(Ci, dim)[0]
-        assert Ci.stride() == Cr.stride()
-    BD, warps = _shape(dim, [g for g, v in ((gb, b_vary), (gc, c_vary)) if v])
-    n_dblk = _cdiv(dim, BD)
-    n_tiles = _cdiv(L, TL)
-    ct, n_chunks = _chunks(batch * n_dblk, warps, n_tiles, u.device)
+    (Br, Bi, b_vary, gb, sB), (Cr, Ci, c_vary, gc, sC), BD, warps, n_dblk, n_tiles, ct, \
+        n_chunks = _plan(u, Br, Bi, Cr, Ci, TL)
     chunk_len = ct * TL
     f32 = dict(dtype=torch.float32, device=u.device)
     y = torch.empty_like(u)
@@ -521,7 +528,7 @@ def cscan_bwd(
            Tensor]:
     """Backward of `cscan_fwd`: du, ddelta, dAr, dAi, dBr, dBi, dCr, dCi, dD, dz, ddelta_bias
     (empty tensors for absent inputs). dlast: the last state's gradient (batch, dim, N, 2)."""
-    from .triton_scan import _bc_layout, _cdiv, _contig, _opt
+    from .triton_scan import _cdiv, _contig, _opt
 
     dout, u, delta, z, D, delta_bias = (_contig(t) for t in (dout, u, delta, z, D, delta_bias))
     Ar, Ai = Ar.float().contiguous(), Ai.float().contiguous()
@@ -529,16 +536,8 @@ def cscan_bwd(
     N = Ar.shape[1]
     TL = tile
     B_in, C_in = Br, Cr
-    Br, b_vary, gb, sB = _bc_layout(Br, dim)
-    Cr, c_vary, gc, sC = _bc_layout(Cr, dim)
-    if Bi is not None:
-        Bi = _bc_layout(Bi, dim)[0]
-    if Ci is not None:
-        Ci = _bc_layout(Ci, dim)[0]
-    BD, warps = _shape(dim, [g for g, v in ((gb, b_vary), (gc, c_vary)) if v])
-    n_dblk = _cdiv(dim, BD)
-    n_tiles = _cdiv(L, TL)
-    ct, n_chunks = _chunks(batch * n_dblk, warps, n_tiles, u.device)
+    (Br, Bi, b_vary, gb, sB), (Cr, Ci, c_vary, gc, sC), BD, warps, n_dblk, n_tiles, ct, \
+        n_chunks = _plan(u, Br, Bi, Cr, Ci, TL)
     chunk_len = ct * TL
     f32 = dict(dtype=torch.float32, device=u.device)
     du = torch.empty_like(u)

@@ -126,6 +126,15 @@ def _fwd_chunk_summary_kernel(
 
 
 @triton.jit
+def _flat_nd(dim, N, BLOCK: tl.constexpr):
+    """A combine program's batch (program id 1, int64), its flat (n, d) offsets (n · dim + d;
+    program id 0 picks the block), their mask, n and d."""
+    pid_b = tl.program_id(1).to(tl.int64)
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    return pid_b, offs, offs < dim * N, offs // dim, offs % dim
+
+
+@triton.jit
 def _chunk_combine_kernel(
     summ_ptr, dtsum_ptr, A_ptr, init_ptr, out_ptr,
     dim, N, n_chunks, s_ab, s_an,
@@ -134,12 +143,7 @@ def _chunk_combine_kernel(
     """Carry states across chunks: out[c] = state entering chunk c (forward) or, REVERSE,
     the adjoint entering it from the end; s <- exp(A * dtsum[c]) * s + summ[c].
     summ, out: (batch, n_chunks, N, dim); dtsum: (batch, n_chunks, dim); init: (batch, dim, N)."""
-    pid = tl.program_id(0)
-    pid_b = tl.program_id(1).to(tl.int64)
-    offs = pid * BLOCK + tl.arange(0, BLOCK)  # flat (n, d)
-    mask = offs < dim * N
-    n = offs // dim
-    d = offs % dim
+    pid_b, offs, mask, n, d = _flat_nd(dim, N, BLOCK)
     A2 = tl.load(A_ptr + d * s_ab + n * s_an, mask=mask, other=0.0) * 1.4426950408889634
     if HAS_INIT:
         s = tl.load(init_ptr + pid_b * dim * N + d * N + n, mask=mask, other=0.0).to(tl.float32)
