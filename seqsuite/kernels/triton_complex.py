@@ -10,9 +10,9 @@ time-invariant (dim, N). Complex tensors enter the kernels as their real and ima
 (fp32), so the custom ops below take real tensors only and autograd maps their gradients back
 to the complex inputs.
 
-Forward (`_cfwd_kernel`): a program takes BD channels of one sequence and walks L in tiles of
-TL steps; inside a tile each state's recurrence is one `tl.associative_scan` of complex
-(a, x) pairs over the time axis. The state entering every tile is written to `hs`
+Forward (`_cfwd_kernel`): a program takes BD channels of one chunk of a sequence and walks it
+in tiles of TL steps; inside a tile each state's recurrence is one `tl.associative_scan` of
+complex (a, x) pairs over the time axis. The state entering every tile is written to `hs`
 (batch, n_tiles, 2, N, dim): it carries the state to the next tile (the program reads back
 what it wrote, after a block barrier) and is what the backward reads.
 
@@ -30,8 +30,11 @@ and with w_t = a_t h_{t-1} = h_t − x_t and q_t = G_t conj(w_t):
 reverse scan on the flipped tile with the carry conj(a_first) G_first handed from the tile
 after it.
 
-Both kernels run a sequence in one program (no chunks over L): grids of batch × dim / BD
-programs. They run on CUDA and, under TRITON_INTERPRET=1, on the CPU (tests).
+Chunks over L (`_chunks`: where batch × dim / BD programs would leave the GPU half empty):
+the same kernels in SUMMARY mode give each chunk's end state from a zero start (forward) or
+the adjoint it hands to the step before it from a zero carry (backward), and
+`_ccombine_kernel` carries those across the chunks. The kernels run on CUDA and, under
+TRITON_INTERPRET=1, on the CPU (tests).
 """
 from __future__ import annotations
 
@@ -45,7 +48,6 @@ from torch import Tensor
 
 from .triton_bwd import _bwd_flush, _bwd_tile_in, _bwd_tile_out
 from .triton_fwd import _flat_nd, _load_bc, _load_dt
-
 
 
 @triton.jit
