@@ -32,9 +32,15 @@ def make(batch, dim, L, N, layout="vary", G=1, dtype=torch.float32, seed=0):
     return x
 
 
+def up(t):
+    """t in double precision: complex128 for a complex tensor, float64 otherwise."""
+    return t.to(torch.complex128) if t.is_complex() else t.double()
+
+
 def rel(a, b):
-    a, b = a.double(), b.double()
-    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
+    """‖a − b‖ / ‖b‖ in double precision (real or complex tensors)."""
+    a, b = up(a), up(b)
+    return ((a - b).abs().norm() / b.abs().norm().clamp_min(1e-30)).item()
 
 
 def run_both(x):
@@ -266,12 +272,6 @@ def test_gpu_complex_scan_matches_reference(shape, layout, dtype):
              C=C, D=r(dim), z=r(batch, dim, L).to(dtype), delta_bias=r(dim) * 0.3 - 3.0)
     assert backend_for(x["u"], A, B, C) == "triton"
 
-    def up(t):
-        return t.to(torch.complex128) if t.is_complex() else t.double()
-
-    def crel(a, b):
-        return ((up(a) - up(b)).abs().norm() / up(b).abs().norm().clamp_min(1e-30)).item()
-
     out = {}
     for name, fn, cast in (("tri", selective_scan, lambda t: t), ("ref", selective_scan_ref, up)):
         args = {k: cast(v).detach().clone().requires_grad_() for k, v in x.items()}
@@ -285,9 +285,9 @@ def test_gpu_complex_scan_matches_reference(shape, layout, dtype):
     (y, last, gt), (yr, lr, gr) = out["tri"], out["ref"]
     tol, gtol = (1e-4, 1e-3) if dtype == torch.float32 else (1e-2, 2e-2)
     assert y.dtype == dtype and last.dtype == torch.complex64
-    assert crel(y, yr) < tol and crel(last, lr) < 1e-4
+    assert rel(y, yr) < tol and rel(last, lr) < 1e-4
     for k in gr:
-        assert crel(gt[k], gr[k]) < gtol, (k, crel(gt[k], gr[k]))
+        assert rel(gt[k], gr[k]) < gtol, (k, rel(gt[k], gr[k]))
 
 
 def test_gpu_long_sequence_batch1():
@@ -331,15 +331,13 @@ def test_gpu_complex_long_sequence_batch1():
     h = None
     err, norm = 0.0, 0.0
     for lo in range(0, L, seg):
-        part = {k: (v[..., lo:lo + seg] if v.dim() == 3 else v) for k, v in x.items()}
-        part = {k: (v.to(torch.complex128) if v.is_complex() else v.double())
-                for k, v in part.items()}
+        part = {k: up(v[..., lo:lo + seg] if v.dim() == 3 else v) for k, v in x.items()}
         yr, h = selective_scan_ref(**part, delta_softplus=True, return_last_state=True,
                                    initial_state=h, chunk_size=64)
         err += (y[..., lo:lo + seg].double() - yr).square().sum().item()
         norm += yr.square().sum().item()
     assert (err / norm) ** 0.5 < 1e-2
-    assert ((last.to(torch.complex128) - h).abs().norm() / h.abs().norm()).item() < 1e-4
+    assert rel(last, h) < 1e-4
 
 
 def test_gpu_decode_and_cuda_graph():

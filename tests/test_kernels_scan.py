@@ -65,9 +65,15 @@ def run_both(x, softplus=True, with_last=True, drop=()):
     return out
 
 
+def up(t):
+    """t in double precision: complex128 for a complex tensor, float64 otherwise."""
+    return t.to(torch.complex128) if t.is_complex() else t.double()
+
+
 def rel(a, b):
-    a, b = a.double(), b.double()
-    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
+    """‖a − b‖ / ‖b‖ in double precision (real or complex tensors)."""
+    a, b = up(a), up(b)
+    return ((a - b).abs().norm() / b.abs().norm().clamp_min(1e-30)).item()
 
 
 def check(out, tol=2e-5, gtol=2e-5):
@@ -169,9 +175,6 @@ def run_both_complex(x, softplus=True):
     from seqsuite.kernels import selective_scan
     from seqsuite.kernels.reference import selective_scan_ref
 
-    def up(t):
-        return t.to(torch.complex128) if t.is_complex() else t.double()
-
     out = {}
     for name, fn, cast in (("tri", selective_scan, lambda t: t), ("ref", selective_scan_ref, up)):
         args = {k: (cast(v).detach().clone().requires_grad_() if v is not None else None)
@@ -186,22 +189,15 @@ def run_both_complex(x, softplus=True):
     return out
 
 
-def crel(a, b):
-    """rel for real or complex tensors."""
-    a = a.to(torch.complex128) if a.is_complex() else a.double()
-    b = b.to(torch.complex128) if b.is_complex() else b.double()
-    return ((a - b).abs().norm() / b.abs().norm().clamp_min(1e-30)).item()
-
-
 def check_complex(out, tol=2e-5):
     (y, last, g), (yr, lr, gr) = out["tri"], out["ref"]
     assert last.dtype == torch.complex64
-    assert crel(y, yr) < tol, crel(y, yr)
-    assert crel(last, lr) < tol, crel(last, lr)
+    assert rel(y, yr) < tol, rel(y, yr)
+    assert rel(last, lr) < tol, rel(last, lr)
     for k in gr:
         assert g[k] is not None and g[k].shape == gr[k].shape, k
         assert g[k].is_complex() == gr[k].is_complex(), k
-        assert crel(g[k], gr[k]) < tol, (k, crel(g[k], gr[k]))
+        assert rel(g[k], gr[k]) < tol, (k, rel(g[k], gr[k]))
 
 
 @pytest.mark.parametrize("shape,layout", [
@@ -240,7 +236,7 @@ def test_complex_scan_no_grad_saves_nothing(triton_backend):
     with torch.no_grad():
         y, last = selective_scan(**x, delta_softplus=True, return_last_state=True)
     yr, lr = selective_scan_ref(**x, delta_softplus=True, return_last_state=True)
-    assert crel(y, yr) < 2e-5 and crel(last, lr) < 2e-5
+    assert rel(y, yr) < 2e-5 and rel(last, lr) < 2e-5
 
 
 def test_s4_complex_scan_path_matches_fft(triton_backend):

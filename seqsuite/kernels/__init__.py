@@ -15,9 +15,8 @@ Override with SEQSUITE_SCAN_BACKEND=reference|cpu|triton|auto.
 
 Cases the Triton path does not cover go to the reference even when "triton" is chosen:
 float64 inputs (the kernels compute in float32), and in `selective_state_update` a state that
-is neither float32 nor complex64. Complex A/B/C (S4D-style complex states) run in triton_complex.py's
-kernels (one program a sequence and channel block, no chunks over L). `backend_for(...)` says which
-backend a call would use.
+is neither float32 nor complex64. Complex A/B/C (S4D-style complex states) run in
+triton_complex.py's kernels. `backend_for(...)` says which backend a call would use.
 """
 from __future__ import annotations
 
@@ -44,10 +43,14 @@ def _chosen(device: torch.device) -> str:
     return name
 
 
+def _any_complex(*tensors: torch.Tensor) -> bool:
+    return any(t.is_complex() for t in tensors)
+
+
 def backend_for(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> str:
     """The backend `selective_scan` uses for these inputs ("triton", "cpu" or "reference")."""
     name = _chosen(u.device)
-    if name == "cpu" and (A.is_complex() or B.is_complex() or C.is_complex()):
+    if name == "cpu" and _any_complex(A, B, C):
         return "reference"
     if name in ("triton", "cpu") and u.dtype == torch.float64:
         return "reference"
@@ -61,7 +64,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     Returns y in u's dtype, and the last state (batch, dim, N) when `return_last_state`.
     Differentiable in every tensor argument on both backends."""
     backend = backend_for(u, A, B, C)
-    if backend == "triton" and (A.is_complex() or B.is_complex() or C.is_complex()):
+    if backend == "triton" and _any_complex(A, B, C):
         from .triton_complex import selective_scan_complex_triton
 
         return selective_scan_complex_triton(u, delta, A, B, C, D, z, delta_bias,
@@ -85,10 +88,13 @@ def selective_state_update(state, x, dt, A, B, C, D=None, z=None, dt_bias=None,
     B, C: (batch, N) or (batch, G, N); a time-invariant (dim, N) B is passed as
     B.expand(batch, dim, N). The Triton kernels handle float32 real and complex64 states."""
     name = _chosen(state.device)
-    if name == "triton" and (state.dtype == torch.float32 and not (
-        A.is_complex() or B.is_complex() or C.is_complex()
-    ) or state.dtype == torch.complex64 and A.dtype in (torch.complex64, torch.float32)
-            and all(t.dtype != torch.complex128 for t in (B, C))):
+    if state.dtype == torch.float32:  # a real state: real A, B, C
+        kernel_takes = not _any_complex(A, B, C)
+    else:  # a complex64 state: A complex64 or float32; B, C anything but complex128
+        kernel_takes = (state.dtype == torch.complex64
+                        and A.dtype in (torch.complex64, torch.float32)
+                        and torch.complex128 not in (B.dtype, C.dtype))
+    if name == "triton" and kernel_takes:
         from .triton_decode import selective_state_update_triton
 
         return selective_state_update_triton(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus)

@@ -59,9 +59,9 @@ def _clin_combine(ar1, ai1, br1, bi1, ar2, ai2, br2, bi2):
 
 @triton.jit
 def _cexp(dt, Ar, Ai):
-    """exp(dt (Ar + i Ai)) for a (BD, TL) dt and (BD,) A: (real, imaginary)."""
-    mag = tl.exp2(dt * (Ar * 1.4426950408889634)[:, None])
-    ang = dt * Ai[:, None]
+    """exp(dt (Ar + i Ai)) elementwise (the operands broadcast): (real, imaginary)."""
+    mag = tl.exp2(dt * (Ar * 1.4426950408889634))
+    ang = dt * Ai
     return mag * tl.cos(ang), mag * tl.sin(ang)
 
 
@@ -165,7 +165,7 @@ def _cfwd_kernel(
                                sB_l, B_VARY, B_CPLX)
             pr = tl.load(hs_b + (slot * 2 * N + n) * dim, mask=dmask, other=0.0)
             pi = tl.load(hs_b + ((slot * 2 + 1) * N + n) * dim, mask=dmask, other=0.0)
-            ar, ai = _cexp(dt, Ar, Ai)
+            ar, ai = _cexp(dt, Ar[:, None], Ai[:, None])
             xr = dtu * Br
             xi = dtu * Bi
             first = cols == 0
@@ -213,7 +213,7 @@ def _ccombine_kernel(
     summ, out: (batch, n_chunks, 2, N, dim); dtsum (batch, n_chunks, dim); init (REVERSE:
     the last state's gradient as (batch, 2, N, dim))."""
     pid_b, offs, mask, n, d = _flat_nd(dim, N, BLOCK)
-    Ar = tl.load(Ar_ptr + d * s_ab + n * s_an, mask=mask, other=0.0) * 1.4426950408889634
+    Ar = tl.load(Ar_ptr + d * s_ab + n * s_an, mask=mask, other=0.0)
     Ai = tl.load(Ai_ptr + d * s_ab + n * s_an, mask=mask, other=0.0)
     if REVERSE:
         Ai = -Ai
@@ -232,9 +232,7 @@ def _ccombine_kernel(
         tl.store(out_ptr + idx, sr, mask=mask)
         tl.store(out_ptr + idx + N * dim, si, mask=mask)
         dts = tl.load(dtsum_ptr + (pid_b * n_chunks + c) * dim + d, mask=mask, other=0.0)
-        mag = tl.exp2(dts * Ar)
-        pr = mag * tl.cos(dts * Ai)
-        pi = mag * tl.sin(dts * Ai)
+        pr, pi = _cexp(dts, Ar, Ai)
         hr = tl.load(summ_ptr + idx, mask=mask, other=0.0)
         hi = tl.load(summ_ptr + idx + N * dim, mask=mask, other=0.0)
         sr, si = pr * sr - pi * si + hr, pr * si + pi * sr + hi
@@ -305,9 +303,9 @@ def _cbwd_kernel(
                                sC_l, C_VARY, C_CPLX)
             rr = tl.load(r_ptr + prog + n * dim, mask=dmask, other=0.0)
             ri = tl.load(r_ptr + prog + (N + n) * dim, mask=dmask, other=0.0)
-            ar, ai = _cexp(dt, Ar, Ai)
+            ar, ai = _cexp(dt, Ar[:, None], Ai[:, None])
             # the adjoint, on the tile flipped along time: c = 2 dy conj(C), decay conj(a_{t+1})
-            nr, ni = _cexp(dtn_f, Ar, Ai)
+            nr, ni = _cexp(dtn_f, Ar[:, None], Ai[:, None])
             if C_VARY:
                 cr = tl.flip(Cr, 1) * dy2_f
                 ci = -tl.flip(Ci, 1) * dy2_f

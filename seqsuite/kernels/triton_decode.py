@@ -14,6 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .triton_complex import _cexp
 from .triton_fwd import _softplus
 
 
@@ -115,9 +116,7 @@ def _decode_complex_kernel(
     sp = state_ptr + pid_b * s_sb + offs_d[:, None] * s_sd + offs_n[None, :] * s_sn
     sr = tl.load(sp, mask=mask2, other=0.0)
     si = tl.load(sp + 1, mask=mask2, other=0.0)
-    mag = tl.exp(dt[:, None] * Ar)
-    ar = mag * tl.cos(dt[:, None] * Ai)
-    ai = mag * tl.sin(dt[:, None] * Ai)
+    ar, ai = _cexp(dt[:, None], Ar, Ai)
     dx = (dt * x)[:, None]
     nr = ar * sr - ai * si + dx * Br
     ni = ar * si + ai * sr + dx * Bi
