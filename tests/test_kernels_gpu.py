@@ -290,43 +290,12 @@ def test_gpu_complex_scan_matches_reference(shape, layout, dtype):
         assert rel(gt[k], gr[k]) < gtol, (k, rel(gt[k], gr[k]))
 
 
-def test_gpu_long_sequence_batch1():
-    """Batch 1, L = 2^20 (the §7 row): y and the last state against the float64 reference run
-    in segments of 2^16 steps carrying the state."""
+def check_in_segments(x, L, seg):
+    """`selective_scan` on x (length L) against the float64 reference run in segments of seg
+    steps carrying the state: y to 1e-2 and the last state to 1e-4, relative."""
     from seqsuite.kernels import selective_scan
     from seqsuite.kernels.reference import selective_scan_ref
 
-    L, seg = 1 << 20, 1 << 16
-    x = make(1, 256, L, 16, dtype=torch.bfloat16)
-    y, last = selective_scan(**x, delta_softplus=True, return_last_state=True)
-    h = None
-    err, norm = 0.0, 0.0
-    for lo in range(0, L, seg):
-        part = {k: (v[..., lo:lo + seg].double() if v.dim() == 3 else v.double()) for k, v in x.items()}
-        yr, h = selective_scan_ref(**part, delta_softplus=True, return_last_state=True,
-                                   initial_state=h, chunk_size=64)
-        err += (y[..., lo:lo + seg].double() - yr).square().sum().item()
-        norm += yr.square().sum().item()
-    assert (err / norm) ** 0.5 < 1e-2
-    assert rel(last, h) < 1e-4
-
-
-def test_gpu_complex_long_sequence_batch1():
-    """Complex states, batch 1, L = 2^20 (chunked over L): y and the last state against the
-    float64 reference run in segments of 2^16 steps carrying the state."""
-    from seqsuite.kernels import selective_scan
-    from seqsuite.kernels.reference import selective_scan_ref
-
-    L, seg, dim, N = 1 << 20, 1 << 16, 64, 8
-    g = torch.Generator(device="cuda").manual_seed(5)
-
-    def r(*s):
-        return torch.randn(*s, device="cuda", generator=g)
-
-    x = dict(u=r(1, dim, L).bfloat16(), delta=(r(1, dim, L) * 0.5).bfloat16(),
-             A=torch.complex(-torch.rand(dim, N, device="cuda", generator=g) - 0.05, r(dim, N)),
-             B=torch.complex(r(dim, N), r(dim, N)), C=torch.complex(r(dim, N), r(dim, N)),
-             D=r(dim), z=r(1, dim, L).bfloat16(), delta_bias=r(dim) * 0.3 - 3.0)
     y, last = selective_scan(**x, delta_softplus=True, return_last_state=True)
     h = None
     err, norm = 0.0, 0.0
@@ -338,6 +307,30 @@ def test_gpu_complex_long_sequence_batch1():
         norm += yr.square().sum().item()
     assert (err / norm) ** 0.5 < 1e-2
     assert rel(last, h) < 1e-4
+
+
+def test_gpu_long_sequence_batch1():
+    """Batch 1, L = 2^20 (the §7 row): y and the last state against the float64 reference run
+    in segments of 2^16 steps carrying the state."""
+    L, seg = 1 << 20, 1 << 16
+    x = make(1, 256, L, 16, dtype=torch.bfloat16)
+    check_in_segments(x, L, seg)
+
+
+def test_gpu_complex_long_sequence_batch1():
+    """Complex states, batch 1, L = 2^20 (chunked over L): y and the last state against the
+    float64 reference run in segments of 2^16 steps carrying the state."""
+    L, seg, dim, N = 1 << 20, 1 << 16, 64, 8
+    g = torch.Generator(device="cuda").manual_seed(5)
+
+    def r(*s):
+        return torch.randn(*s, device="cuda", generator=g)
+
+    x = dict(u=r(1, dim, L).bfloat16(), delta=(r(1, dim, L) * 0.5).bfloat16(),
+             A=torch.complex(-torch.rand(dim, N, device="cuda", generator=g) - 0.05, r(dim, N)),
+             B=torch.complex(r(dim, N), r(dim, N)), C=torch.complex(r(dim, N), r(dim, N)),
+             D=r(dim), z=r(1, dim, L).bfloat16(), delta_bias=r(dim) * 0.3 - 3.0)
+    check_in_segments(x, L, seg)
 
 
 def test_gpu_decode_and_cuda_graph():
